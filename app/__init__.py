@@ -1,0 +1,69 @@
+"""wxsurvey: the Flask app factory, built in small register_* steps."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from app.config import Settings, load_settings
+from app.db import db
+from app.redis_store import redis_store
+
+
+def create_app(config: Settings | Mapping[str, Mapping[str, Any]] | None = None) -> Flask:
+    """Build the app. `config` is ready Settings, or overrides on top of file and environment."""
+    settings = config if isinstance(config, Settings) else load_settings(overrides=config)
+    app = Flask(__name__)
+    app.config.update(
+        SETTINGS=settings,
+        SECRET_KEY=settings.app.secret_key,
+        MAX_CONTENT_LENGTH=2 * 1024 * 1024,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.app.base_url.startswith("https://"),
+        JSON_AS_ASCII=False,
+    )
+    app.json.ensure_ascii = False
+    register_logging(app, settings)
+    register_extensions(app)
+    register_blueprints(app, settings)
+    register_error_pages(app)
+    return app
+
+
+def register_logging(app: Flask, settings: Settings) -> None:
+    level = getattr(logging, str(settings.app.log_level).upper(), logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app.logger.setLevel(level)
+
+
+def register_extensions(app: Flask) -> None:
+    db.init_app(app)
+    redis_store.init_app(app)
+
+
+def register_blueprints(app: Flask, settings: Settings) -> None:
+    from app.api import bp as api_bp
+    from app.console import bp as console_bp
+    from app.ops import bp as ops_bp
+    from app.public import bp as public_bp
+    from app.wechat import bp as wechat_bp
+
+    app.register_blueprint(ops_bp)
+    app.register_blueprint(wechat_bp)
+    app.register_blueprint(public_bp)
+    app.register_blueprint(console_bp, url_prefix="/console")
+    app.register_blueprint(api_bp, url_prefix="/api/v1")
+    if not settings.is_production and settings.wechat.simulator:
+        from app.dev import bp as dev_bp
+
+        app.register_blueprint(dev_bp, url_prefix="/dev")
+
+
+def register_error_pages(app: Flask) -> None:
+    from app.error_pages import register
+
+    register(app)

@@ -1,0 +1,139 @@
+"""Console admins and API tokens: creation, password checks with lockout, token verification."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from app import audit
+from app.departments import get_department
+from app.errors import Conflict, Forbidden, Invalid, NotFound
+from app.models import AdminUser, ApiToken, utcnow
+from app.models.accounts import ROLES
+
+USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,64}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+MIN_PASSWORD = 10
+LOCK_AFTER = 5
+LOCK_FOR = timedelta(minutes=15)
+TOKEN_PREFIX = "wxs_"
+
+
+# --- admins -------------------------------------------------------------------------------------
+
+
+def create_admin(
+    session: Session,
+    *,
+    username: str,
+    password: str,
+    role: str,
+    scope_code: str | None = None,
+    actor: str = "system",
+) -> AdminUser:
+    if not USERNAME_RE.match(username or ""):
+        raise Invalid("用户名应为 3-64 位字母、数字、_ . -", field="username")
+    if role not in ROLES:
+        raise Invalid(f"角色 {role!r} 无效：应为 {', '.join(ROLES)}", field="role")
+    if len(password or "") < MIN_PASSWORD:
+        raise Invalid(f"密码至少 {MIN_PASSWORD} 位", field="password")
+    if role == "scoped_admin" and not scope_code:
+        raise Invalid("scoped_admin 需要指定管辖单位（--scope 单位编码）", field="scope")
+    if role == "city_admin" and scope_code:
+        raise Invalid("city_admin 管辖全市，不能指定 --scope", field="scope")
+    scope = get_department(session, scope_code) if scope_code else None
+    if session.scalar(select(AdminUser.id).where(AdminUser.username == username)) is not None:
+        raise Conflict(f"用户名 {username} 已存在", field="username")
+    user = AdminUser(
+        username=username, password_hash=generate_password_hash(password), role=role, scope=scope
+    )
+    session.add(user)
+    session.flush()
+    audit.record(session, actor, "admin.create", username, {"role": role, "scope": scope_code})
+    return user
+
+
+def authenticate(session: Session, username: str, password: str, ip: str | None = None) -> AdminUser:
+    """Check a password; lock the account for a while after repeated failures."""
+    user = session.scalar(select(AdminUser).where(AdminUser.username == username))
+    now = utcnow()
+    if user is None or not user.active:
+        # Same work and same message as a wrong password, so usernames cannot be probed.
+        check_password_hash(generate_password_hash("x"), password or "")
+        raise Forbidden("用户名或密码错误")
+    if user.locked_until and _aware(user.locked_until) > now:
+        raise Forbidden("登录失败次数过多，账号已临时锁定，请 15 分钟后再试")
+    if not check_password_hash(user.password_hash, password or ""):
+        user.failed_logins += 1
+        if user.failed_logins >= LOCK_AFTER:
+            user.locked_until = now + LOCK_FOR
+            user.failed_logins = 0
+            audit.record(session, username, "admin.locked", username, {}, ip)
+        session.commit()
+        raise Forbidden("用户名或密码错误")
+    user.failed_logins, user.locked_until, user.last_login_at = 0, None, now
+    audit.record(session, username, "admin.login", username, {}, ip)
+    return user
+
+
+def _aware(value):
+    from datetime import UTC
+
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+# --- API tokens ---------------------------------------------------------------------------------
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: ApiToken
+    secret: str  # shown once, never stored
+
+
+def create_token(
+    session: Session, name: str, surveys: list[str] | None = None, actor: str = "system"
+) -> IssuedToken:
+    if not NAME_RE.match(name or ""):
+        raise Invalid("令牌名称应为 1-64 位字母、数字、_ . -", field="name")
+    if session.scalar(select(ApiToken.id).where(ApiToken.name == name)) is not None:
+        raise Conflict(f"令牌 {name} 已存在", field="name")
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(
+        name=name, token_hash=hash_token(secret), prefix=secret[:10], surveys=list(surveys or [])
+    )
+    session.add(token)
+    session.flush()
+    audit.record(session, actor, "token.create", name, {"surveys": token.surveys})
+    return IssuedToken(token, secret)
+
+
+def revoke_token(session: Session, name: str, actor: str = "system") -> ApiToken:
+    token = session.scalar(select(ApiToken).where(ApiToken.name == name))
+    if token is None:
+        raise NotFound(f"没有名为 {name} 的令牌", field="name")
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+        audit.record(session, actor, "token.revoke", name)
+    return token
+
+
+def verify_token(session: Session, secret: str) -> ApiToken | None:
+    """The live token for this secret, or None (unknown or revoked)."""
+    if not secret:
+        return None
+    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(secret)))
+    if token is None or token.revoked_at is not None:
+        return None
+    return token

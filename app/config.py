@@ -1,0 +1,269 @@
+"""Settings: built-in defaults < TOML file < WXSURVEY_<SECTION>_<KEY> environment variables.
+
+Every key is declared in DEFAULTS with its type; unknown keys and malformed values raise a
+ConfigError whose message names the key, so a typo never silently becomes a default.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "app": {
+        "secret_key": "",
+        "base_url": "http://127.0.0.1:5000",
+        "mode": "dev",
+        "host": "127.0.0.1",
+        "port": 5000,
+        "var_dir": "var",
+        "account_name": "市民意调查",
+        "web_workers": 2,
+        "web_threads": 4,
+        "log_level": "INFO",
+    },
+    "database": {
+        "url": "",
+        "echo": False,
+        "pool_size": 5,
+    },
+    "redis": {
+        "url": "",
+        "embedded_appendfsync": "everysec",
+    },
+    "wechat": {
+        "appid": "",
+        "secret": "",
+        "token": "",
+        "encoding_aes_key": "",
+        "previous_encoding_aes_key": "",
+        "api_base_url": "https://api.weixin.qq.com",
+        "oauth_base_url": "https://open.weixin.qq.com",
+        "require_wechat_browser": True,
+        "timestamp_tolerance": 300,
+        "max_body_bytes": 65536,
+        "simulator": True,
+    },
+    "survey": {
+        "respondent_secret": "",
+        "min_sample": 30,
+        "text_max_length": 500,
+        "drain_batch_size": 500,
+        "scan_window_hours": 24,
+        "straightline_min_questions": 4,
+    },
+    "exports": {
+        "dir": "var/exports",
+        "push_secret": "",
+        "push_timeout": 10,
+        "push_retries": 5,
+        "schedules": [],
+    },
+    "qr": {
+        "font_path": "",
+    },
+}
+
+MODES = ("dev", "production")
+# Secrets production refuses to start without, in the order they are reported.
+PRODUCTION_SECRETS = (
+    ("app", "secret_key"),
+    ("survey", "respondent_secret"),
+    ("wechat", "appid"),
+    ("wechat", "secret"),
+    ("wechat", "token"),
+)
+# Secrets dev mode generates once and keeps in var/dev-secrets.toml.
+DEV_GENERATED = (("app", "secret_key"), ("survey", "respondent_secret"))
+# Fixed credentials of the built-in WeChat simulator, used in dev mode when none are set.
+DEV_WECHAT = {
+    "appid": "wxdev0000simulator",
+    "secret": "dev-simulator-secret",
+    "token": "devtoken",
+    "encoding_aes_key": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+}
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names it on one line."""
+
+
+class Section(dict):
+    """A dict whose keys can also be read as attributes: settings.wechat.token."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+class Settings(dict):
+    """All sections, plus where they came from."""
+
+    def __getattr__(self, name: str) -> Section:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def is_production(self) -> bool:
+        return self["app"]["mode"] == "production"
+
+    @property
+    def var_dir(self) -> Path:
+        return Path(self["app"]["var_dir"]).resolve()
+
+
+def _coerce(where: str, default: Any, value: Any) -> Any:
+    """Convert value to the type of default, or raise ConfigError naming where."""
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off", ""):
+            return False
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if isinstance(default, list):
+        if isinstance(value, list):
+            return value
+        raise ConfigError(f"{where}: expected a list of tables, got {value!r}")
+    if isinstance(value, str):
+        return value
+    raise ConfigError(f"{where}: expected a string, got {value!r}")
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _merge_file(values: dict[str, dict[str, Any]], data: Mapping[str, Any], source: str) -> None:
+    for section, table in data.items():
+        if section not in DEFAULTS:
+            raise ConfigError(f"{source}: unknown section [{section}]")
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{source}: [{section}] must be a table")
+        for key, value in table.items():
+            if key not in DEFAULTS[section]:
+                raise ConfigError(f"{source}: unknown key {section}.{key}")
+            values[section][key] = _coerce(f"{source}: {section}.{key}", DEFAULTS[section][key], value)
+
+
+def _merge_env(values: dict[str, dict[str, Any]], environ: Mapping[str, str]) -> None:
+    for name, raw in environ.items():
+        if not name.startswith("WXSURVEY_") or name.startswith("WXSURVEY_TEST_") or name == "WXSURVEY_CONFIG":
+            continue
+        rest = name[len("WXSURVEY_") :].lower()
+        section, _, key = rest.partition("_")
+        if section not in DEFAULTS or key not in DEFAULTS[section]:
+            raise ConfigError(f"{name}: no such setting")
+        if isinstance(DEFAULTS[section][key], list):
+            raise ConfigError(f"{name}: {section}.{key} can only be set in the TOML file")
+        values[section][key] = _coerce(name, DEFAULTS[section][key], raw)
+
+
+def _validate(values: dict[str, dict[str, Any]]) -> None:
+    app = values["app"]
+    if app["mode"] not in MODES:
+        raise ConfigError(f"app.mode: must be one of {', '.join(MODES)}, got {app['mode']!r}")
+    if not 0 < app["port"] < 65536:
+        raise ConfigError(f"app.port: must be 1..65535, got {app['port']}")
+    if not app["base_url"].startswith(("http://", "https://")):
+        raise ConfigError(f"app.base_url: must start with http:// or https://, got {app['base_url']!r}")
+    app["base_url"] = app["base_url"].rstrip("/")
+    aes = values["wechat"]["encoding_aes_key"]
+    if aes and len(aes) != 43:
+        raise ConfigError(f"wechat.encoding_aes_key: must be 43 characters, got {len(aes)}")
+    old = values["wechat"]["previous_encoding_aes_key"]
+    if old and len(old) != 43:
+        raise ConfigError(f"wechat.previous_encoding_aes_key: must be 43 characters, got {len(old)}")
+    if values["redis"]["embedded_appendfsync"] not in ("always", "everysec", "no"):
+        raise ConfigError("redis.embedded_appendfsync: must be always, everysec or no")
+    for key in ("min_sample", "text_max_length", "drain_batch_size"):
+        if values["survey"][key] < 1:
+            raise ConfigError(f"survey.{key}: must be at least 1")
+
+
+def _dev_secrets(values: dict[str, dict[str, Any]]) -> None:
+    """Fill missing dev secrets from var/dev-secrets.toml, creating it on first use."""
+    var = Path(values["app"]["var_dir"])
+    path = var / "dev-secrets.toml"
+    stored: dict[str, Any] = _read_toml(path) if path.exists() else {}
+    changed = False
+    for section, key in DEV_GENERATED:
+        if values[section][key]:
+            continue
+        name = f"{section}_{key}"
+        if not stored.get(name):
+            stored[name] = secrets.token_urlsafe(32)
+            changed = True
+        values[section][key] = stored[name]
+    if changed:
+        var.mkdir(parents=True, exist_ok=True)
+        text = "".join(f'{k} = "{v}"\n' for k, v in stored.items())
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("# generated by wxsurvey in dev mode; delete to rotate\n" + text)
+        os.chmod(tmp, 0o600)
+        tmp.replace(path)
+    for key, value in DEV_WECHAT.items():
+        if not values["wechat"][key]:
+            values["wechat"][key] = value
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Settings:
+    """Build the settings: defaults, then the TOML file, then the environment, then overrides."""
+    environ = os.environ if environ is None else environ
+    values = {section: dict(keys) for section, keys in DEFAULTS.items()}
+    for section in values:
+        for key, value in values[section].items():
+            if isinstance(value, list):
+                values[section][key] = list(value)
+    if path is None:
+        path = environ.get("WXSURVEY_CONFIG") or None
+        if path is None and Path("config.toml").exists():
+            path = "config.toml"
+    elif not Path(path).exists():
+        raise ConfigError(f"{path}: no such config file")
+    if path is not None:
+        if not Path(path).exists():
+            raise ConfigError(f"WXSURVEY_CONFIG={path}: no such config file")
+        _merge_file(values, _read_toml(Path(path)), str(path))
+    _merge_env(values, environ)
+    if overrides:
+        _merge_file(values, overrides, "overrides")
+    _validate(values)
+    if values["app"]["mode"] == "production":
+        for section, key in PRODUCTION_SECRETS:
+            if not values[section][key]:
+                env = f"WXSURVEY_{section.upper()}_{key.upper()}"
+                raise ConfigError(f"production mode needs {section}.{key} (or {env}); it is not set")
+        if values["app"]["secret_key"] and len(values["app"]["secret_key"]) < 16:
+            raise ConfigError("app.secret_key: must be at least 16 characters in production")
+    else:
+        _dev_secrets(values)
+    return Settings({section: Section(keys) for section, keys in values.items()})

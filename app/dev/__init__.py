@@ -1,0 +1,5 @@
+"""Dev mode only: the WeChat simulator (phone page, fake WeChat API and OAuth)."""
+
+from flask import Blueprint
+
+bp = Blueprint("dev", __name__)

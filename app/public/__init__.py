@@ -1,0 +1,5 @@
+"""The citizen's questionnaire pages, opened in WeChat's browser."""
+
+from flask import Blueprint
+
+bp = Blueprint("public", __name__)

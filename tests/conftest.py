@@ -1,0 +1,255 @@
+"""Test fixtures: real Redis (embedded, or WXSURVEY_TEST_REDIS_URL) and real SQL (SQLite, and
+PostgreSQL when WXSURVEY_TEST_DATABASE_URL is set: every test using `app` then runs on both).
+
+Each xdist worker gets its own SQLite file, its own PostgreSQL schema and its own Redis
+database; tables are emptied and Redis flushed before every test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from app import create_app
+from app.config import load_settings
+from app.migrate import upgrade
+from app.models import Base
+
+for _name in list(os.environ):
+    if _name.startswith("WXSURVEY_") and not _name.startswith("WXSURVEY_TEST_"):
+        del os.environ[_name]
+
+PG_URL = os.environ.get("WXSURVEY_TEST_DATABASE_URL", "")
+REDIS_URL = os.environ.get("WXSURVEY_TEST_REDIS_URL", "")
+BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+
+
+def worker_index(config) -> int:
+    name = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(name[2:]) if name[2:].isdigit() else 0
+
+
+def pytest_generate_tests(metafunc):
+    if "backend" in metafunc.fixturenames:
+        metafunc.parametrize("backend", BACKENDS, scope="session")
+
+
+# --- Redis ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory, request) -> Iterator[str]:
+    """A real Redis: the configured server (a db number of this worker's own) or an embedded one."""
+    if REDIS_URL:
+        url = make_url_with_db(REDIS_URL, 9 + worker_index(request.config))
+        client = redis.Redis.from_url(url)
+        client.ping()  # fail, don't skip, when the CI server is unreachable
+        client.flushdb()
+        yield url
+        client.flushdb()
+        client.close()
+        return
+    from app.redis_store import ensure_embedded, stop_embedded
+
+    var = tmp_path_factory.mktemp("redis")
+    url = ensure_embedded(var, appendfsync="no")
+    yield url
+    stop_embedded(var)
+
+
+def make_url_with_db(url: str, db: int) -> str:
+    base = url.split("?", 1)[0]
+    scheme, _, rest = base.partition("://")
+    host = rest.split("/", 1)[0]
+    return f"{scheme}://{host}/{db}"
+
+
+@pytest.fixture
+def redis_client(redis_url) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+# --- SQL -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def database_url(backend, tmp_path_factory, request) -> Iterator[str]:
+    """A migrated, empty database of this worker's own on the given backend."""
+    if backend == "sqlite":
+        path = tmp_path_factory.mktemp("sqlite") / "test.db"
+        url = f"sqlite:///{path}"
+        engine = create_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        yield url
+        return
+    schema = f"wx_{worker_index(request.config)}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:  # fails (not skips) when the server is unreachable
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    url_text = url.render_as_string(hide_password=False)
+    engine = create_engine(url_text)
+    upgrade(engine)
+    engine.dispose()
+    yield url_text
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+def empty_tables(engine) -> None:
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("TRUNCATE " + ", ".join(tables) + " RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                conn.execute(text(f"DELETE FROM {table}"))
+
+
+# --- the app ---------------------------------------------------------------------------------------
+
+
+def settings_for(tmp_path: Path, database_url: str, redis_url: str, **sections):
+    """Settings isolated from the developer's environment and config file."""
+    config = tmp_path / "config.toml"
+    if not config.exists():
+        config.write_text("")
+    overrides = {
+        "app": {"var_dir": str(tmp_path / "var"), "base_url": "http://wx.test", **sections.pop("app", {})},
+        "database": {"url": database_url, **sections.pop("database", {})},
+        "redis": {"url": redis_url, **sections.pop("redis", {})},
+        **sections,
+    }
+    return load_settings(config, environ={}, overrides=overrides)
+
+
+@pytest.fixture
+def app(tmp_path, database_url, redis_client, redis_url):
+    app = create_app(settings_for(tmp_path, database_url, redis_url))
+    app.config["TESTING"] = True
+    database = app.extensions["wxsurvey_db"]
+    empty_tables(database.engine)
+    with app.app_context():
+        from app.surveys import sync_templates
+
+        sync_templates(database.session)
+        database.session.commit()
+    yield app
+    database.session.remove()
+    database.engine.dispose()
+
+
+@pytest.fixture
+def session(app):
+    with app.app_context():
+        from app.db import db
+
+        yield db.session
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def demo(app, session):
+    """The demo org chart and its open surveys."""
+    from app.demo import load_demo
+
+    info = load_demo(session, app.config["SETTINGS"].var_dir)
+    session.commit()
+    return info
+
+
+class LiveServer:
+    def __init__(self, app) -> None:
+        from werkzeug.serving import make_server
+
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(app) -> Iterator[LiveServer]:
+    """The app served over real HTTP on loopback, in a thread of this process."""
+    with LiveServer(app) as server:
+        yield server
+
+
+# --- the browser -----------------------------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian Chromium through Playwright; skipped when absent unless WXSURVEY_TEST_BROWSER=1."""
+    required = os.environ.get("WXSURVEY_TEST_BROWSER") == "1"
+    if CHROMIUM is None:
+        if required:
+            pytest.fail("WXSURVEY_TEST_BROWSER=1 but no chromium on PATH (apt-get install chromium)")
+        pytest.skip("chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    """Where tests save screenshots and other files for people to look at."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, input: str | None = None, cwd: Path | None = None):
+    """Run the installed `wxsurvey` command in a subprocess, as a user would."""
+    exe = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "wxsurvey"
+    command = [str(exe)] if exe.exists() else [shutil.which("wxsurvey") or "wxsurvey"]
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("WXSURVEY_")}
+    return subprocess.run(
+        command + list(args),
+        env={**base_env, **(env or {})},
+        input=input,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )
