@@ -22,6 +22,7 @@ TallyKey = tuple[int, int, date, str, str, int, int, int]
 KEY_COLUMNS = ("survey_id", "department_id", "day", "channel", "status", "segment_option_id", "question_id",
                "option_id")  # fmt: skip
 CITY_TZ = ZoneInfo("Asia/Shanghai")
+UPSERT_CHUNK = 1000  # rows per statement: keeps SQLite under its bound-parameter limit
 
 
 def local_day(moment: datetime) -> date:
@@ -72,11 +73,12 @@ def apply_tally(session: Session, keys: Iterable[TallyKey], sign: int = 1) -> in
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     if dialect not in ("postgresql", "sqlite"):
         raise NotImplementedError(f"tally upsert for {dialect}")
-    stmt = insert(TallyRow).values(rows)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=list(KEY_COLUMNS), set_={"count": TallyRow.count + stmt.excluded.count}
-    )
-    session.execute(stmt)
+    for start in range(0, len(rows), UPSERT_CHUNK):
+        stmt = insert(TallyRow).values(rows[start : start + UPSERT_CHUNK])
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(KEY_COLUMNS), set_={"count": TallyRow.count + stmt.excluded.count}
+        )
+        session.execute(stmt)
     return len(rows)
 
 
