@@ -15,7 +15,7 @@ from sqlalchemy import func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from app.models import TallyRow
+from app.models import TallyRow, utcnow
 
 # (survey_id, department_id, day, channel, status, segment_option_id, question_id, option_id)
 TallyKey = tuple[int, int, date, str, str, int, int, int]
@@ -68,7 +68,11 @@ def apply_tally(session: Session, keys: Iterable[TallyKey], sign: int = 1) -> in
     counts = Counter(keys)
     if not counts:
         return 0
-    rows = [dict(zip(KEY_COLUMNS, key, strict=True), count=sign * n) for key, n in sorted(counts.items())]
+    now = utcnow()
+    rows = [
+        dict(zip(KEY_COLUMNS, key, strict=True), count=sign * n, updated_at=now)
+        for key, n in sorted(counts.items())
+    ]
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     if dialect not in ("postgresql", "sqlite"):
@@ -76,7 +80,8 @@ def apply_tally(session: Session, keys: Iterable[TallyKey], sign: int = 1) -> in
     for start in range(0, len(rows), UPSERT_CHUNK):
         stmt = insert(TallyRow).values(rows[start : start + UPSERT_CHUNK])
         stmt = stmt.on_conflict_do_update(
-            index_elements=list(KEY_COLUMNS), set_={"count": TallyRow.count + stmt.excluded.count}
+            index_elements=list(KEY_COLUMNS),
+            set_={"count": TallyRow.count + stmt.excluded.count, "updated_at": stmt.excluded.updated_at},
         )
         session.execute(stmt)
     return len(rows)

@@ -8,12 +8,12 @@ sentinels rather than NULLs so that the unique key holds on every engine.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 from sqlalchemy import BigInteger, Date, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import Base, BigId
+from app.models.base import Base, BigId, utcnow
 
 
 class TallyRow(Base):
@@ -41,3 +41,5 @@ class TallyRow(Base):
     question_id: Mapped[int] = mapped_column(Integer, default=0)
     option_id: Mapped[int] = mapped_column(Integer, default=0)
     count: Mapped[int] = mapped_column(BigInteger, default=0)
+    # When the count last changed: the pull API's incremental `since` reads it.
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

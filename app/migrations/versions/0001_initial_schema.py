@@ -155,6 +155,7 @@ def upgrade() -> None:
         sa.Column("question_id", sa.Integer(), nullable=False),
         sa.Column("option_id", sa.Integer(), nullable=False),
         sa.Column("count", sa.BigInteger(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tally_rows")),
         sa.UniqueConstraint(
             "survey_id",
