@@ -88,6 +88,10 @@ DEV_WECHAT = {
 }
 
 
+# Variables of the same prefix that are not settings: the config path, test and bench switches, debug.
+NOT_SETTINGS = ("WXSURVEY_CONFIG", "WXSURVEY_DEBUG", "WXSURVEY_TEST_", "WXSURVEY_BENCH_")
+
+
 class ConfigError(Exception):
     """A setting is missing or malformed; the message names it on one line."""
 
@@ -172,7 +176,7 @@ def _merge_file(values: dict[str, dict[str, Any]], data: Mapping[str, Any], sour
 
 def _merge_env(values: dict[str, dict[str, Any]], environ: Mapping[str, str]) -> None:
     for name, raw in environ.items():
-        if not name.startswith("WXSURVEY_") or name.startswith("WXSURVEY_TEST_") or name == "WXSURVEY_CONFIG":
+        if not name.startswith("WXSURVEY_") or name.startswith(NOT_SETTINGS):
             continue
         rest = name[len("WXSURVEY_") :].lower()
         section, _, key = rest.partition("_")

@@ -50,7 +50,7 @@ def queue_lag(raw: Redis) -> dict[str, Any]:
         count = queue.count
         oldest = None
         if count:
-            jobs = queue.get_jobs(0, 0)
+            jobs = queue.get_jobs(0, 1)
             if jobs and jobs[0].enqueued_at:
                 enqueued = jobs[0].enqueued_at
                 if enqueued.tzinfo is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -20,6 +21,7 @@ def alembic_config(connection=None) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     with engine.begin() as connection:
         command.upgrade(alembic_config(connection), revision)
 

@@ -52,6 +52,17 @@ def sync_templates(session: Session) -> list[str]:
     return sorted(templates)
 
 
+def save_template(session: Session, template: Template, actor: str = "system") -> SurveyTemplate:
+    """Insert or update one template (custom templates; surveys already created keep their snapshot)."""
+    row = session.scalar(select(SurveyTemplate).where(SurveyTemplate.name == template.name))
+    row = row or SurveyTemplate(name=template.name)
+    row.title, row.version, row.definition = template.title, template.version, template.to_snapshot()
+    session.add(row)
+    session.flush()
+    audit.record(session, actor, "template.save", template.name, {"version": template.version})
+    return row
+
+
 def get_template(session: Session, name: str) -> Template:
     row = session.scalar(select(SurveyTemplate).where(SurveyTemplate.name == name))
     if row is None:

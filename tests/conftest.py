@@ -213,7 +213,8 @@ CHROMIUM_ARGS = [
     "--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
 
 
 @pytest.fixture(scope="session")
@@ -241,9 +242,10 @@ def artifacts() -> Path:
 
 def run_cli(*args: str, env: dict[str, str] | None = None, input: str | None = None, cwd: Path | None = None):
     """Run the installed `wxsurvey` command in a subprocess, as a user would."""
-    exe = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "wxsurvey"
+    exe = ROOT / ".venv" / "bin" / "wxsurvey"
     command = [str(exe)] if exe.exists() else [shutil.which("wxsurvey") or "wxsurvey"]
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("WXSURVEY_")}
+    base_env["PYTHONPATH"] = str(ROOT)  # this checkout's code, whichever checkout the venv was installed from
     return subprocess.run(
         command + list(args),
         env={**base_env, **(env or {})},
