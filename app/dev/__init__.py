@@ -3,3 +3,5 @@
 from flask import Blueprint
 
 bp = Blueprint("dev", __name__)
+
+from app.dev import fake_wechat  # noqa: E402,F401

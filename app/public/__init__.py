@@ -3,3 +3,5 @@
 from flask import Blueprint
 
 bp = Blueprint("public", __name__)
+
+from app.public import identity  # noqa: E402,F401

@@ -3,3 +3,5 @@
 from flask import Blueprint
 
 bp = Blueprint("wechat", __name__)
+
+from app.wechat import webhook  # noqa: E402,F401

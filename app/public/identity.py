@@ -1,0 +1,121 @@
+"""Who is answering: the openid from WeChat OAuth (snsapi_base), kept in the signed session.
+
+The questionnaire view does `openid = current_openid()` and, when it is None, returns
+`begin_identity(request.url)`: the OAuth redirect in WeChat's browser, the "open in WeChat"
+page elsewhere, or (require_wechat_browser off, or dev mode with the simulator) a cookie identity.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import secrets
+from urllib.parse import urlsplit
+
+from flask import Response, current_app, redirect, render_template, request, session, url_for
+
+from app.errors import Invalid
+from app.public import bp
+from app.wechat_api import (
+    WeChatApiError,
+    exchange_oauth_code,
+    oauth_authorize_url,
+    talks_to_simulator,
+    uses_simulator,
+)
+from qr import url_qr_png
+
+OPENID_KEY = "wx_openid"
+CHANNEL_KEY = "wx_channel"
+STATE_KEY = "wx_oauth_state"
+RETURN_KEY = "wx_return_to"
+# Set by the simulator's phone page (/dev/open): this browser plays WeChat's browser.
+SIMULATED_BROWSER_KEY = "wx_sim_browser"
+CHANNELS = ("wechat", "dev", "web")
+
+
+def current_openid() -> str | None:
+    openid = session.get(OPENID_KEY)
+    return openid if isinstance(openid, str) and openid else None
+
+
+def current_channel() -> str:
+    channel = session.get(CHANNEL_KEY)
+    return channel if current_openid() and channel in CHANNELS else "web"
+
+
+def in_wechat_browser() -> bool:
+    if "MicroMessenger" in request.headers.get("User-Agent", ""):
+        return True
+    return uses_simulator(_settings()) and bool(session.get(SIMULATED_BROWSER_KEY))
+
+
+def wechat_browser_required() -> bool:
+    """require_wechat_browser as it applies: dev mode with the simulator lets desktop browsers in."""
+    settings = _settings()
+    return bool(settings.wechat.require_wechat_browser) and not uses_simulator(settings)
+
+
+def begin_identity(return_to: str) -> Response:
+    """What a page needing an openid returns when there is none yet."""
+    path = _local_path(return_to)
+    if in_wechat_browser():
+        state = secrets.token_urlsafe(16)
+        session[STATE_KEY] = state
+        session[RETURN_KEY] = path
+        redirect_uri = _settings().app.base_url + url_for("public.oauth_callback")
+        return redirect(oauth_authorize_url(_settings(), redirect_uri, state))
+    if wechat_browser_required():
+        page_url = _settings().app.base_url + path
+        qr = base64.b64encode(url_qr_png(page_url, box_size=6, border=2)).decode()
+        html = render_template("public/open_in_wechat.html", page_url=page_url, qr_data=qr)
+        return Response(html, status=200, headers={"Cache-Control": "no-store"})
+    session[OPENID_KEY] = "dev-" + secrets.token_urlsafe(16)
+    session[CHANNEL_KEY] = "dev"
+    return redirect(path)
+
+
+@bp.get("/oauth/callback")
+def oauth_callback():
+    return_to = session.get(RETURN_KEY) or "/"
+    if current_openid():  # a refresh of this URL: the code was already used, never send it again
+        return redirect(return_to)
+    expected = session.pop(STATE_KEY, None)
+    state, code = request.args.get("state", ""), request.args.get("code", "")
+    if not expected or not state or not hmac.compare_digest(str(expected), state) or not code:
+        return _notice(400, "链接已过期", "这个授权链接已经失效了，请重新扫码或从公众号菜单进入。", return_to)
+    try:
+        identity = exchange_oauth_code(_settings(), code)
+    except Invalid as exc:
+        return _notice(400, "授权已失效", exc.message, return_to)
+    except WeChatApiError:
+        current_app.logger.warning("OAuth code exchange failed", exc_info=True)
+        return _notice(503, "网络有点忙", "暂时无法确认您的身份，请稍后点击下方按钮重试。", return_to)
+    if identity.is_snapshotuser:
+        return _notice(
+            403,
+            "请使用完整服务",
+            "您正在浏览页面快照，无法参与评价。请点击屏幕下方的「使用完整服务」后再填写问卷，谢谢！",
+            None,
+        )
+    session[OPENID_KEY] = identity.openid
+    session[CHANNEL_KEY] = "dev" if talks_to_simulator(_settings()) else "wechat"
+    return redirect(return_to)
+
+
+def _notice(status: int, title: str, message: str, retry_to: str | None):
+    html = render_template("public/identity_notice.html", title=title, message=message, retry_to=retry_to)
+    return Response(html, status=status, headers={"Cache-Control": "no-store"})
+
+
+def _local_path(url: str) -> str:
+    """Only a path on this site (with its query): never an open redirect to somewhere else."""
+    parts = urlsplit(url or "/")
+    path = parts.path or "/"
+    if not path.startswith("/") or path.startswith("//") or "\\" in path:
+        path = "/"
+    return path + (f"?{parts.query}" if parts.query else "")
+
+
+def _settings():
+    return current_app.config["SETTINGS"]

@@ -1,0 +1,178 @@
+"""QR scene strings and scan routing: which questionnaire a scanned code, a menu tap or a keyword leads to.
+
+Scene format (at most 64 characters, WeChat's limit for permanent string scenes):
+  `d:<department code>`              a department's code: leads to the open survey that covers it
+  `s:<survey slug>:<department code>` one survey and one department (slug ≤ 40, code ≤ 20 → ≤ 63)
+A new follower's scan arrives as `qrscene_<scene>`; `parse_scene` accepts both forms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from redis import Redis
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from app.departments import CODE_RE
+from app.models import Department, Survey
+from app.respondents import record_scan, respondent_key
+from app.surveys import SLUG_RE, accepting_state, covers, list_surveys
+
+MAX_SCENE_LENGTH = 64
+SUBSCRIBE_PREFIX = "qrscene_"
+
+
+@dataclass(frozen=True)
+class Scene:
+    department_code: str
+    survey_slug: str | None = None  # None: whichever open survey covers the department
+
+    @property
+    def text(self) -> str:
+        if self.survey_slug is None:
+            return department_scene(self.department_code)
+        return survey_scene(self.survey_slug, self.department_code)
+
+
+def department_scene(code: str) -> str:
+    if not CODE_RE.match(code or ""):
+        raise ValueError(f"invalid department code {code!r}")
+    return f"d:{code}"
+
+
+def survey_scene(slug: str, code: str) -> str:
+    if not SLUG_RE.match(slug or ""):
+        raise ValueError(f"invalid survey slug {slug!r}")
+    return f"s:{slug}:{department_scene(code)[2:]}"
+
+
+def parse_scene(text: str | None) -> Scene | None:
+    """The scene in an EventKey (with or without `qrscene_`), or None when it is not one of ours."""
+    if not text:
+        return None
+    if text.startswith(SUBSCRIBE_PREFIX):
+        text = text[len(SUBSCRIBE_PREFIX) :]
+    if len(text) > MAX_SCENE_LENGTH:
+        return None
+    kind, _, rest = text.partition(":")
+    if kind == "d" and CODE_RE.match(rest):
+        return Scene(rest)
+    if kind == "s":
+        slug, _, code = rest.partition(":")
+        if SLUG_RE.match(slug) and CODE_RE.match(code):
+            return Scene(code, slug)
+    return None
+
+
+def questionnaire_url(settings, slug: str, code: str) -> str:
+    return f"{settings.app.base_url}/q/{slug}/{code}"
+
+
+# --- routing a scan or a keyword to a questionnaire link ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a scan leads: a link to answer, or the reason there is none (`problem`)."""
+
+    department: Department | None
+    survey: Survey | None
+    url: str | None
+    problem: str | None  # unknown_scene, unknown_department, department_inactive, not_covered,
+    #                       not_open, closed, no_open_survey
+
+
+def _open_survey_for(session: Session, department: Department, today: date) -> Survey | None:
+    """The open survey covering the department today, the most recently started first."""
+    for survey in list_surveys(session, status="open"):
+        if covers(survey, department) and survey.period_start <= today <= survey.period_end:
+            return survey
+    return None
+
+
+def route_scene(session: Session, settings, scene: Scene | None, today: date) -> Route:
+    if scene is None:
+        return Route(None, None, None, "unknown_scene")
+    department = session.scalar(select(Department).where(Department.code == scene.department_code))
+    if department is None:
+        return Route(None, None, None, "unknown_department")
+    if scene.survey_slug is None:
+        if not department.active:
+            return Route(department, None, None, "department_inactive")
+        survey = _open_survey_for(session, department, today)
+        if survey is None:
+            return Route(department, None, None, "no_open_survey")
+    else:
+        survey = session.scalar(select(Survey).where(Survey.slug == scene.survey_slug))
+        if survey is None:
+            return Route(department, None, None, "unknown_scene")
+        problem = accepting_state(survey, department, today)
+        if problem is not None:
+            # A poster for last year's survey still finds this year's, if there is one.
+            current = _open_survey_for(session, department, today) if department.active else None
+            if current is None:
+                return Route(department, survey, None, problem)
+            survey = current
+    return Route(department, survey, questionnaire_url(settings, survey.slug, department.code), None)
+
+
+def route_scan(
+    session: Session, redis: Redis, settings, event_key: str | None, openid: str, today: date
+) -> Route:
+    """Route a scanned code and remember the scan for the integrity check of the submission."""
+    route = route_scene(session, settings, parse_scene(event_key), today)
+    if route.department is not None and openid:
+        key = respondent_key(settings.survey.respondent_secret, openid)
+        record_scan(redis, key, route.department.code, settings.survey.scan_window_hours)
+    return route
+
+
+MAX_KEYWORD_MATCHES = 5
+
+
+def routes_for_keyword(session: Session, settings, text: str, today: date) -> list[Route]:
+    """Departments whose code equals, or whose name contains, the text: each with its open link."""
+    text = (text or "").strip()
+    if not text or len(text) > 40:
+        return []
+    query = (
+        select(Department)
+        .where(Department.active.is_(True))
+        .where(or_(Department.code == text.upper(), Department.code == text, Department.name.contains(text)))
+        .order_by(Department.level, Department.sort_order, Department.code)
+        .limit(MAX_KEYWORD_MATCHES)
+    )
+    return [route_scene(session, settings, Scene(d.code), today) for d in session.scalars(query)]
+
+
+# --- the codes to print: `wxsurvey qr list --json` ------------------------------------------------
+
+
+def scene_rows(session: Session, redis: Redis, settings, survey_slug: str | None = None) -> list[dict]:
+    """One row per survey and department it covers (SPEC: qr list --json), closed surveys left out."""
+    from app.surveys import get_survey, survey_departments
+    from app.wechat_api import cached_ticket
+
+    if survey_slug:
+        chosen = [get_survey(session, survey_slug)]
+    else:
+        chosen = [s for s in list_surveys(session) if s.status != "closed"]
+    rows = []
+    for survey in chosen:
+        for department in survey_departments(session, survey):
+            scene = survey_scene(survey.slug, department.code)
+            ticket = cached_ticket(redis, scene)
+            rows.append(
+                {
+                    "survey_slug": survey.slug,
+                    "department_code": department.code,
+                    "department_name": department.name,
+                    "scene": scene,
+                    "department_scene": department_scene(department.code),
+                    "url": questionnaire_url(settings, survey.slug, department.code),
+                    "wechat_qr_url": ticket.image_url if ticket else None,
+                }
+            )
+    return rows

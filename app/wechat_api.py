@@ -1,0 +1,261 @@
+"""The WeChat API client: the access token shared by every process through Redis, QR tickets,
+the custom menu, template messages and the OAuth code exchange. Never called on the webhook path.
+
+In dev mode with the simulator on, `wechat.api_base_url` / `oauth_base_url` left at WeChat's
+addresses mean the built-in simulator at `{app.base_url}/dev/wechat` instead.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+from urllib.parse import urlencode
+
+import requests
+from redis import Redis
+
+from app.config import DEFAULTS
+from app.errors import Invalid, Unavailable
+from qr import SHOWQRCODE_BASE, permanent_scene_payload, showqrcode_url
+
+SIMULATOR_PATH = "/dev/wechat"
+TOKEN_KEY = "wx:api:access_token"
+TOKEN_LOCK = "wx:api:access_token:lock"
+TICKETS_KEY = "wx:api:qr_tickets"  # hash: scene -> {"ticket", "url"} as JSON
+# Refresh this long before WeChat's 7,200 s expiry, so no request races the deadline.
+TOKEN_MARGIN = 300
+# errcodes meaning "this access token is no longer valid": drop it and fetch once more.
+STALE_TOKEN_CODES = {40001, 40014, 42001}
+# errcodes of a bad or used OAuth code: the citizen should simply open the link again.
+BAD_CODE_CODES = {40029, 40163, 41008}
+
+
+class WeChatApiError(Unavailable):
+    """WeChat refused or could not be reached; `errcode` is WeChat's when it answered."""
+
+    def __init__(self, message: str, errcode: int | None = None):
+        super().__init__(message)
+        self.errcode = errcode
+
+
+def uses_simulator(settings) -> bool:
+    return not settings.is_production and bool(settings.wechat.simulator)
+
+
+def _base(settings, key: str) -> str:
+    value = settings.wechat[key]
+    if uses_simulator(settings) and value == DEFAULTS["wechat"][key]:
+        return settings.app.base_url + SIMULATOR_PATH
+    return value.rstrip("/")
+
+
+def api_base_url(settings) -> str:
+    return _base(settings, "api_base_url")
+
+
+def oauth_base_url(settings) -> str:
+    return _base(settings, "oauth_base_url")
+
+
+def talks_to_simulator(settings) -> bool:
+    return api_base_url(settings) == settings.app.base_url + SIMULATOR_PATH
+
+
+def showqrcode_base(settings) -> str:
+    return api_base_url(settings) if talks_to_simulator(settings) else SHOWQRCODE_BASE
+
+
+@dataclass(frozen=True)
+class Ticket:
+    scene: str
+    ticket: str
+    url: str  # the code's own content: draw it locally at any size
+    image_url: str  # showqrcode
+
+
+def cached_ticket(redis: Redis, scene: str, settings=None) -> Ticket | None:
+    """The permanent code already created for this scene, if any (no network)."""
+    raw = redis.hget(TICKETS_KEY, scene)
+    if not raw:
+        return None
+    data = json.loads(raw)
+    base = data.get("showqrcode_base") or (showqrcode_base(settings) if settings else SHOWQRCODE_BASE)
+    return Ticket(scene, data["ticket"], data["url"], showqrcode_url(base, data["ticket"]))
+
+
+class WeChatApi:
+    """One account's API. Every process shares one access token, refreshed by one lock holder."""
+
+    def __init__(self, settings, redis: Redis, http: requests.Session | None = None, timeout: float = 5.0):
+        self.settings = settings
+        self.redis = redis
+        self.http = http or requests.Session()
+        self.timeout = timeout
+        self.base = api_base_url(settings)
+
+    # --- transport ---------------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        if "json" in kwargs:  # WeChat wants UTF-8 Chinese, not \u escapes
+            kwargs["data"] = json.dumps(kwargs.pop("json"), ensure_ascii=False).encode()
+            kwargs["headers"] = {"Content-Type": "application/json; charset=utf-8"}
+        try:
+            response = self.http.request(method, self.base + path, timeout=self.timeout, **kwargs)
+            response.raise_for_status()
+            data = response.json()
+        except (requests.RequestException, ValueError) as exc:
+            raise WeChatApiError(f"微信接口暂时无法访问（{path}）：{type(exc).__name__}") from None
+        if not isinstance(data, dict):
+            raise WeChatApiError(f"微信接口返回了无法识别的内容（{path}）")
+        errcode = data.get("errcode") or 0
+        if errcode:
+            raise WeChatApiError(f"微信接口错误 {errcode}：{data.get('errmsg', '')}（{path}）", errcode)
+        return data
+
+    def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """An authenticated call; a stale token is dropped and the call tried once more."""
+        for attempt in (1, 2):
+            token = self.access_token()
+            params = {**kwargs.pop("params", {}), "access_token": token}
+            try:
+                return self._request(method, path, params=params, **kwargs)
+            except WeChatApiError as exc:
+                if exc.errcode not in STALE_TOKEN_CODES or attempt == 2:
+                    raise
+                self.invalidate_token(token)
+        raise AssertionError("unreachable")
+
+    # --- the shared access token ----------------------------------------------------------------
+
+    def access_token(self) -> str:
+        token = self.redis.get(TOKEN_KEY)
+        if token:
+            return token
+        # One holder fetches; the others wait on the lock and then find the token cached.
+        with self.redis.lock(TOKEN_LOCK, timeout=30, blocking_timeout=15):
+            token = self.redis.get(TOKEN_KEY)
+            if token:
+                return token
+            return self.fetch_access_token()
+
+    def fetch_access_token(self, *, stable: bool = True, force_refresh: bool = False) -> str:
+        """Fetch a token from WeChat and share it (call with the lock held, or from access_token)."""
+        wechat = self.settings.wechat
+        if stable:
+            data = self._request(
+                "POST",
+                "/cgi-bin/stable_token",
+                json={
+                    "grant_type": "client_credential",
+                    "appid": wechat.appid,
+                    "secret": wechat.secret,
+                    "force_refresh": force_refresh,
+                },
+            )
+        else:
+            data = self._request(
+                "GET",
+                "/cgi-bin/token",
+                params={"grant_type": "client_credential", "appid": wechat.appid, "secret": wechat.secret},
+            )
+        token, expires = data.get("access_token"), int(data.get("expires_in") or 7200)
+        if not token:
+            raise WeChatApiError("微信接口没有返回 access_token")
+        self.redis.set(TOKEN_KEY, token, ex=max(60, expires - TOKEN_MARGIN))
+        day_key = f"wx:api:token_fetches:{date.today():%Y%m%d}"
+        self.redis.incr(day_key)  # WeChat allows 2,000 a day: watch this counter
+        self.redis.expire(day_key, 2 * 86400)
+        return token
+
+    def invalidate_token(self, stale: str) -> None:
+        """Forget the shared token, unless another process already replaced it."""
+        with self.redis.lock(TOKEN_LOCK, timeout=30, blocking_timeout=15):
+            if self.redis.get(TOKEN_KEY) == stale:
+                self.redis.delete(TOKEN_KEY)
+
+    # --- QR codes, menu, template messages --------------------------------------------------------
+
+    def create_permanent_ticket(self, scene: str) -> Ticket:
+        """A permanent string-scene code (at most 100,000 per account: created once, then cached)."""
+        existing = cached_ticket(self.redis, scene, self.settings)
+        if existing is not None:
+            return existing
+        data = self.call("POST", "/cgi-bin/qrcode/create", json=permanent_scene_payload(scene))
+        if not data.get("ticket") or not data.get("url"):
+            raise WeChatApiError("微信接口没有返回二维码 ticket")
+        base = showqrcode_base(self.settings)
+        record = {"ticket": data["ticket"], "url": data["url"], "showqrcode_base": base}
+        self.redis.hset(TICKETS_KEY, scene, json.dumps(record))
+        return Ticket(scene, data["ticket"], data["url"], showqrcode_url(base, data["ticket"]))
+
+    def create_menu(self, menu: dict[str, Any]) -> None:
+        self.call("POST", "/cgi-bin/menu/create", json=menu)
+
+    def get_menu(self) -> dict[str, Any]:
+        return self.call("GET", "/cgi-bin/get_current_selfmenu_info")
+
+    def send_template_message(
+        self, openid: str, template_id: str, data: dict[str, Any], url: str | None = None
+    ) -> int:
+        body = {"touser": openid, "template_id": template_id, "data": data}
+        if url:
+            body["url"] = url
+        return int(self.call("POST", "/cgi-bin/message/template/send", json=body).get("msgid") or 0)
+
+
+def default_menu(settings) -> dict[str, Any]:
+    """The account's custom menu: evaluate (how to), and help."""
+    return {
+        "button": [
+            {"type": "click", "name": "我要评价", "key": "EVALUATE"},
+            {"type": "click", "name": "使用帮助", "key": "HELP"},
+        ]
+    }
+
+
+# --- OAuth (snsapi_base) for the questionnaire pages ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class OAuthIdentity:
+    openid: str
+    is_snapshotuser: bool
+
+
+def oauth_authorize_url(settings, redirect_uri: str, state: str) -> str:
+    query = urlencode(
+        {
+            "appid": settings.wechat.appid,
+            "redirect_uri": redirect_uri,
+            "response_type": "code",
+            "scope": "snsapi_base",
+            "state": state,
+        }
+    )
+    return f"{oauth_base_url(settings)}/connect/oauth2/authorize?{query}#wechat_redirect"
+
+
+def exchange_oauth_code(settings, code: str, http: requests.Session | None = None) -> OAuthIdentity:
+    """code → openid. A code is single-use and lives 5 minutes: never call this twice for one."""
+    client = WeChatApi(settings, redis=None, http=http)  # type: ignore[arg-type]  # no token needed
+    try:
+        data = client._request(
+            "GET",
+            "/sns/oauth2/access_token",
+            params={
+                "appid": settings.wechat.appid,
+                "secret": settings.wechat.secret,
+                "code": code,
+                "grant_type": "authorization_code",
+            },
+        )
+    except WeChatApiError as exc:
+        if exc.errcode in BAD_CODE_CODES:
+            raise Invalid("授权已失效，请重新打开问卷链接", field="code") from None
+        raise
+    openid = data.get("openid")
+    if not openid or not isinstance(openid, str):
+        raise WeChatApiError("微信授权没有返回 openid")
+    return OAuthIdentity(openid, str(data.get("is_snapshotuser") or "0") == "1")

@@ -1,0 +1,44 @@
+"""WeChat message and event handlers: one small module per kind, each a function from a parsed
+wechatpy message and a HandlerContext to a reply (or None: WeChat gets `success`).
+
+No SQL and no Flask request here: handlers call the services in app/ with the context's
+session, Redis client and settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from redis import Redis
+from sqlalchemy.orm import Session
+from wechatpy.replies import BaseReply
+
+
+@dataclass(frozen=True)
+class HandlerContext:
+    session: Session
+    redis: Redis
+    settings: Any
+    today: date
+
+
+Handler = Callable[[Any, HandlerContext], BaseReply | None]
+
+
+def dispatch(message: Any, ctx: HandlerContext) -> BaseReply | None:
+    """Find the handler for this message's kind (events by event type, messages by type)."""
+    from handlers import menu, other, scan, subscribe, text
+
+    table: dict[str, Handler] = {
+        "event:subscribe_scan": subscribe.on_subscribe_scan,
+        "event:scan": scan.on_scan,
+        "event:subscribe": subscribe.on_subscribe,
+        "event:click": menu.on_click,
+        "event:view": menu.on_view,
+        "text": text.on_text,
+    }
+    kind = f"event:{message.event}" if message.type == "event" else message.type
+    return table.get(kind, other.on_anything_else)(message, ctx)
