@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from app.models import Survey, TallyRow
 from app.surveys import survey_departments
-from app.tally import OFFICIAL, Period, parse_period
+from app.tally import OFFICIAL, Period, parse_period, scope_filters
 
 Z95 = 1.959964  # two-sided 95% quantile of the normal distribution
 DEFAULT_MIN_SAMPLE = 30
@@ -64,11 +64,7 @@ def satisfaction_index(
     wanted = {d.id for d in departments}
 
     T = TallyRow
-    where = [T.survey_id == survey.id, T.status == OFFICIAL]
-    if span.start:
-        where.append(T.day >= span.start)
-    if span.end:
-        where.append(T.day <= span.end)
+    where = [T.survey_id == survey.id, T.status == OFFICIAL, *scope_filters(span, T.day, None, None)]
     query = select(T.department_id, T.question_id, T.option_id, func.sum(T.count)).where(
         *where, (T.question_id == 0) | T.option_id.in_(list(scores) or [0])
     )

@@ -365,6 +365,18 @@ def _group_key(dims, lookups: _Lookups, survey, span, dept_id, bucket, channel, 
     return tuple(items)
 
 
+def scope_filters(span: Period, day, department_id, dept_ids: list[int] | None) -> list:
+    """WHERE clauses for a date range and a set of departments."""
+    where = []
+    if span.start:
+        where.append(day >= span.start)
+    if span.end:
+        where.append(day <= span.end)
+    if dept_ids is not None:
+        where.append(department_id.in_(dept_ids))
+    return where
+
+
 def _needs(dims: list[str]) -> dict[str, bool]:
     return {
         "department": bool({"department", "category", "level", "region"} & set(dims)),
@@ -393,12 +405,7 @@ def _row_counts(session, survey, dims, span: Period, dept_ids, since_at):
     labelled = [c.label(f"k{i}") for i, c in enumerate(columns)]
     where = [T.survey_id == survey.id, T.status.in_((OFFICIAL, QUARANTINED))]
     where.append(T.question_id != 0 if need["answers"] else T.question_id == 0)
-    if span.start:
-        where.append(T.day >= span.start)
-    if span.end:
-        where.append(T.day <= span.end)
-    if dept_ids is not None:
-        where.append(T.department_id.in_(dept_ids))
+    where += scope_filters(span, T.day, T.department_id, dept_ids)
     group = [f"k{i}" for i in range(len(columns))]
     query = select(*labelled, func.sum(T.count)).where(*where).group_by(*group)
     counts = Counter({tuple(r[:-1]): int(r[-1]) for r in session.execute(query)})
@@ -436,12 +443,7 @@ def _raw_counts(session, survey, dims, span: Period, dept_ids, segment_question,
     if need["answers"]:
         source = source.join(A.__table__, A.response_id == R.id)
         where.append(or_(A.option_id.is_not(None), and_(A.text.is_not(None), A.text != "")))
-    if span.start:
-        where.append(day >= span.start)
-    if span.end:
-        where.append(day <= span.end)
-    if dept_ids is not None:
-        where.append(R.department_id.in_(dept_ids))
+    where += scope_filters(span, day, R.department_id, dept_ids)
     group = [f"k{i}" for i in range(len(columns))]
     query = select(*labelled, func.count()).select_from(source).where(*where).group_by(*group)
     counts = Counter({tuple(r[:-1]): int(r[-1]) for r in session.execute(query)})
@@ -453,13 +455,11 @@ def _raw_counts(session, survey, dims, span: Period, dept_ids, segment_question,
 
 def _response_totals(session, survey, span: Period, dept_ids) -> dict[str, int]:
     T = TallyRow
-    where = [T.survey_id == survey.id, T.question_id == 0]
-    if span.start:
-        where.append(T.day >= span.start)
-    if span.end:
-        where.append(T.day <= span.end)
-    if dept_ids is not None:
-        where.append(T.department_id.in_(dept_ids))
+    where = [
+        T.survey_id == survey.id,
+        T.question_id == 0,
+        *scope_filters(span, T.day, T.department_id, dept_ids),
+    ]
     query = select(T.status, func.sum(T.count)).where(*where).group_by(T.status)
     return {status: int(n or 0) for status, n in session.execute(query)}
 

@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from app.departments import get_department
 from app.models import Answer, Department, Response, Survey
+from app.surveys import get_survey
 from app.tally_rows import apply_tally, response_tally_keys
 
 
@@ -98,3 +100,31 @@ def random_load(
             )
         )
     return made
+
+
+def hand_made_responses(session: Session) -> Survey:
+    """Seven hand-made responses to the demo department survey (load the demo first)."""
+    survey = get_survey(session, "demo-departments")
+    year = survey.period_start.year
+    d08, d09, d18 = (get_department(session, c) for c in ("D08", "D09", "D18"))
+
+    def at(month, day, hour=10):
+        return datetime(year, month, day, hour, tzinfo=UTC)
+
+    add_response(session, survey, d08, {"overall": "very_satisfied", "respondent_type": "citizen"},
+                 submitted_at=at(1, 15))  # fmt: skip
+    # 20:00 UTC is 04:00 the next day in the city: counted on Jan 16.
+    add_response(session, survey, d08, {"overall": "satisfied", "respondent_type": "enterprise"},
+                 submitted_at=at(1, 15, 20), channel="web")  # fmt: skip
+    add_response(session, survey, d08,
+                 {"overall": "dissatisfied", "respondent_type": "citizen", "suggestion": "排队太久"},
+                 submitted_at=at(2, 3))  # fmt: skip
+    add_response(session, survey, d09, {"overall": "basic"}, submitted_at=at(2, 3))
+    add_response(session, survey, d09, {"overall": "very_satisfied", "respondent_type": "citizen"},
+                 submitted_at=at(2, 10), status="quarantined")  # fmt: skip
+    add_response(session, survey, d18, {"overall": "very_dissatisfied"}, submitted_at=at(3, 1),
+                 status="rejected")  # fmt: skip
+    add_response(session, survey, d18, {"overall": "satisfied", "respondent_type": "other"},
+                 submitted_at=at(4, 1))  # fmt: skip
+    session.commit()
+    return survey
