@@ -1,0 +1,96 @@
+"""Figures the console shows beside #5's tallies: response counts by status, per survey and scope."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Collection
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.departments import list_departments, subtree_ids
+from app.models import TallyRow
+
+
+def response_counts(
+    session: Session, survey_ids: Collection[int], department_ids: Collection[int] | None = None
+) -> dict[int, dict[str, int]]:
+    """{survey id: {status: responses}} from the tally rows; `department_ids` limits the scope."""
+    if not survey_ids:
+        return {}
+    query = (
+        select(TallyRow.survey_id, TallyRow.status, func.sum(TallyRow.count))
+        .where(TallyRow.survey_id.in_(list(survey_ids)), TallyRow.question_id == 0)
+        .group_by(TallyRow.survey_id, TallyRow.status)
+    )
+    if department_ids is not None:
+        query = query.where(TallyRow.department_id.in_(list(department_ids) or [-1]))
+    counts: dict[int, dict[str, int]] = {}
+    for survey_id, status, total in session.execute(query):
+        counts.setdefault(survey_id, {})[status] = int(total or 0)
+    return counts
+
+
+def filtered_codes(
+    session: Session,
+    department_ids: Collection[int] | None,
+    *,
+    category: str | None = None,
+    county_id: int | None = None,
+) -> set[str] | None:
+    """Department codes inside an admin's scope, one category and one county; None = no limit."""
+    if department_ids is None and not category and county_id is None:
+        return None
+    allowed = set(department_ids) if department_ids is not None else None
+    if county_id is not None:
+        county = subtree_ids(session, county_id)
+        allowed = county if allowed is None else allowed & county
+    return {
+        d.code
+        for d in list_departments(session)
+        if (allowed is None or d.id in allowed) and (not category or d.category == category)
+    }
+
+
+def question_charts(result) -> list[dict]:
+    """Tally rows grouped by question/option → [{key, title, total, options: [{label, count, share}]}]."""
+    charts: dict[str, dict] = {}
+    for row in result.rows:
+        chart = charts.setdefault(
+            row["question"], {"key": row["question"], "title": row.get("question_title"), "options": []}
+        )
+        if row.get("option"):
+            chart["options"].append({"label": row.get("option_label"), "count": row["count"]})
+        else:
+            chart["text_answers"] = row["count"]
+    for chart in charts.values():
+        total = sum(o["count"] for o in chart["options"])
+        chart["total"] = total
+        for option in chart["options"]:
+            option["share"] = option["count"] / total if total else 0.0
+    return list(charts.values())
+
+
+def tally_file(result, fmt: str) -> tuple[bytes, str]:
+    """The tally as a CSV (UTF-8 with BOM, for Excel) or XLSX download: (bytes, mimetype)."""
+    from app.tally import row_columns
+
+    columns = row_columns(result)
+    rows = [[row.get(c) for c in columns] for row in result.rows]
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(columns)
+        writer.writerows(rows)
+        return ("\ufeff" + buffer.getvalue()).encode(), "text/csv; charset=utf-8"
+    from openpyxl import Workbook
+
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet("tallies")
+    sheet.append(columns)
+    for row in rows:
+        sheet.append(row)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue(), "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
