@@ -1,0 +1,98 @@
+"""`make run` end to end: serves /healthz, prints the links, stops everything on Ctrl-C, and a
+second run reuses the data without duplicating the demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, run_cli
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_make_run(env: dict[str, str]) -> tuple[subprocess.Popen, list[str]]:
+    process = subprocess.Popen(
+        ["make", "-s", "run"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line.rstrip())
+        if "Press Ctrl-C to stop." in line:
+            return process, lines
+    os.killpg(process.pid, signal.SIGKILL)
+    pytest.fail("make run did not print its links within 120 s:\n" + "\n".join(lines[-20:]))
+
+
+def ctrl_c(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGINT)  # what a terminal sends to the whole foreground group
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        pytest.fail("make run did not stop within 60 s of Ctrl-C")
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+def test_make_run_twice(tmp_path):
+    port = free_port()
+    var = tmp_path / "var"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WXSURVEY_")}
+    env.update({
+        "PYTHONPATH": str(ROOT),
+        "WXSURVEY_CONFIG": str(tmp_path / "none.toml"),
+        "WXSURVEY_APP_VAR_DIR": str(var),
+        "WXSURVEY_APP_PORT": str(port),
+        "WXSURVEY_APP_BASE_URL": f"http://127.0.0.1:{port}",
+        "WXSURVEY_APP_WEB_WORKERS": "1",
+    })  # fmt: skip
+    (tmp_path / "none.toml").write_text("")
+    for attempt in (1, 2):
+        process, lines = start_make_run(env)
+        try:
+            output = "\n".join(lines)
+            assert f"http://127.0.0.1:{port}/console/" in output
+            assert f"http://127.0.0.1:{port}/q/demo-departments/D08" in output
+            assert f"http://127.0.0.1:{port}/dev/phone" in output
+            assert "password" in output
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+                assert json.load(response) == {"status": "ok"}
+            assert Path(var, "redis.sock").exists()
+        finally:
+            ctrl_c(process)
+        deadline = time.monotonic() + 30
+        while group_alive(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not group_alive(process.pid), f"run {attempt}: processes left behind after Ctrl-C"
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
+        assert not Path(var, "redis.sock").exists(), "embedded redis still running"
+    listed = run_cli("departments", "list", "--json", env={k: v for k, v in env.items() if k != "PYTHONPATH"})
+    departments = json.loads(listed.stdout)
+    assert len(departments) == 25 + 6 + 18
+    assert len({d["code"] for d in departments}) == len(departments)
