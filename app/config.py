@@ -202,6 +202,11 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
     old = values["wechat"]["previous_encoding_aes_key"]
     if old and len(old) != 43:
         raise ConfigError(f"wechat.previous_encoding_aes_key: must be 43 characters, got {len(old)}")
+    redis_url = values["redis"]["url"]
+    if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://", "redis+sentinel://")):
+        raise ConfigError(
+            f"redis.url: must start with redis://, rediss://, unix:// or redis+sentinel://, got {redis_url!r}"
+        )
     if values["redis"]["embedded_appendfsync"] not in ("always", "everysec", "no"):
         raise ConfigError("redis.embedded_appendfsync: must be always, everysec or no")
     for key in ("min_sample", "text_max_length", "drain_batch_size"):

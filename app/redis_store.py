@@ -92,18 +92,39 @@ def redis_url(settings) -> str:
     return ensure_embedded(settings.var_dir, settings.redis.embedded_appendfsync)
 
 
+def sentinel_clients(url: str, **opts) -> tuple[redis.Redis, redis.Redis]:
+    """Clients for `redis+sentinel://host:port[,host:port...]/service[/db]`: they ask the sentinels
+    for the current master on every (re)connection, so a failover needs no restart."""
+    from redis.sentinel import Sentinel
+
+    rest = url.split("://", 1)[1]
+    hosts_part, _, path = rest.partition("/")
+    service, _, db = path.partition("/")
+    if not hosts_part or not service:
+        raise ValueError(f"redis.url {url!r}: expected redis+sentinel://host:port[,host:port]/service[/db]")
+    hosts = []
+    for item in hosts_part.split(","):
+        host, _, port = item.rpartition(":")
+        hosts.append((host or item, int(port) if port.isdigit() else 26379))
+    sentinel = Sentinel(hosts, socket_timeout=opts.get("socket_timeout", 5))
+    db_number = int(db) if db.isdigit() else 0
+    text = sentinel.master_for(service, db=db_number, decode_responses=True, **opts)
+    raw = sentinel.master_for(service, db=db_number, **opts)
+    return text, raw
+
+
 class RedisStore:
     """Flask extension: a decoding client for services and a raw client for RQ."""
 
     def init_app(self, app: Flask) -> None:
         url = redis_url(app.config["SETTINGS"])
         opts = {"socket_timeout": 5, "socket_connect_timeout": 2, "health_check_interval": 30}
-        app.extensions["wxsurvey_redis"] = {
-            "url": url,
-            "text": redis.Redis.from_url(url, decode_responses=True, **opts),
-            "raw": redis.Redis.from_url(url, **opts),
-            "pid": os.getpid(),
-        }
+        if url.startswith("redis+sentinel://"):
+            text, raw = sentinel_clients(url, **opts)
+        else:
+            text = redis.Redis.from_url(url, decode_responses=True, **opts)
+            raw = redis.Redis.from_url(url, **opts)
+        app.extensions["wxsurvey_redis"] = {"url": url, "text": text, "raw": raw, "pid": os.getpid()}
 
     @staticmethod
     def _ext() -> dict:

@@ -1,0 +1,104 @@
+"""Redis: the embedded server (shared, append-only, survives restarts) and Redis Sentinel."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from multiprocessing import get_context
+
+import pytest
+import redis
+
+from app.redis_store import ensure_embedded, redis_server_binary, stop_embedded
+
+
+def _start_from_child(var: str, queue) -> None:
+    queue.put(ensure_embedded(var, appendfsync="always"))
+
+
+def test_embedded_server_is_shared_append_only_and_survives_restart(tmp_path):
+    var = tmp_path / "var"
+    ctx = get_context("spawn")
+    queue = ctx.Queue()
+    children = [ctx.Process(target=_start_from_child, args=(str(var), queue)) for _ in range(3)]
+    for child in children:
+        child.start()
+    urls = {queue.get(timeout=60) for _ in children}
+    for child in children:
+        child.join(timeout=30)
+    assert len(urls) == 1, "concurrent starters must share one server"
+    url = urls.pop()
+    client = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        assert client.config_get("appendonly")["appendonly"] == "yes"
+        client.xadd("wx:test", {"answer": "满意"})
+        client.set("kept", "1")
+        stop_embedded(var)
+        with pytest.raises(redis.ConnectionError):
+            client.ping()
+        assert ensure_embedded(var) == url
+        assert client.get("kept") == "1"
+        assert client.xlen("wx:test") == 1
+    finally:
+        client.close()
+        stop_embedded(var)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(check, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except (redis.RedisError, OSError):
+            pass
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def test_sentinel_url_finds_the_master(tmp_path, database_url):
+    from app import create_app
+    from tests.conftest import settings_for
+
+    master_port, sentinel_port = free_port(), free_port()
+    server = subprocess.Popen([redis_server_binary(), "--port", str(master_port), "--bind", "127.0.0.1",
+                               "--save", "", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)  # fmt: skip
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(
+        f"port {sentinel_port}\nbind 127.0.0.1\nsentinel monitor wxmaster 127.0.0.1 {master_port} 1\n"
+    )
+    sentinel = subprocess.Popen([redis_server_binary(), str(conf), "--sentinel"], stdout=subprocess.DEVNULL)
+    app = None
+    try:
+        wait_for(lambda: redis.Redis(port=sentinel_port).sentinel_master("wxmaster"))
+        url = f"redis+sentinel://127.0.0.1:{sentinel_port}/wxmaster/3"
+        app = create_app(settings_for(tmp_path, database_url, url))
+        body = app.test_client().get("/readyz").get_json()
+        assert body["checks"]["redis"]["ok"] is True
+        with app.app_context():
+            from app.redis_store import redis_store
+
+            redis_store.client.set("through-sentinel", "是")
+        assert redis.Redis(port=master_port, db=3, decode_responses=True).get("through-sentinel") == "是"
+    finally:
+        if app is not None:
+            app.extensions["wxsurvey_db"].engine.dispose()
+        for process in (sentinel, server):
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def test_bad_redis_url_is_a_config_error(tmp_path):
+    from app.config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match="redis.url: must start with"):
+        load_settings(None, environ={"WXSURVEY_REDIS_URL": "localhost:6379",
+                      "WXSURVEY_APP_VAR_DIR": str(tmp_path)})  # fmt: skip
