@@ -1,0 +1,25 @@
+"""RQ jobs for WeChat API work: permanent QR tickets for a survey's departments, and the menu."""
+
+from __future__ import annotations
+
+from flask import current_app
+
+from app.db import db
+from app.redis_store import redis_store
+from app.scenes import scene_rows
+from app.wechat_api import WeChatApi, default_menu
+
+
+def create_wechat_tickets(survey_slug: str | None = None) -> int:
+    """Create (or find cached) the permanent code of every scene of a survey; return how many."""
+    settings = current_app.config["SETTINGS"]
+    api = WeChatApi(settings, redis_store.client)
+    rows = scene_rows(db.session, redis_store.client, settings, survey_slug)
+    for row in rows:
+        api.create_permanent_ticket(row["scene"])
+    return len(rows)
+
+
+def publish_menu() -> None:
+    settings = current_app.config["SETTINGS"]
+    WeChatApi(settings, redis_store.client).create_menu(default_menu(settings))
