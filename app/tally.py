@@ -585,3 +585,42 @@ def verify_tallies(session: Session, survey: Survey) -> list[Difference]:
         if stored.get(key, 0) != expected.get(key, 0)
     ]
     return sorted(differences, key=lambda d: tuple(str(part) for part in d.key))
+
+
+# --- the one entry point of the API, the CLI and scheduled exports -------------------------------------
+
+
+def department_scope(
+    session: Session, department: str | None, within: set[str] | None = None
+) -> set[str] | None:
+    """The codes a `department=CODE` parameter covers: that department and everything under it
+    (a county brings its townships), intersected with the caller's own scope `within`."""
+    from app.departments import get_department, subtree_ids
+
+    if not department:
+        return within
+    root = get_department(session, department)
+    ids = subtree_ids(session, root.id)
+    codes = set(session.scalars(select(Department.code).where(Department.id.in_(ids))))
+    return codes if within is None else codes & within
+
+
+def tally_report(
+    session: Session,
+    survey_slug: str,
+    *,
+    department: str | None = None,
+    group_by: str | list[str] | None = None,
+    period: str | None = None,
+    since: str | datetime | None = None,
+    segment: str | None = None,
+    within: set[str] | None = None,
+) -> TallyResult:
+    """Tallies from request-style parameters (strings), checked with one-line errors."""
+    from app.surveys import get_survey
+
+    dims = parse_group_by(group_by)
+    survey = get_survey(session, survey_slug)
+    codes = department_scope(session, department, within)
+    return tallies(session, survey, group_by=dims, department_codes=codes, period=period, since=since,
+                   segment=segment)  # fmt: skip

@@ -1,0 +1,76 @@
+"""`wxsurvey tallies` (categorized tallies as JSON, CSV or XLSX) and `wxsurvey tallies verify`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask.cli import AppGroup, with_appcontext
+
+from app import tally as service
+from app.db import db
+from app.surveys import get_survey, list_surveys
+from app.tally_files import FORMATS, render
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(group)
+
+
+@click.group(
+    "tallies",
+    cls=AppGroup,
+    invoke_without_command=True,
+    help="Categorized tallies of a survey; `tallies verify` recounts them from the raw answers.",
+)
+@click.option("--survey", "survey_slug", help="Survey slug (required unless running a subcommand).")
+@click.option("--department", help="A department code; a county includes its townships.")
+@click.option("--by", "group_by", default="", help=f"Comma-separated: {','.join(service.GROUP_DIMENSIONS)}.")
+@click.option("--period", help="BUCKET, RANGE or BUCKET:RANGE, e.g. month, 2024-Q2, week:2024-05.")
+@click.option("--since", help="Only groups changed since this ISO 8601 time.")
+@click.option("--segment", help="Question key used as the segment dimension (default: respondent type).")
+@click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), default="json", show_default=True)
+@click.option(
+    "--out", type=click.Path(dir_okay=False, writable=True), help="Write to a file (XLSX needs it)."
+)
+@click.pass_context
+@with_appcontext
+def group(ctx, survey_slug, department, group_by, period, since, segment, fmt, out) -> None:
+    """Categorized tallies of one survey (JSON, CSV or XLSX); `tallies verify` recounts them."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not survey_slug:
+        raise click.UsageError("--survey is required")
+    if fmt == "xlsx" and not out and sys.stdout.isatty():
+        raise click.UsageError("XLSX is binary: pass --out FILE or redirect standard output")
+    result = service.tally_report(
+        db.session, survey_slug, department=department, group_by=group_by, period=period, since=since,
+        segment=segment,
+    )  # fmt: skip
+    data = render(fmt, service.tally_dict(result), service.row_columns(result))
+    if out:
+        with open(out, "wb") as fh:
+            fh.write(data)
+        click.echo(f"{len(result.rows)} rows written to {out}", err=True)
+    else:
+        sys.stdout.buffer.write(data + (b"\n" if fmt == "json" else b""))
+        sys.stdout.flush()
+
+
+@group.command("verify")
+@click.option("--survey", "survey_slug", help="One survey (default: every survey).")
+@click.option("--limit", default=50, show_default=True, help="Differences printed at most.")
+def verify_command(survey_slug: str | None, limit: int) -> None:
+    """Recount every tally row from the raw answers; exit 1 on any difference."""
+    surveys = [get_survey(db.session, survey_slug)] if survey_slug else list_surveys(db.session)
+    total = 0
+    for survey in surveys:
+        differences = service.verify_tallies(db.session, survey)
+        for difference in differences[: max(limit - total, 0)]:
+            click.echo(f"{survey.slug}: {difference.describe()}")
+        total += len(differences)
+        click.echo(
+            f"{survey.slug}: {'OK' if not differences else f'{len(differences)} differences'}", err=True
+        )
+    if total:
+        raise click.ClickException(f"{total} tally rows differ from the raw answers")
