@@ -1,0 +1,91 @@
+# The questionnaire page /q/<survey>/<department>: shows the frozen questions, takes the answers,
+# and hands them to app.intake; thanks, already-evaluated and closed pages. No SQL here.
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask import current_app, make_response, render_template, request, session
+
+from app import drain  # noqa: F401  (registers the intake readiness check and the periodic drain)
+from app.db import db
+from app.errors import Conflict, Invalid
+from app.intake import (
+    STATE_MESSAGES,
+    field_name,
+    issue_form_token,
+    load_form,
+    previous_answer,
+    record_response,
+    refusal,
+)
+from app.public import bp
+from app.public.identity import begin_identity, current_channel, current_openid
+from app.redis_store import redis_store
+from app.respondents import respondent_key
+from app.tally_rows import CITY_TZ
+
+
+def _page(template: str, status: int = 200, **context):
+    response = make_response(render_template(template, **context), status)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _local_date(moment: datetime) -> str:
+    day = moment.astimezone(CITY_TZ)
+    return f"{day.year}年{day.month}月{day.day}日"
+
+
+@bp.route("/q/<survey_slug>/<department_code>", methods=["GET", "POST"])
+def questionnaire(survey_slug: str, department_code: str):
+    settings = current_app.config["SETTINGS"]
+    text_size = request.args.get("text")
+    if text_size in ("large", "normal"):
+        session["large_text"] = text_size == "large"
+    form, dept = load_form(db.session, survey_slug, department_code)
+    context = {"form": form, "department": dept}
+    state = refusal(form, dept)
+    if state:
+        status = 409 if request.method == "POST" else 200
+        return _page("public/closed.html", status, message=STATE_MESSAGES[state], **context)
+    openid = current_openid()
+    if request.method == "GET":
+        if openid is None:
+            return begin_identity(request.url)
+        rkey = respondent_key(settings.survey.respondent_secret, openid)
+        when = previous_answer(db.session, redis_store.client, form, dept, rkey)
+        if when is not None:
+            return _page("public/already.html", when=_local_date(when), **context)
+        token = issue_form_token(settings.app.secret_key)
+        return _page("public/questionnaire.html", token=token, values={}, errors={}, **context)
+    if openid is None:
+        message = "您的登录已失效，请重新扫码或从公众号菜单进入问卷，谢谢！"
+        return _page("public/closed.html", 403, message=message, title="请重新进入", **context)
+    form_token = request.form.get("form_token", "")
+    try:
+        outcome = record_response(
+            db.session,
+            redis_store.client,
+            settings,
+            form=form,
+            department=dept,
+            openid=openid,
+            data=request.form,
+            form_token=form_token,
+            channel=current_channel(),
+            user_agent=request.headers.get("User-Agent", ""),
+            remote_addr=request.remote_addr,
+        )
+    except Invalid as exc:
+        if exc.field == "form_token":
+            form_token = issue_form_token(settings.app.secret_key)
+        values = {q.key: request.form.getlist(field_name(q)) for q in form.questions}
+        return _page(
+            "public/questionnaire.html", 400, token=form_token, values=values, errors=exc.errors,
+            summary=exc.message, **context,
+        )  # fmt: skip
+    except Conflict as exc:
+        return _page("public/closed.html", 409, message=exc.message, **context)
+    if outcome.kind == "already":
+        return _page("public/already.html", 409, when=_local_date(outcome.submitted_at), **context)
+    return _page("public/thanks.html", when=_local_date(outcome.submitted_at or datetime.now(UTC)), **context)

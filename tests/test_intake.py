@@ -1,0 +1,338 @@
+"""The intake pipeline on real Redis and real SQL: one per person, idempotent, crash- and outage-safe."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.orm import Session
+from werkzeug.datastructures import MultiDict
+
+from app import drain, intake
+from app.errors import Invalid, Unavailable
+from app.models import Answer, Response, TallyRow
+from app.redis_store import ensure_embedded, stop_embedded
+from tests.conftest import settings_for
+
+ROOT = Path(__file__).resolve().parent.parent
+SURVEY, DEPT = "demo-departments", "D08"
+
+
+def full_answers(form, choice: int = 1, text: str = "") -> MultiDict:
+    data = MultiDict()
+    for q in form.questions:
+        if q.kind == "single":
+            data.add(f"q_{q.key}", q.options[min(choice, len(q.options) - 1)].key)
+    if text:
+        data.add("q_suggestion", text)
+    return data
+
+
+def submit(
+    app, session, client_redis, openid: str, *, token: str | None = None, data=None, loaded=None, **kw
+):
+    settings = app.config["SETTINGS"]
+    form, dept = loaded or intake.load_form(session, SURVEY, DEPT)
+    token = token or intake.issue_form_token(settings.app.secret_key, time.time() - 30)
+    return intake.record_response(
+        session, client_redis, settings, form=form, department=dept, openid=openid,
+        data=data if data is not None else full_answers(form), form_token=token, **kw,
+    )  # fmt: skip
+
+
+def counts(session) -> tuple[int, int, int]:
+    session.rollback()
+    responses = session.scalar(select(func.count()).select_from(Response))
+    answers = session.scalar(select(func.count()).select_from(Answer))
+    tallied = session.scalar(
+        select(func.coalesce(func.sum(TallyRow.count), 0)).where(TallyRow.question_id == 0)
+    )
+    return responses, answers, tallied
+
+
+def queue_many(session, client_redis, n: int, prefix: str = "r") -> None:
+    """Put n valid responses on the stream directly (fast set-up for drain tests)."""
+    import hashlib
+    from datetime import UTC, datetime
+
+    form, dept = intake.load_form(session, SURVEY, DEPT)
+    answers = [(q.id, q.options[1].id, None) for q in form.questions if q.kind == "single"]
+    pipe = client_redis.pipeline(transaction=False)
+    for i in range(n):
+        sub = intake.Submission(
+            idempotency_key=hashlib.sha256(f"{prefix}-idem-{i}".encode()).hexdigest(),
+            survey_id=form.id, department_id=dept.id,
+            respondent_key=hashlib.sha256(f"{prefix}-{i}".encode()).hexdigest(),
+            submitted_at=datetime.now(UTC), channel="wechat", answers=answers,
+            segment_question_id=form.segment_question_id,
+        )  # fmt: skip
+        pipe.xadd(intake.STREAM, {"p": sub.encode(), "ns": "0"})
+    pipe.execute()
+
+
+# --- the service ---------------------------------------------------------------------------------
+
+
+def test_accepts_once_and_drains_with_tally(app, session, demo, redis_client):
+    first = submit(app, session, redis_client, "o-1", data=None)
+    assert first.kind == "accepted"
+    assert redis_client.xlen(intake.STREAM) == 1
+    report = drain.drain_backlog(session, redis_client)
+    assert (report.inserted, report.duplicates) == (1, 0)
+    responses, answers, tallied = counts(session)
+    assert (responses, answers, tallied) == (1, 6, 1)
+    row = session.scalar(select(Response))
+    assert row.respondent_key != "o-1" and "o-1" not in json.dumps(row.meta)
+    assert "no_scan" in row.flags and "straightline" in row.flags and row.status == "counted"
+    assert redis_client.xlen(intake.STREAM) == 0
+
+
+def test_duplicate_respondent_and_idempotency_key(app, session, demo, redis_client):
+    token = intake.issue_form_token(app.config["SETTINGS"].app.secret_key, time.time() - 30)
+    assert submit(app, session, redis_client, "o-2", token=token).kind == "accepted"
+    assert submit(app, session, redis_client, "o-2", token=token).kind == "resent"
+    assert submit(app, session, redis_client, "o-2").kind == "already"
+    assert submit(app, session, redis_client, "o-3").kind == "accepted"
+    drain.drain_backlog(session, redis_client)
+    assert counts(session)[0] == 2
+    # Redis lost its memory of o-2 (a flush): the SQL constraint still keeps one.
+    redis_client.delete(*redis_client.keys("wx:done:*"))
+    assert submit(app, session, redis_client, "o-2").kind == "accepted"
+    report = drain.drain_backlog(session, redis_client)
+    assert (report.inserted, report.duplicates) == (0, 1)
+    assert counts(session) == (2, 12, 2)
+
+
+def test_scan_and_integrity_flags(app, session, demo, redis_client):
+    from app.respondents import record_scan, respondent_key
+
+    settings = app.config["SETTINGS"]
+    record_scan(redis_client, respondent_key(settings.survey.respondent_secret, "o-4"), DEPT, 1)
+    form, _ = intake.load_form(session, SURVEY, DEPT)
+    data = full_answers(form)
+    data.setlist("q_overall", [form.questions[0].options[0].key])  # not straight-lined
+    token = intake.issue_form_token(settings.app.secret_key)  # submitted at once: too fast
+    submit(app, session, redis_client, "o-4", data=data, token=token, user_agent="Mozilla MicroMessenger/8",
+           remote_addr="203.0.113.77")  # fmt: skip
+    drain.drain_backlog(session, redis_client)
+    row = session.scalar(select(Response))
+    assert row.flags == ["too_fast"] and row.status == "counted"
+    assert row.meta["scanned"] is True and row.meta["ua"] == "wechat" and row.meta["ip"] == "203.0.113.0/24"
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (lambda d, f: d.pop("q_overall"), "overall"),
+        (lambda d, f: d.add("q_nonexistent", "x"), "_form"),
+        (lambda d, f: d.setlist("q_overall", ["no_such_option"]), "overall"),
+        (lambda d, f: d.setlist("q_overall", ["satisfied", "basic"]), "overall"),
+        (lambda d, f: d.add("q_suggestion", "长" * 501), "suggestion"),
+        (lambda d, f: d.setlist("q_suggestion", ["a", "b"]), "suggestion"),
+    ],
+    ids=["missing", "unknown-question", "unknown-option", "two-for-single", "text-too-long", "text-twice"],
+)
+def test_bad_answers_store_nothing(app, session, demo, redis_client, change, field):
+    form, _ = intake.load_form(session, SURVEY, DEPT)
+    data = full_answers(form)
+    change(data, form)
+    with pytest.raises(Invalid) as caught:
+        submit(app, session, redis_client, "o-5", data=data)
+    assert field in caught.value.errors
+    assert redis_client.xlen(intake.STREAM) == 0 and not redis_client.keys("wx:done:*")
+
+
+def test_forged_token_is_refused(app, session, demo, redis_client):
+    token = intake.issue_form_token("another-secret-key")
+    with pytest.raises(Invalid):
+        submit(app, session, redis_client, "o-6", token=token)
+    assert redis_client.xlen(intake.STREAM) == 0
+
+
+def test_replay_after_crash_before_ack(app, session, demo, redis_client):
+    queue_many(session, redis_client, 40)
+    drain.ensure_group(redis_client)
+    entries = drain.read_batch(redis_client, "dying-consumer", 25)
+    drain.store_batch(session, redis_client, entries, drain.DrainReport())  # committed, never acked
+    assert counts(session)[0] == 25
+    report = drain.drain_backlog(session, redis_client, consumer="heir", claim_idle_ms=0)
+    assert report.reclaimed == 25 and report.duplicates == 25 and report.inserted == 15
+    assert counts(session) == (40, 240, 40)
+    assert redis_client.xlen(intake.STREAM) == 0
+    assert redis_client.xpending(intake.STREAM, drain.GROUP)["pending"] == 0
+
+
+def _env(app, redis_url: str, **extra: str) -> dict[str, str]:
+    settings = app.config["SETTINGS"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WXSURVEY_")}
+    env.update(
+        WXSURVEY_DATABASE_URL=settings.database.url,
+        WXSURVEY_REDIS_URL=redis_url,
+        WXSURVEY_APP_VAR_DIR=str(settings.var_dir),
+        WXSURVEY_APP_SECRET_KEY=settings.app.secret_key,
+        WXSURVEY_SURVEY_RESPONDENT_SECRET=settings.survey.respondent_secret,
+        WXSURVEY_APP_LOG_LEVEL="WARNING",
+        PYTHONPATH=str(ROOT),
+        **extra,
+    )
+    return env
+
+
+def test_worker_killed_mid_batch_loses_and_doubles_nothing(app, session, demo, redis_client, redis_url):
+    n = 3000
+    queue_many(session, redis_client, n)
+    env = _env(app, redis_url, WXSURVEY_SURVEY_DRAIN_BATCH_SIZE="10")
+    from app.jobs.intake import drain_intake
+    from app.queues import get_queue
+
+    get_queue("intake", redis_lib.Redis.from_url(redis_url)).enqueue(drain_intake)
+    worker = subprocess.Popen(
+        [sys.executable, str(ROOT / "worker.py"), "--queues", "intake", "--burst"], env=env, cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    try:
+        while counts(session)[0] < n // 10:
+            assert worker.poll() is None, "the worker finished before it could be killed"
+            assert time.monotonic() < deadline, "the worker drained nothing"
+            time.sleep(0.01)
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+    killed_at = counts(session)[0]
+    assert killed_at < n, "killed too late to test anything"
+    # Whatever the kill interrupted (a transaction, or the gap before the ack) is pending on the
+    # dead consumer or still new; the survivor takes both over.
+    drain.drain_backlog(session, redis_client, consumer="survivor", claim_idle_ms=0)
+    assert counts(session) == (n, 6 * n, n)
+    assert redis_client.xlen(intake.STREAM) == 0
+
+
+CONCURRENT_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, time
+    from app import create_app, intake
+    from app.db import db
+    from app.redis_store import redis_store
+    from werkzeug.datastructures import MultiDict
+    app = create_app()
+    with app.app_context():
+        s = app.config["SETTINGS"]
+        form, dept = intake.load_form(db.session, "demo-departments", "D08")
+        data = MultiDict([(f"q_{q.key}", q.options[0].key) for q in form.questions if q.kind == "single"])
+        r = redis_store.client
+        r.incr("test:ready")
+        while not r.exists("test:go"):
+            time.sleep(0.001)
+        kinds = [intake.record_response(db.session, r, s, form=form, department=dept, openid=f"o-{i}",
+                 data=data, form_token=intake.issue_form_token(s.app.secret_key)).kind for i in range(30)]
+    print(json.dumps(kinds))
+    """
+)
+
+
+def test_one_respondent_from_two_processes_counts_once(app, session, demo, redis_client, redis_url):
+    env = _env(app, redis_url)
+    procs = [
+        subprocess.Popen([sys.executable, "-c", CONCURRENT_SCRIPT], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]  # fmt: skip
+    deadline = time.monotonic() + 60
+    while int(redis_client.get("test:ready") or 0) < 2:
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), procs[0].stderr
+        time.sleep(0.01)
+    redis_client.set("test:go", "1")
+    kinds = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        kinds.extend(json.loads(out))
+    assert kinds.count("accepted") == 30 and kinds.count("already") == 30
+    drain.drain_backlog(session, redis_client)
+    assert counts(session)[0] == 30
+
+
+# --- outages ---------------------------------------------------------------------------------------
+
+
+def test_redis_down_writes_straight_to_sql(tmp_path, database_url, redis_client, redis_url):
+    from app import create_app
+    from app.db import db
+    from app.demo import load_demo
+    from tests.conftest import empty_tables
+
+    own = tmp_path / "own-redis"
+    url = ensure_embedded(own, appendfsync="always")
+    app = create_app(settings_for(tmp_path, database_url, url))
+    empty_tables(app.extensions["wxsurvey_db"].engine)
+    client = app.test_client()
+    try:
+        with app.app_context():
+            load_demo(db.session, tmp_path)
+            db.session.commit()
+            own_redis = redis_lib.Redis.from_url(url, decode_responses=True)
+            assert submit(app, db.session, own_redis, "o-before").kind == "accepted"
+            stop_embedded(own)
+            outcome = submit(app, db.session, own_redis, "o-during")
+            assert outcome.kind == "accepted" and outcome.degraded
+            assert submit(app, db.session, own_redis, "o-during").kind == "already"
+            assert counts(db.session)[0] == 1
+            report = client.get("/readyz").get_json()
+            assert report["status"] == "degraded" and report["checks"]["redis"]["ok"] is False
+            ensure_embedded(own, appendfsync="always")  # back, with its append-only file
+            assert own_redis.xlen(intake.STREAM) == 1
+            checks = client.get("/readyz").get_json()["checks"]
+            assert checks["intake"]["degraded"] is True and checks["intake"]["backlog"] == 1
+            drain.drain_backlog(db.session, own_redis)
+            assert counts(db.session) == (2, 12, 2)
+            row = db.session.scalar(select(Response).where(Response.meta["via"].as_string() == "sql"))
+            assert row is not None
+    finally:
+        stop_embedded(own)
+        app.extensions["wxsurvey_db"].engine.dispose()
+        intake.degraded.since = intake.degraded.last = None
+
+
+def test_database_down_keeps_buffering_then_drains(app, session, demo, redis_client):
+    loaded = intake.load_form(session, SURVEY, DEPT)  # what the page's cache holds
+    for i in range(5):
+        submit(app, session, redis_client, f"o-{i}")
+    dead = create_engine(
+        "postgresql+psycopg://postgres@127.0.0.1:1/nowhere", connect_args={"connect_timeout": 2}
+    )
+    with Session(dead) as down:
+        with pytest.raises(Exception) as caught:
+            drain.drain_backlog(down, redis_client)
+        assert "OperationalError" in type(caught.value).__name__
+        # The questionnaire keeps accepting: the form comes from the cache, the answers go to Redis.
+        for i in range(5, 8):
+            assert submit(app, down, redis_client, f"o-{i}", loaded=loaded).kind == "accepted"
+    dead.dispose()
+    status = drain.intake_status(session, redis_client)
+    assert status["backlog"] == 8 and status["pending"] >= 5
+    drain.drain_backlog(session, redis_client, consumer=drain.consumer_name())
+    assert counts(session) == (8, 48, 8)
+
+
+def test_sql_and_redis_both_down_is_a_503(app, session, demo, tmp_path):
+    dead_redis = redis_lib.Redis(unix_socket_path=str(tmp_path / "nothing.sock"), decode_responses=True)
+    loaded = intake.load_form(session, SURVEY, DEPT)
+    dead = create_engine(
+        "postgresql+psycopg://postgres@127.0.0.1:1/nowhere", connect_args={"connect_timeout": 2}
+    )
+    try:
+        with Session(dead) as down, pytest.raises(Unavailable):
+            submit(app, down, dead_redis, "o-x", loaded=loaded)
+    finally:
+        dead.dispose()
+        intake.degraded.since = intake.degraded.last = None
