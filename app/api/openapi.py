@@ -1,0 +1,239 @@
+"""The OpenAPI 3.1 document of the pull API, and the query parameters each endpoint accepts.
+
+The views read ENDPOINT_PARAMETERS to refuse unknown parameters, so the document and the
+behaviour cannot drift apart (tests/test_api_openapi.py checks both directions).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.tally import GROUP_DIMENSIONS, PERIOD_BUCKETS
+from app.tally_files import FORMATS
+
+MAX_LIMIT = 10_000
+DEFAULT_LIMIT = 1_000
+
+
+def _param(name: str, description: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "description": description, "schema": schema}
+
+
+FORMAT = _param(
+    "format", "json (default), csv (UTF-8 with BOM) or xlsx; every format holds the same rows",
+    {"type": "string", "enum": list(FORMATS), "default": "json"},
+)  # fmt: skip
+LIMIT = _param(
+    "limit", f"rows per page (1..{MAX_LIMIT})",
+    {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+)  # fmt: skip
+OFFSET = _param(
+    "offset", "rows to skip; follow `next_offset` (JSON) or the Link rel=next header",
+    {"type": "integer", "minimum": 0, "default": 0},
+)  # fmt: skip
+SURVEY = _param("survey", "survey slug (see /surveys)", {"type": "string"}, required=True)
+DEPARTMENT = _param(
+    "department", "a department code: that department and everything under it (a county with its townships)",
+    {"type": "string"},
+)  # fmt: skip
+PERIOD = _param(
+    "period",
+    "`BUCKET`, `RANGE` or `BUCKET:RANGE`. BUCKET groups rows by " + ", ".join(PERIOD_BUCKETS)
+    + " (adds the `period` dimension; `survey` = the survey's whole period; weeks are ISO weeks "
+    "labelled 2024-W19). RANGE limits the days (city time, Asia/Shanghai): 2024, 2024-Q2, 2024-05, "
+    "2024-W19, 2024-05-03, or A..B between two of those, inclusive, either side may be empty. "
+    "Grouping by period without a bucket uses month. Examples: `month`, `2024-Q2`, `week:2024-05`.",
+    {"type": "string"},
+)  # fmt: skip
+
+ENDPOINT_PARAMETERS: dict[str, list[dict[str, Any]]] = {
+    "tallies": [
+        SURVEY,
+        DEPARTMENT,
+        _param(
+            "group_by",
+            "comma-separated dimensions, in the order of the row keys: "
+            + ", ".join(GROUP_DIMENSIONS)
+            + ". `question`/`option` count answers instead of responses (`option` brings `question`); "
+            "`region` is a county with its townships, city departments form region CITY; `segment` is "
+            "the respondent type unless `segment=` names another single-choice question.",
+            {"type": "string", "example": "department,question,option"},
+        ),  # fmt: skip
+        PERIOD,
+        _param(
+            "since",
+            "ISO 8601 time: only the groups whose counts changed at or after it (counts stay whole, "
+            "not deltas). Responses, quarantined and the totals are not affected.",
+            {"type": "string", "format": "date-time"},
+        ),
+        _param(
+            "segment",
+            "question key used as the `segment` dimension; default the survey's respondent-type "
+            "question (pre-aggregated); any other single-choice question is counted from raw answers",
+            {"type": "string"},
+        ),
+        FORMAT,
+        LIMIT,
+        OFFSET,
+    ],
+    "index": [
+        SURVEY,
+        DEPARTMENT,
+        PERIOD,
+        _param(
+            "min_sample",
+            "responses below which a department is marked insufficient (default: survey.min_sample)",
+            {"type": "integer", "minimum": 1},
+        ),
+        FORMAT,
+        LIMIT,
+        OFFSET,
+    ],
+    "departments": [
+        _param("active", "true or false: only active or inactive departments", {"type": "boolean"}),
+        FORMAT,
+        LIMIT,
+        OFFSET,
+    ],
+    "surveys": [FORMAT, LIMIT, OFFSET],
+}
+
+_PAGE_PROPS = {
+    "total_rows": {"type": "integer"},
+    "offset": {"type": "integer"},
+    "limit": {"type": "integer"},
+    "next_offset": {"type": ["integer", "null"]},
+}
+_ERROR = {
+    "description": "error",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "error": {"type": "string"},
+                    "message": {"type": "string"},
+                    "status": {"type": "integer"},
+                },
+            }
+        }
+    },
+}
+_SCHEMAS: dict[str, dict[str, Any]] = {
+    "tallies": {
+        "type": "object",
+        "required": ["survey", "period", "group_by", "responses", "quarantined", "rows"],
+        "properties": {
+            "survey": {"type": "string"},
+            "period": {
+                "type": "object",
+                "properties": {
+                    "bucket": {"type": ["string", "null"]},
+                    "start": {"type": ["string", "null"], "format": "date"},
+                    "end": {"type": ["string", "null"], "format": "date"},
+                },
+            },
+            "group_by": {"type": "array", "items": {"type": "string", "enum": list(GROUP_DIMENSIONS)}},
+            "segment_question": {"type": ["string", "null"]},
+            "responses": {"type": "integer", "description": "counted responses in scope"},
+            "quarantined": {"type": "integer", "description": "quarantined responses in scope, not counted"},
+            "rows": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "description": "the group's keys (department, department_name, category, level, region, "
+                    "region_name, question, question_title, option, option_label, period, segment, "
+                    "segment_label, channel, as grouped) plus count (official) and quarantined",
+                    "properties": {"count": {"type": "integer"}, "quarantined": {"type": "integer"}},
+                },
+            },
+            **_PAGE_PROPS,
+        },
+    },
+    "index": {
+        "type": "object",
+        "properties": {
+            "survey": {"type": "string"},
+            "min_sample": {"type": "integer"},
+            "rows": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "department": {"type": "string"},
+                        "department_name": {"type": "string"},
+                        "category": {"type": "string"},
+                        "level": {"type": "string"},
+                        "responses": {"type": "integer"},
+                        "answers": {"type": "integer"},
+                        "index": {"type": ["number", "null"], "description": "mean score, 0..100"},
+                        "ci_low": {"type": ["number", "null"]},
+                        "ci_high": {"type": ["number", "null"]},
+                        "insufficient": {"type": "boolean"},
+                        "rank": {"type": ["integer", "null"]},
+                        "rank_low": {"type": ["integer", "null"]},
+                        "rank_label": {"type": "string", "description": "3, or 2-5 when tied"},
+                        "tied_with": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+            },
+            **_PAGE_PROPS,
+        },
+    },
+    "departments": {
+        "type": "object",
+        "properties": {"rows": {"type": "array", "items": {"type": "object"}}, **_PAGE_PROPS},
+    },
+    "surveys": {
+        "type": "object",
+        "properties": {"rows": {"type": "array", "items": {"type": "object"}}, **_PAGE_PROPS},
+    },
+}
+_SUMMARIES = {
+    "tallies": "Categorized tallies (分类统计) of one survey",
+    "index": "Satisfaction index per department with 95% intervals and tie-aware ranks per category",
+    "departments": "The org chart",
+    "surveys": "The surveys this token may read",
+}
+
+
+def openapi_document(base_url: str) -> dict[str, Any]:
+    paths = {}
+    for name, parameters in ENDPOINT_PARAMETERS.items():
+        paths[f"/{name}"] = {
+            "get": {
+                "summary": _SUMMARIES[name],
+                "operationId": name,
+                "parameters": parameters,
+                "responses": {
+                    "200": {
+                        "description": "the rows (a page of them); ETag set",
+                        "headers": {"ETag": {"schema": {"type": "string"}}},
+                        "content": {
+                            "application/json": {"schema": _SCHEMAS[name]},
+                            FORMATS["csv"].split(";")[0]: {"schema": {"type": "string"}},
+                            FORMATS["xlsx"]: {"schema": {"type": "string", "format": "binary"}},
+                        },
+                    },
+                    "304": {"description": "not modified (If-None-Match matched the ETag)"},
+                    "400": _ERROR,
+                    "401": _ERROR,
+                    "403": _ERROR,
+                    "404": _ERROR,
+                },
+            }
+        }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "wxsurvey pull API",
+            "version": "1",
+            "description": "Read-only tallies for the performance-evaluation platform. Authenticate with "
+            "`Authorization: Bearer <token>` (`wxsurvey token create NAME [--survey SLUG]`). "
+            "Unknown query parameters are refused with 400.",
+        },
+        "servers": [{"url": f"{base_url}/api/v1"}],
+        "security": [{"bearer": []}],
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "paths": paths,
+    }
