@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("dev", __name__)
 
-from app.dev import fake_wechat  # noqa: E402,F401
+from app.dev import fake_wechat, phone  # noqa: E402,F401

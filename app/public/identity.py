@@ -58,7 +58,7 @@ def wechat_browser_required() -> bool:
 
 def begin_identity(return_to: str) -> Response:
     """What a page needing an openid returns when there is none yet."""
-    path = _local_path(return_to)
+    path = local_path(return_to)
     if in_wechat_browser():
         state = secrets.token_urlsafe(16)
         session[STATE_KEY] = state
@@ -108,7 +108,7 @@ def _notice(status: int, title: str, message: str, retry_to: str | None):
     return Response(html, status=status, headers={"Cache-Control": "no-store"})
 
 
-def _local_path(url: str) -> str:
+def local_path(url: str) -> str:
     """Only a path on this site (with its query): never an open redirect to somewhere else."""
     parts = urlsplit(url or "/")
     path = parts.path or "/"
