@@ -53,23 +53,30 @@ def filtered_codes(
     }
 
 
-def question_charts(result) -> list[dict]:
-    """Tally rows grouped by question/option → [{key, title, total, options: [{label, count, share}]}]."""
-    charts: dict[str, dict] = {}
+def question_charts(survey, result) -> list[dict]:
+    """Per question, in the survey's order: every option with its count and share (zeros included)."""
+    counts: dict[tuple[str, str | None], int] = {}
     for row in result.rows:
-        chart = charts.setdefault(
-            row["question"], {"key": row["question"], "title": row.get("question_title"), "options": []}
-        )
-        if row.get("option"):
-            chart["options"].append({"label": row.get("option_label"), "count": row["count"]})
-        else:
-            chart["text_answers"] = row["count"]
-    for chart in charts.values():
-        total = sum(o["count"] for o in chart["options"])
-        chart["total"] = total
-        for option in chart["options"]:
+        counts[(row["question"], row.get("option"))] = row["count"]
+    charts = []
+    for question in survey.questions:
+        options = [
+            {"label": o.label, "count": counts.get((question.key, o.key), 0), "negative": o.negative}
+            for o in question.options
+        ]
+        total = sum(o["count"] for o in options)
+        for option in options:
             option["share"] = option["count"] / total if total else 0.0
-    return list(charts.values())
+        charts.append(
+            {
+                "key": question.key,
+                "title": question.title,
+                "options": options,
+                "total": total,
+                "text_answers": counts.get((question.key, None), 0),
+            }
+        )
+    return charts
 
 
 def tally_file(result, fmt: str) -> tuple[bytes, str]:

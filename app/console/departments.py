@@ -37,7 +37,8 @@ def _visible_departments():
 
 
 def _categories(depts) -> list[str]:
-    return sorted(set(CATEGORIES) | {d.category for d in depts}, key=lambda c: (c not in CATEGORIES, c))
+    extra = sorted({d.category for d in depts} - set(CATEGORIES))
+    return list(CATEGORIES) + extra
 
 
 def _departments_page(form=None, errors=None, status: int = 200):

@@ -67,7 +67,7 @@ def results():
         "console/results.html",
         **context,
         overview=overview,
-        charts=question_charts(by_question),
+        charts=question_charts(survey, by_question),
         ranking=ranking,
         min_sample=min_sample,
     )
