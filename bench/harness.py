@@ -275,9 +275,12 @@ class Stack:
         if self._embedded:
             self.redis_url = ensure_embedded(self.workdir / "var", appendfsync="everysec")
         self.env["WXSURVEY_REDIS_URL"] = self.redis_url
-        wxsurvey = str(Path(sys.executable).parent / "wxsurvey")
+        # `python -c` from the work tree: the code of this checkout, whatever the venv's install points at.
+        wxsurvey = [sys.executable, "-c", "from app.cli import main; main()"]
         for command in (["init"], ["demo"]):
-            done = subprocess.run([wxsurvey, *command], env=self.env, capture_output=True, text=True)
+            done = subprocess.run(
+                [*wxsurvey, *command], env=self.env, cwd=ROOT, capture_output=True, text=True
+            )
             if done.returncode != 0:
                 raise RuntimeError(f"wxsurvey {command[0]} failed: {done.stderr.strip()[-500:]}")
         argv = gunicorn_argv("app.wsgi:app", self.port, self.web_workers, self.web_threads)
