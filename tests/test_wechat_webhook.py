@@ -340,3 +340,14 @@ def test_webhook_speaks_the_independently_computed_scheme(client, settings, demo
     assert appid == wechat.appid
     reply = xmltodict.parse(reply_xml)["xml"]
     assert reply["ToUserName"] == openid and "市教育局" in reply["Content"]
+
+
+def test_bench_requests_are_accepted(client, demo):
+    """The benchmark's signed, encrypted scan events are real deliveries the webhook answers."""
+    from bench.webhook import scan_requests
+
+    for raw in scan_requests({"n": 3, "prefix": "t"}, "wx.test"):
+        head, body = raw.split(b"\r\n\r\n", 1)
+        path = head.split(b"\r\n")[0].split(b" ")[1].decode()
+        response = client.post(path, data=body, content_type="text/xml")
+        assert response.status_code == 200 and b"<Encrypt>" in response.data
