@@ -61,6 +61,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "push_secret": "",
         "push_timeout": 10,
         "push_retries": 5,
+        "push_backoff": 30,
         "schedules": [],
     },
     "qr": {
@@ -212,6 +213,14 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
     for key in ("min_sample", "text_max_length", "drain_batch_size"):
         if values["survey"][key] < 1:
             raise ConfigError(f"survey.{key}: must be at least 1")
+    for key in ("push_timeout", "push_retries", "push_backoff"):
+        if values["exports"][key] < 1:
+            raise ConfigError(f"exports.{key}: must be at least 1")
+    from app.exports import parse_schedules  # late: it needs the tally module, which needs config
+
+    if any(s.destination for s in parse_schedules(values["exports"]["schedules"])):
+        if not values["exports"]["push_secret"]:
+            raise ConfigError("exports.push_secret: needed to sign pushes: a schedule has a destination")
 
 
 def _dev_secrets(values: dict[str, dict[str, Any]]) -> None:

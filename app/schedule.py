@@ -27,6 +27,8 @@ PERIODIC: list[Periodic] = []
 
 
 def periodic_jobs(settings) -> list[Periodic]:
+    import app.exports  # noqa: F401  (declares the [[exports.schedules]] provider)
+
     jobs = list(PERIODIC)
     for provider in PROVIDERS:
         jobs.extend(provider(settings))
