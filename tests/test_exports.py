@@ -253,25 +253,31 @@ def test_real_cron_scheduler_and_worker_run_each_slot_once(
             db.session.rollback()
             return list(db.session.scalars(select(ExportRun).order_by(ExportRun.slot)))
 
+    from rq.cron import get_cron_job_ids
+
+    def enqueued():
+        return get_cron_job_ids("export:nightly", app.extensions["wxsurvey_redis"]["raw"])
+
     processes = [start("--queues", "exports"), start("--cron")]
     try:
         wait_for(lambda: [r for r in runs() if r.status == "ok"], 40, "the first scheduled run to be pushed")
         processes.append(start("--cron"))  # the restarted scheduler, while the old one still runs
-        wait_for(lambda: len([r for r in runs() if r.status == "ok"]) >= 3, 40, "three pushed slots")
+        wait_for(
+            lambda: len([r for r in runs() if r.status == "ok"]) >= 3 and len(enqueued()) > len(runs()),
+            60,
+            "three pushed slots, and a slot enqueued by both schedulers",
+        )
     finally:
         for process in processes:
             process.terminate()
         for process in processes:
             process.wait(timeout=20)
 
-    from rq.cron import get_cron_job_ids
-
-    enqueued = get_cron_job_ids("export:nightly", app.extensions["wxsurvey_redis"]["raw"])
     done = runs()
     slots = [r.slot for r in done]
     assert len(slots) == len(set(slots))
     assert all(datetime.fromisoformat(r.slot).timestamp() % interval == 0 for r in done)  # aligned windows
-    assert len(enqueued) > len(done), "both schedulers enqueued, yet each slot ran once"
+    assert len(enqueued()) > len(done), "both schedulers enqueued, yet each slot ran once"
     manifests = list((Path(settings.exports.dir) / "nightly").glob("*.manifest.json"))
     assert len(manifests) == len(done)
     pushed = {json.loads(body)["slot"] for headers, body in push_target.received}
