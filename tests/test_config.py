@@ -48,9 +48,7 @@ def test_wxsurvey_config_variable_names_the_file(tmp_path):
     ],
 )
 def test_malformed_values_name_the_key(tmp_path, text, env, message):
-    path = write(
-        tmp_path, text + '\n[survey]\nrespondent_secret = "x"\n' if "[survey]" not in text else text
-    )
+    path = write(tmp_path, text + '\n[survey]\nrespondent_secret = "x"\n' if "[survey]" not in text else text)
     with pytest.raises(ConfigError) as info:
         load_settings(path, environ={"WXSURVEY_APP_VAR_DIR": str(tmp_path), **env})
     assert message in str(info.value)

@@ -25,9 +25,14 @@ def free_port() -> int:
 
 def start_make_run(env: dict[str, str]) -> tuple[subprocess.Popen, list[str]]:
     process = subprocess.Popen(
-        ["make", "-s", "run"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        ["make", "-s", "run"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
         start_new_session=True,
-    )  # fmt: skip
+    )
     lines: list[str] = []
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
