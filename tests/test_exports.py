@@ -254,18 +254,24 @@ def test_real_cron_scheduler_and_worker_run_each_slot_once(
             return list(db.session.scalars(select(ExportRun).order_by(ExportRun.slot)))
 
     from rq.cron import get_cron_job_ids
+    from rq.job import Job
 
     def enqueued():
         return get_cron_job_ids("export:nightly", app.extensions["wxsurvey_redis"]["raw"])
+
+    def skipped():
+        """Cron-enqueued jobs that finished as a duplicate: a slot the other scheduler had run."""
+        jobs = Job.fetch_many(enqueued(), connection=app.extensions["wxsurvey_redis"]["raw"])
+        return [j for j in jobs if j is not None and str(j.return_value() or "").startswith("duplicate ")]
 
     processes = [start("--queues", "exports"), start("--cron")]
     try:
         wait_for(lambda: [r for r in runs() if r.status == "ok"], 40, "the first scheduled run to be pushed")
         processes.append(start("--cron"))  # the restarted scheduler, while the old one still runs
         wait_for(
-            lambda: len([r for r in runs() if r.status == "ok"]) >= 3 and len(enqueued()) > len(runs()),
+            lambda: len([r for r in runs() if r.status == "ok"]) >= 3 and skipped(),
             60,
-            "three pushed slots, and a slot enqueued by both schedulers",
+            "three pushed slots, and a slot enqueued by both schedulers whose second job was skipped",
         )
     finally:
         for process in processes:
@@ -278,6 +284,7 @@ def test_real_cron_scheduler_and_worker_run_each_slot_once(
     assert len(slots) == len(set(slots))
     assert all(datetime.fromisoformat(r.slot).timestamp() % interval == 0 for r in done)  # aligned windows
     assert len(enqueued()) > len(done), "both schedulers enqueued, yet each slot ran once"
+    assert {j.return_value().split()[1] for j in skipped()} <= set(slots)  # skipped = a slot already run
     manifests = list((Path(settings.exports.dir) / "nightly").glob("*.manifest.json"))
     assert len(manifests) == len(done)
     pushed = {json.loads(body)["slot"] for headers, body in push_target.received}
