@@ -173,6 +173,17 @@ def runner(app):
 
 
 @pytest.fixture
+def cli_env(app, database_url, redis_url, tmp_path) -> dict[str, str]:
+    """Environment pointing a `run_cli` subprocess at this test's database, Redis and var dir."""
+    return {
+        "WXSURVEY_DATABASE_URL": database_url,
+        "WXSURVEY_REDIS_URL": redis_url,
+        "WXSURVEY_APP_VAR_DIR": str(tmp_path / "var"),
+        "WXSURVEY_CONFIG": str(tmp_path / "config.toml"),
+    }
+
+
+@pytest.fixture
 def demo(app, session):
     """The demo org chart and its open surveys."""
     from app.demo import load_demo

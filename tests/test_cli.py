@@ -11,17 +11,6 @@ from app.models import AdminUser, ApiToken, Department, Survey
 from tests.conftest import run_cli
 
 
-@pytest.fixture
-def cli_env(app, database_url, redis_url, tmp_path):
-    """Environment pointing a subprocess `wxsurvey` at this test's database and Redis."""
-    return {
-        "WXSURVEY_DATABASE_URL": database_url,
-        "WXSURVEY_REDIS_URL": redis_url,
-        "WXSURVEY_APP_VAR_DIR": str(tmp_path / "var"),
-        "WXSURVEY_CONFIG": str(tmp_path / "config.toml"),
-    }
-
-
 def count(session, model) -> int:
     session.rollback()  # see what the subprocess committed
     return session.scalar(select(func.count()).select_from(model))

@@ -6,7 +6,6 @@ import csv
 import io
 import json
 
-import pytest
 from openpyxl import load_workbook
 from sqlalchemy import select, update
 
@@ -16,16 +15,6 @@ from app.models import TallyRow
 from app.surveys import get_survey
 from tests.conftest import run_cli
 from tests.factories import hand_made_responses, random_load
-
-
-@pytest.fixture
-def cli_env(app, database_url, redis_url, tmp_path):
-    return {
-        "WXSURVEY_DATABASE_URL": database_url,
-        "WXSURVEY_REDIS_URL": redis_url,
-        "WXSURVEY_APP_VAR_DIR": str(tmp_path / "var"),
-        "WXSURVEY_CONFIG": str(tmp_path / "config.toml"),
-    }
 
 
 def test_json_csv_and_xlsx_hold_the_same_numbers(runner, session, demo, tmp_path):

@@ -123,14 +123,8 @@ def test_jobs_run_by_a_real_worker(app, wechat, redis_client, demo):
 
 
 @pytest.fixture
-def cli_env(app, database_url, redis_url, tmp_path, live_server):
-    return {
-        "WXSURVEY_DATABASE_URL": database_url,
-        "WXSURVEY_REDIS_URL": redis_url,
-        "WXSURVEY_APP_VAR_DIR": str(tmp_path / "var"),
-        "WXSURVEY_CONFIG": str(tmp_path / "config.toml"),
-        "WXSURVEY_APP_BASE_URL": live_server.url,
-    }
+def cli_env(cli_env, live_server):
+    return {**cli_env, "WXSURVEY_APP_BASE_URL": live_server.url}
 
 
 def test_qr_commands(cli_env, demo, live_server, app):
