@@ -4,21 +4,31 @@ Scene format (at most 64 characters, WeChat's limit for permanent string scenes)
   `d:<department code>`              a department's code: leads to the open survey that covers it
   `s:<survey slug>:<department code>` one survey and one department (slug ≤ 40, code ≤ 20 → ≤ 63)
 A new follower's scan arrives as `qrscene_<scene>`; `parse_scene` accepts both forms.
+
+Routes are cached per process (`RouteCache`) so that a scan needs no SQL in the steady state.
+Bound: a committed ORM change to a department or survey, by any process of this installation,
+bumps `wx:routes:generation` in Redis and reaches the webhook on its next delivery; any other
+change (raw SQL, another tool) within ROUTE_TTL seconds.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from dataclasses import dataclass
 from datetime import date
 
-from redis import Redis
-from sqlalchemy import or_, select
+from redis import Redis, RedisError
+from sqlalchemy import event, or_, select
 from sqlalchemy.orm import Session
 
 from app.departments import CODE_RE
 from app.models import Department, Survey
 from app.respondents import record_scan, respondent_key
 from app.surveys import SLUG_RE, accepting_state, covers, list_surveys
+
+log = logging.getLogger(__name__)
 
 MAX_SCENE_LENGTH = 64
 SUBSCRIBE_PREFIX = "qrscene_"
@@ -74,14 +84,37 @@ def questionnaire_url(settings, slug: str, code: str) -> str:
 
 
 @dataclass(frozen=True)
+class RoutedDepartment:
+    """What a reply needs of a department: a snapshot, safe to keep beyond its session."""
+
+    code: str
+    name: str
+
+
+@dataclass(frozen=True)
+class RoutedSurvey:
+    slug: str
+    title: str
+
+
+@dataclass(frozen=True)
 class Route:
     """Where a scan leads: a link to answer, or the reason there is none (`problem`)."""
 
-    department: Department | None
-    survey: Survey | None
+    department: RoutedDepartment | None
+    survey: RoutedSurvey | None
     url: str | None
     problem: str | None  # unknown_scene, unknown_department, department_inactive, not_covered,
     #                       not_open, closed, no_open_survey
+
+
+def _route(department: Department | None, survey: Survey | None, url: str | None, problem: str | None):
+    return Route(
+        RoutedDepartment(department.code, department.name) if department is not None else None,
+        RoutedSurvey(survey.slug, survey.title) if survey is not None else None,
+        url,
+        problem,
+    )
 
 
 def _open_survey_for(session: Session, department: Department, today: date) -> Survey | None:
@@ -94,35 +127,126 @@ def _open_survey_for(session: Session, department: Department, today: date) -> S
 
 def route_scene(session: Session, settings, scene: Scene | None, today: date) -> Route:
     if scene is None:
-        return Route(None, None, None, "unknown_scene")
+        return _route(None, None, None, "unknown_scene")
     department = session.scalar(select(Department).where(Department.code == scene.department_code))
     if department is None:
-        return Route(None, None, None, "unknown_department")
+        return _route(None, None, None, "unknown_department")
     if scene.survey_slug is None:
         if not department.active:
-            return Route(department, None, None, "department_inactive")
+            return _route(department, None, None, "department_inactive")
         survey = _open_survey_for(session, department, today)
         if survey is None:
-            return Route(department, None, None, "no_open_survey")
+            return _route(department, None, None, "no_open_survey")
     else:
         survey = session.scalar(select(Survey).where(Survey.slug == scene.survey_slug))
         if survey is None:
-            return Route(department, None, None, "unknown_scene")
+            return _route(department, None, None, "unknown_scene")
         problem = accepting_state(survey, department, today)
         if problem is not None:
             # A poster for last year's survey still finds this year's, if there is one.
             current = _open_survey_for(session, department, today) if department.active else None
             if current is None:
-                return Route(department, survey, None, problem)
+                return _route(department, survey, None, problem)
             survey = current
-    return Route(department, survey, questionnaire_url(settings, survey.slug, department.code), None)
+    return _route(department, survey, questionnaire_url(settings, survey.slug, department.code), None)
+
+
+# --- the route cache and its invalidation -----------------------------------------------------------
+
+ROUTE_TTL = 5.0  # seconds a cached route may live: the bound for changes made outside the ORM
+GENERATION_KEY = "wx:routes:generation"  # bumped after every commit touching departments or surveys
+_ROUTING_MODELS = (Department, Survey)
+
+
+class RouteCache:
+    """Routes by (scene, day), kept in this process for at most `ttl` seconds and dropped as soon
+    as a delivery sees a new routing generation (read from Redis in the webhook's admission call)."""
+
+    MAX_ENTRIES = 20_000  # well above the codes of one city; beyond it the cache starts over
+
+    def __init__(self, ttl: float = ROUTE_TTL) -> None:
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._generation: str | None = None
+        self._routes: dict[tuple[Scene | None, date], tuple[float, Route]] = {}
+
+    def observe(self, generation: str) -> str:
+        """Note the generation one delivery read; a new one empties the cache. Returns it."""
+        if generation != self._generation:
+            with self._lock:
+                if generation != self._generation:
+                    self._routes = {}
+                    self._generation = generation
+        return generation
+
+    def get(self, scene: Scene | None, today: date) -> Route | None:
+        entry = self._routes.get((scene, today))
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, scene: Scene | None, today: date, route: Route, generation: str) -> None:
+        """Keep a route read under `generation`, unless the cache has moved on since."""
+        with self._lock:
+            if generation != self._generation:
+                return
+            if len(self._routes) >= self.MAX_ENTRIES:
+                self._routes = {}
+            self._routes[(scene, today)] = (time.monotonic() + self.ttl, route)
+
+
+def watch_routing_changes(sessions, redis: Redis) -> None:
+    """Bump the routing generation after each commit (of a session from `sessions`, a sessionmaker
+    or scoped_session) that inserted, changed or deleted a department or a survey."""
+
+    @event.listens_for(sessions, "after_flush")
+    def _note(session: Session, _flush_context) -> None:
+        for obj in (*session.new, *session.dirty, *session.deleted):
+            if isinstance(obj, _ROUTING_MODELS):
+                session.info["routing_changed"] = True
+                return
+
+    @event.listens_for(sessions, "after_commit")
+    def _bump(session: Session) -> None:
+        if session.info.pop("routing_changed", False):
+            try:
+                redis.incr(GENERATION_KEY)
+            except RedisError:  # the commit stands; the webhook then sees it within ROUTE_TTL
+                log.warning("could not bump %s; routes refresh within %ss", GENERATION_KEY, ROUTE_TTL)
+
+    @event.listens_for(sessions, "after_rollback")
+    def _forget(session: Session) -> None:
+        session.info.pop("routing_changed", None)
+
+
+def cached_route(
+    session: Session, settings, event_key: str | None, today: date, cache: RouteCache, generation: str
+) -> Route:
+    """route_scene through the cache: no SQL when this scene was routed recently."""
+    scene = parse_scene(event_key)
+    route = cache.get(scene, today)
+    if route is None:
+        route = route_scene(session, settings, scene, today)
+        cache.put(scene, today, route, generation)
+    return route
 
 
 def route_scan(
-    session: Session, redis: Redis, settings, event_key: str | None, openid: str, today: date
+    session: Session,
+    redis: Redis,
+    settings,
+    event_key: str | None,
+    openid: str,
+    today: date,
+    cache: RouteCache | None = None,
+    generation: str = "",
 ) -> Route:
-    """Route a scanned code and remember the scan for the integrity check of the submission."""
-    route = route_scene(session, settings, parse_scene(event_key), today)
+    """Route a scanned code and remember the scan for the integrity check of the submission.
+    `redis` may be a pipeline: the scan is then recorded when the caller executes it."""
+    if cache is None:
+        route = route_scene(session, settings, parse_scene(event_key), today)
+    else:
+        route = cached_route(session, settings, event_key, today, cache, generation)
     if route.department is not None and openid:
         key = respondent_key(settings.survey.respondent_secret, openid)
         record_scan(redis, key, route.department.code, settings.survey.scan_window_hours)

@@ -16,6 +16,8 @@ from redis import Redis
 from sqlalchemy.orm import Session
 from wechatpy.replies import BaseReply
 
+from app.scenes import RouteCache
+
 
 @dataclass(frozen=True)
 class HandlerContext:
@@ -23,6 +25,14 @@ class HandlerContext:
     redis: Redis
     settings: Any
     today: date
+    routes: RouteCache | None = None  # the process's route cache (the webhook passes it)
+    generation: str = ""  # the routing generation this delivery read from Redis
+    writes: Redis | None = None  # a pipeline for side effects, sent together with the reply
+
+    @property
+    def effects(self) -> Redis:
+        """Where handlers write their Redis side effects: the delivery's pipeline, or Redis itself."""
+        return self.writes if self.writes is not None else self.redis
 
 
 Handler = Callable[[Any, HandlerContext], BaseReply | None]

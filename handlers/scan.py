@@ -12,7 +12,9 @@ from handlers.replies import route_text, text_reply
 
 
 def scan_reply_text(event_key: str, openid: str, ctx: HandlerContext) -> str:
-    route = route_scan(ctx.session, ctx.redis, ctx.settings, event_key, openid, ctx.today)
+    route = route_scan(
+        ctx.session, ctx.effects, ctx.settings, event_key, openid, ctx.today, ctx.routes, ctx.generation
+    )
     return route_text(route)
 
 

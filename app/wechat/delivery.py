@@ -2,21 +2,28 @@
 the previous EncodingAESKey during a rotation), retry de-duplication, dispatch, (encrypted) reply.
 
 No network and no Flask request here: the webhook view builds a Delivery and calls `receive`.
+
+Redis, two round trips per delivery: ADMIT (one Lua call: the nonce check, then, only if the nonce
+is accepted, the message's PENDING marker, plus the routing generation) and one MULTI that stores
+the reply together with the handler's side effects. A refused replay writes nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import xmltodict
+from redis.commands.core import Script
 from wechatpy import parse_message
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 from wechatpy.replies import BaseReply, TextReply
 from wechatpy.utils import check_signature
 
+from app.scenes import GENERATION_KEY
 from handlers import HandlerContext, dispatch
 
 log = logging.getLogger(__name__)
@@ -70,9 +77,14 @@ def _check_timestamp(timestamp: str, now: float, tolerance: int) -> int:
     return ts
 
 
+@lru_cache(maxsize=8)
+def _crypto(token: str, key: str, appid: str) -> WeChatCrypto:
+    return WeChatCrypto(token, key, appid)
+
+
 def _cryptos(wechat) -> list[WeChatCrypto]:
     keys = [k for k in (wechat.encoding_aes_key, wechat.previous_encoding_aes_key) if k]
-    return [WeChatCrypto(wechat.token, key, wechat.appid) for key in keys]
+    return [_crypto(wechat.token, key, wechat.appid) for key in keys]
 
 
 def _decrypt(delivery: Delivery, wechat) -> tuple[str, WeChatCrypto]:
@@ -155,9 +167,7 @@ def receive(delivery: Delivery, ctx: HandlerContext, now: float | None = None) -
     else:
         raise Rejected(400, "unknown encrypt_type")
     message = _parse(xml)
-    key = dedup_key(message)
-    _check_nonce(ctx, delivery, key)
-    reply_xml = _reply_once(ctx, message, key)
+    reply_xml = _reply_once(ctx, delivery, message, dedup_key(message))
     if reply_xml == SUCCESS:
         return Received(SUCCESS, "text/plain; charset=utf-8")
     if crypto is not None:
@@ -165,35 +175,64 @@ def receive(delivery: Delivery, ctx: HandlerContext, now: float | None = None) -
     return Received(reply_xml, "application/xml; charset=utf-8")
 
 
-def _check_nonce(ctx: HandlerContext, delivery: Delivery, key: str) -> None:
-    """A nonce is accepted once per window; only a retry of the very same message may carry it again."""
-    nonce_key = f"wx:nonce:{delivery.timestamp}:{delivery.nonce}"
+# KEYS: nonce key, message key, routing generation key.
+# ARGV: the message's dedup key, nonce window (s), the PENDING marker, PENDING_TTL (s).
+# Returns {verdict, cached reply or "", generation}; verdict: "replay" (nonce held by another
+# message: nothing written), "first" (the marker is ours: run the handler), "retry".
+ADMIT = Script(None, b"""
+local generation = redis.call('GET', KEYS[3]) or '0'
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+    return {'replay', '', generation}
+  end
+end
+if redis.call('SET', KEYS[2], ARGV[3], 'NX', 'EX', ARGV[4]) then
+  return {'first', '', generation}
+end
+return {'retry', redis.call('GET', KEYS[2]) or '', generation}
+""")  # fmt: skip
+
+
+def _admit(ctx: HandlerContext, delivery: Delivery, key: str) -> tuple[str, str, str]:
+    """One round trip: a nonce is accepted once per window (only a retry of the very same message
+    may carry it again); then the message is claimed for its first delivery, or found a retry."""
     window = 2 * ctx.settings.wechat.timestamp_tolerance + 60
-    if ctx.redis.set(nonce_key, key, nx=True, ex=window):
-        return
-    if ctx.redis.get(nonce_key) != key:
+    keys = [f"wx:nonce:{delivery.timestamp}:{delivery.nonce}", f"wx:msg:{key}", GENERATION_KEY]
+    verdict, cached, generation = ADMIT(keys, [key, window, PENDING, PENDING_TTL], client=ctx.redis)
+    if verdict == "replay":
         raise Rejected(403, "nonce already used")
+    return verdict, cached, generation
 
 
-def _reply_once(ctx: HandlerContext, message, key: str) -> str:
+def _reply_once(ctx: HandlerContext, delivery: Delivery, message, key: str) -> str:
     """Run the handler once per message; retries get the first reply, without side effects."""
+    verdict, cached, generation = _admit(ctx, delivery, key)
     cache_key = f"wx:msg:{key}"
-    if not ctx.redis.set(cache_key, PENDING, nx=True, ex=PENDING_TTL):
-        deadline = time.monotonic() + RETRY_WAIT
-        while True:
-            cached = ctx.redis.get(cache_key)
-            if cached != PENDING:
-                return cached if cached is not None else SUCCESS
-            if time.monotonic() > deadline:
-                return SUCCESS  # the first delivery is still at work; WeChat will try again
-            time.sleep(0.02)
+    if verdict == "retry":
+        return _await_first_reply(ctx, cache_key, cached)
+    if ctx.routes is not None:
+        ctx.routes.observe(generation)
+    writes = ctx.redis.pipeline(transaction=True)
     try:
-        reply = dispatch(message, ctx)
+        reply = dispatch(message, replace(ctx, generation=generation, writes=writes))
     except Exception:
         log.exception("handler failed for %s %s", message.type, getattr(message, "event", ""))
+        writes.reset()  # its side effects are dropped with it
         ctx.session.rollback()
         ctx.redis.delete(cache_key)  # let WeChat's retry try again
         return TextReply(message=message, content=BUSY).render()
-    reply_xml = reply.render() if isinstance(reply, BaseReply) else SUCCESS
-    ctx.redis.set(cache_key, reply_xml or SUCCESS, ex=REPLY_TTL)
-    return reply_xml or SUCCESS
+    reply_xml = (reply.render() if isinstance(reply, BaseReply) else SUCCESS) or SUCCESS
+    writes.set(cache_key, reply_xml, ex=REPLY_TTL)
+    writes.execute()
+    return reply_xml
+
+
+def _await_first_reply(ctx: HandlerContext, cache_key: str, cached: str) -> str:
+    """A retry: the first delivery's reply, waiting a little while that delivery is still at work."""
+    deadline = time.monotonic() + RETRY_WAIT
+    while cached == PENDING:
+        if time.monotonic() > deadline:
+            return SUCCESS  # the first delivery is still at work; WeChat will try again
+        time.sleep(0.02)
+        cached = ctx.redis.get(cache_key)
+    return cached or SUCCESS

@@ -49,7 +49,8 @@ def receive_delivery():
         encrypt_type=args.get("encrypt_type", "").lower(),
         msg_signature=args.get("msg_signature", ""),
     )
-    ctx = HandlerContext(db.session, redis_store.client, settings, date.today())
+    routes = current_app.extensions["wxsurvey_routes"]
+    ctx = HandlerContext(db.session, redis_store.client, settings, date.today(), routes)
     try:
         received = receive(delivery, ctx)
     except Rejected as exc:
