@@ -27,6 +27,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import json
@@ -41,14 +42,13 @@ from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
 from redis import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload
 
 from app.errors import Conflict, Invalid, NotFound, Unavailable
-from app.models import Answer, Department, Question, Response, Survey
+from app.models import Department, Question, Response, Survey
 from app.respondents import respondent_key
 from app.surveys import accepting_state
 from app.tally_rows import apply_tally, local_day, response_tally_keys
@@ -83,6 +83,7 @@ local kick = redis.call('SET', KEYS[4], '1', 'NX', 'EX', tonumber(ARGV[4]))
 if kick then return {1, id, 1} end
 return {1, id, 0}
 """
+RECORD_SHA = hashlib.sha1(RECORD_SCRIPT.encode()).hexdigest()
 
 
 # --- the survey as the questionnaire needs it (cached per process) ----------------------------
@@ -245,6 +246,7 @@ def refusal(form: SurveyForm, dept: DepartmentInfo, today: date | None = None) -
 # --- form tokens --------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=8)  # one per secret key: building it derives keys each time
 def _token_serializer(secret_key: str) -> URLSafeSerializer:
     return URLSafeSerializer(secret_key, salt="wxsurvey.questionnaire")
 
@@ -343,6 +345,7 @@ def user_agent_class(user_agent: str) -> str:
     return "desktop"
 
 
+@functools.lru_cache(maxsize=4096)
 def ip_prefix(address: str | None) -> str | None:
     """The /24 (IPv4) or /48 (IPv6) network of an address: enough to spot floods, not a person."""
     try:
@@ -447,46 +450,101 @@ class Submission:
         )
 
 
+RESPONSE_COLUMNS = ("idempotency_key", "survey_id", "department_id", "respondent_key", "submitted_at",
+                    "received_at", "channel", "status", "meta", "flags")  # fmt: skip
+ANSWER_COLUMNS = ("response_id", "question_id", "option_id", "text")
+ROWS_PER_INSERT = 500  # responses per INSERT ... VALUES on SQLite: 5,000 parameters
+_PG_ARRAY_TYPES = ("text", "bigint", "bigint", "text", "timestamptz", "timestamptz", "text", "text", "jsonb",
+                   "jsonb")  # fmt: skip
+_converters: dict[tuple[str, str], list] = {}
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _bind_converters(dialect) -> list:
+    """Per response column, the dialect's own bind processor (None: passed as is), computed once,
+    so rows written through the driver are stored exactly as the ORM would store them. On
+    PostgreSQL the JSON columns travel as text in a text array, cast to jsonb by the server."""
+    key = (dialect.name, dialect.driver)
+    if key not in _converters:
+        table = Response.__table__
+        _converters[key] = [
+            _json_text
+            if dialect.name == "postgresql" and name in ("meta", "flags")
+            else table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+            for name in RESPONSE_COLUMNS
+        ]
+    return _converters[key]
+
+
+def _insert_responses(conn, rows: list[tuple]) -> dict[str, int]:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING through the driver: multi-row VALUES in
+    chunks of ROWS_PER_INSERT on SQLite, one statement over unnest()ed arrays on PostgreSQL.
+    Returns {idempotency key: id} of the rows actually inserted."""
+    head = f"INSERT INTO responses ({', '.join(RESPONSE_COLUMNS)}) "
+    tail = " ON CONFLICT DO NOTHING RETURNING idempotency_key, id"
+    if conn.dialect.name == "postgresql":
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        sql = head + "SELECT * FROM unnest(" + ", ".join(f"%s::{t}[]" for t in _PG_ARRAY_TYPES) + ")" + tail
+        return dict(conn.exec_driver_sql(sql, tuple(columns)).all())
+    group = "(" + ",".join(["?"] * len(RESPONSE_COLUMNS)) + ")"
+    ids: dict[str, int] = {}
+    for start in range(0, len(rows), ROWS_PER_INSERT):
+        chunk = rows[start : start + ROWS_PER_INSERT]
+        params = tuple(value for row in chunk for value in row)
+        ids.update(
+            conn.exec_driver_sql(head + "VALUES " + ",".join([group] * len(chunk)) + tail, params).all()
+        )
+    return ids
+
+
+def _insert_answers(conn, rows: list[tuple]) -> None:
+    """Answer rows through the driver: COPY on PostgreSQL, executemany on SQLite."""
+    if conn.dialect.name == "postgresql":
+        cursor = conn.connection.driver_connection.cursor()
+        with cursor.copy(f"COPY answers ({', '.join(ANSWER_COLUMNS)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cursor.close()
+        return
+    conn.exec_driver_sql(f"INSERT INTO answers ({', '.join(ANSWER_COLUMNS)}) VALUES (?, ?, ?, ?)", rows)
+
+
 def write_responses(session: Session, submissions: list[Submission]) -> list[Submission]:
     """Insert responses, their answers and their tally counts in the caller's transaction.
 
     Idempotent: a response whose idempotency key or (survey, department, respondent) already
     exists is skipped by ON CONFLICT DO NOTHING; returns the submissions actually inserted.
+    The rows go through the driver (multi-row INSERT ... RETURNING, then executemany or COPY),
+    not through SQLAlchemy's per-row statement machinery: this is the drain's hot loop.
     """
     if not submissions:
         return []
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    table = Response.__table__
+    conn = session.connection()
+    if conn.dialect.name not in ("postgresql", "sqlite"):
+        raise NotImplementedError(f"intake writes for {conn.dialect.name}")
+    converters = _bind_converters(conn.dialect)
     received = datetime.now(UTC)
-    rows = [
-        {
-            "idempotency_key": s.idempotency_key,
-            "survey_id": s.survey_id,
-            "department_id": s.department_id,
-            "respondent_key": s.respondent_key,
-            "submitted_at": s.submitted_at,
-            "received_at": received,
-            "channel": s.channel,
-            "status": s.status,
-            "meta": s.meta,
-            "flags": s.flags,
-        }
-        for s in submissions
-    ]
-    stmt = insert(table).on_conflict_do_nothing().returning(table.c.id, table.c.idempotency_key)
-    ids = dict((key, rid) for rid, key in session.execute(stmt, rows).all())
-    inserted = [s for s in submissions if s.idempotency_key in ids]
+    if converters[5] is not None:
+        received = converters[5](received)  # the same for every row: converted once
+    converters = [*converters[:5], None, *converters[6:]]
+    rows = []
+    for s in submissions:
+        row = (s.idempotency_key, s.survey_id, s.department_id, s.respondent_key, s.submitted_at, received,
+               s.channel, s.status, s.meta, s.flags)  # fmt: skip
+        rows.append(tuple(v if c is None else c(v) for c, v in zip(converters, row, strict=True)))
+    ids = _insert_responses(conn, rows)
     # A key repeated inside one batch is inserted once: keep the first submission carrying it.
     seen: set[str] = set()
-    inserted = [s for s in inserted if not (s.idempotency_key in seen or seen.add(s.idempotency_key))]
-    answer_rows = [
-        {"response_id": ids[s.idempotency_key], "question_id": q, "option_id": o, "text": t}
-        for s in inserted
-        for q, o, t in s.answers
-    ]
+    inserted = [
+        s for s in submissions
+        if s.idempotency_key in ids and not (s.idempotency_key in seen or seen.add(s.idempotency_key))
+    ]  # fmt: skip
+    answer_rows = [(ids[s.idempotency_key], q, o, t) for s in inserted for q, o, t in s.answers]
     if answer_rows:
-        session.execute(Answer.__table__.insert(), answer_rows)
+        _insert_answers(conn, answer_rows)
     apply_tally(session, [key for s in inserted for key in s.tally_keys()])
     return inserted
 
@@ -611,7 +669,10 @@ def _queue(redis: Redis, form: SurveyForm, dept: DepartmentInfo, sub: Submission
     keys = [done_key(form.id, dept.id, sub.respondent_key), STREAM, _scan_key(sub.respondent_key, dept.code),
             DRAIN_FLAG]  # fmt: skip
     args = [f"{token}|{stamp}", _done_ttl(form, now), sub.encode(), DRAIN_FLAG_TTL]
-    result = redis.eval(RECORD_SCRIPT, len(keys), *keys, *args)
+    try:  # EVALSHA: the script travels (and is hashed by Redis) only when Redis does not know it
+        result = redis.evalsha(RECORD_SHA, len(keys), *keys, *args)
+    except NoScriptError:  # a restarted or failed-over Redis: EVAL loads it again
+        result = redis.eval(RECORD_SCRIPT, len(keys), *keys, *args)
     if int(result[0]) == 0:
         prior_token, _, prior_ms = str(result[1]).partition("|")
         when = datetime.fromtimestamp(int(prior_ms or 0) / 1000, UTC)

@@ -96,6 +96,15 @@ def test_accepts_once_and_drains_with_tally(app, session, demo, redis_client):
     assert redis_client.xlen(intake.STREAM) == 0
 
 
+def test_submission_survives_a_redis_that_forgot_the_script(app, session, demo, redis_client):
+    assert submit(app, session, redis_client, "o-s1").kind == "accepted"  # EVAL, then EVALSHA
+    assert redis_client.script_exists(intake.RECORD_SHA) == [True]
+    redis_client.script_flush()  # what a restarted or failed-over Redis looks like
+    assert submit(app, session, redis_client, "o-s2").kind == "accepted"
+    assert submit(app, session, redis_client, "o-s2").kind == "already"
+    assert redis_client.xlen(intake.STREAM) == 2
+
+
 def test_duplicate_respondent_and_idempotency_key(app, session, demo, redis_client):
     token = intake.issue_form_token(app.config["SETTINGS"].app.secret_key, time.time() - 30)
     assert submit(app, session, redis_client, "o-2", token=token).kind == "accepted"
@@ -169,6 +178,41 @@ def test_replay_after_crash_before_ack(app, session, demo, redis_client):
     assert counts(session) == (40, 240, 40)
     assert redis_client.xlen(intake.STREAM) == 0
     assert redis_client.xpending(intake.STREAM, drain.GROUP)["pending"] == 0
+
+
+def test_batch_write_through_the_driver_round_trips_and_dedupes(app, session, demo):
+    """write_responses bypasses the ORM: what it stores must read back as the ORM's own rows,
+    across several INSERT chunks, with in-batch duplicates (same key, same person) kept once."""
+    import hashlib
+    from datetime import UTC, datetime
+
+    form, dept = intake.load_form(session, SURVEY, DEPT)
+    answers = [(q.id, q.options[2].id, None) for q in form.questions if q.kind == "single"]
+    answers.append((form.questions[-1].id, None, "窗口服务 ‘好’ \\ 100%"))
+    when = datetime(2026, 3, 4, 5, 6, 7, 890000, tzinfo=UTC)
+
+    def sub(i: int, key: str | None = None, person: str | None = None) -> intake.Submission:
+        return intake.Submission(
+            key or hashlib.sha256(f"k-{i}".encode()).hexdigest(), form.id, dept.id,
+            person or hashlib.sha256(f"p-{i}".encode()).hexdigest(), when, "wechat", answers,
+            form.segment_question_id, {"completion_ms": i, "ip": None, "ua": "wechat"}, ["too_fast"],
+        )  # fmt: skip
+
+    n = intake.ROWS_PER_INSERT + 7
+    batch = [sub(i) for i in range(n)]
+    batch.append(sub(0))  # the same form again
+    batch.append(sub(n, person=batch[1].respondent_key))  # the same person, another form
+    inserted = intake.write_responses(session, batch)
+    session.commit()
+    assert len(inserted) == n and inserted == batch[:n]
+    assert intake.write_responses(session, batch) == []  # a replay inserts nothing
+    session.commit()
+    assert counts(session) == (n, n * len(answers), n)
+    row = session.scalar(select(Response).where(Response.idempotency_key == batch[3].idempotency_key))
+    assert row.meta == {"completion_ms": 3, "ip": None, "ua": "wechat"} and row.flags == ["too_fast"]
+    assert row.submitted_at.replace(tzinfo=UTC) == when and row.status == "counted"
+    assert sorted((a.question_id, a.option_id, a.text) for a in row.answers) == sorted(answers)
+    session.rollback()
 
 
 def _env(app, redis_url: str, **extra: str) -> dict[str, str]:
