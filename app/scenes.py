@@ -160,7 +160,7 @@ _ROUTING_MODELS = (Department, Survey)
 
 class RouteCache:
     """Routes by (scene, day), kept in this process for at most `ttl` seconds and dropped as soon
-    as a delivery sees a new routing generation (read from Redis in the webhook's admission call)."""
+    as a delivery sees a new routing generation (checked in Redis by the webhook's commit call)."""
 
     MAX_ENTRIES = 20_000  # well above the codes of one city; beyond it the cache starts over
 
@@ -169,6 +169,11 @@ class RouteCache:
         self._lock = threading.Lock()
         self._generation: str | None = None
         self._routes: dict[tuple[Scene | None, date], tuple[float, Route]] = {}
+
+    @property
+    def generation(self) -> str | None:
+        """The last routing generation a delivery of this process saw (None: none yet)."""
+        return self._generation
 
     def observe(self, generation: str) -> str:
         """Note the generation one delivery read; a new one empties the cache. Returns it."""

@@ -27,12 +27,23 @@ class HandlerContext:
     today: date
     routes: RouteCache | None = None  # the process's route cache (the webhook passes it)
     generation: str = ""  # the routing generation this delivery read from Redis
-    writes: Redis | None = None  # a pipeline for side effects, sent together with the reply
+    writes: DeferredWrites | None = None  # the webhook's: side effects made with the reply, or never
 
     @property
-    def effects(self) -> Redis:
-        """Where handlers write their Redis side effects: the delivery's pipeline, or Redis itself."""
+    def effects(self) -> Redis | DeferredWrites:
+        """Where handlers make their Redis side effects: the delivery's DeferredWrites, or Redis."""
         return self.writes if self.writes is not None else self.redis
+
+
+class DeferredWrites:
+    """Redis writes a handler asks for (`set` with a TTL, all it needs), made by the webhook in the
+    same atomic call that stores the reply: only for a message's first delivery, never for a retry."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[str, str, int]] = []
+
+    def set(self, name: str, value: str | int, ex: int) -> None:
+        self.pending.append((name, str(value), int(ex)))
 
 
 Handler = Callable[[Any, HandlerContext], BaseReply | None]

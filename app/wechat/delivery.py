@@ -3,9 +3,11 @@ the previous EncodingAESKey during a rotation), retry de-duplication, dispatch, 
 
 No network and no Flask request here: the webhook view builds a Delivery and calls `receive`.
 
-Redis, two round trips per delivery: ADMIT (one Lua call: the nonce check, then, only if the nonce
-is accepted, the message's PENDING marker, plus the routing generation) and one MULTI that stores
-the reply together with the handler's side effects. A refused replay writes nothing.
+Redis, one round trip per delivery in the steady state: the handler computes its reply first
+(routes come from the process's RouteCache, and its Redis writes are only collected), then one
+Lua call checks the routing generation the reply was computed under, accepts the nonce, claims
+the message with the reply and makes the handler's writes, all or nothing. A refused replay, a
+retry and a stale computation write nothing; a stale one is computed again (a second trip).
 """
 
 from __future__ import annotations
@@ -24,15 +26,13 @@ from wechatpy.replies import BaseReply, TextReply
 from wechatpy.utils import check_signature
 
 from app.scenes import GENERATION_KEY
-from handlers import HandlerContext, dispatch
+from handlers import DeferredWrites, HandlerContext, dispatch
 
 log = logging.getLogger(__name__)
 
 SUCCESS = "success"  # what WeChat expects when there is nothing to say
-PENDING = "\x00pending"
-PENDING_TTL = 30  # seconds a first delivery may take before a retry may run it again
 REPLY_TTL = 600  # WeChat retries within ~15 s; keep replies well beyond that
-RETRY_WAIT = 4.0  # a retry arriving mid-way waits this long for the first delivery's reply
+ATTEMPTS = 3  # computations of one reply while the routing generation keeps moving
 BUSY = "系统正忙，请稍后再试，给您带来不便非常抱歉。"
 
 
@@ -175,64 +175,65 @@ def receive(delivery: Delivery, ctx: HandlerContext, now: float | None = None) -
     return Received(reply_xml, "application/xml; charset=utf-8")
 
 
-# KEYS: nonce key, message key, routing generation key.
-# ARGV: the message's dedup key, nonce window (s), the PENDING marker, PENDING_TTL (s).
-# Returns {verdict, cached reply or "", generation}; verdict: "replay" (nonce held by another
-# message: nothing written), "first" (the marker is ours: run the handler), "retry".
-ADMIT = Script(None, b"""
+# KEYS: nonce, message, routing generation, then one per deferred write.
+# ARGV: dedup key, nonce window, reply, REPLY_TTL, expected generation ("" = any), then a value
+# and a TTL per deferred write. Returns {verdict, the stored reply or "", the generation}.
+# Verdicts: "stale" (computed under another generation), "replay" (the nonce belongs to another
+# message), "retry" (the message has its reply already): nothing written; "first": all written.
+COMMIT = Script(None, b"""
 local generation = redis.call('GET', KEYS[3]) or '0'
+if ARGV[5] ~= '' and ARGV[5] ~= generation then
+  return {'stale', '', generation}
+end
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
   if redis.call('GET', KEYS[1]) ~= ARGV[1] then
     return {'replay', '', generation}
   end
 end
-if redis.call('SET', KEYS[2], ARGV[3], 'NX', 'EX', ARGV[4]) then
-  return {'first', '', generation}
+if not redis.call('SET', KEYS[2], ARGV[3], 'NX', 'EX', ARGV[4]) then
+  return {'retry', redis.call('GET', KEYS[2]) or '', generation}
 end
-return {'retry', redis.call('GET', KEYS[2]) or '', generation}
+for i = 4, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[2 * i - 2], 'EX', ARGV[2 * i - 1])
+end
+return {'first', '', generation}
 """)  # fmt: skip
 
 
-def _admit(ctx: HandlerContext, delivery: Delivery, key: str) -> tuple[str, str, str]:
-    """One round trip: a nonce is accepted once per window (only a retry of the very same message
-    may carry it again); then the message is claimed for its first delivery, or found a retry."""
+def _commit(
+    ctx: HandlerContext, delivery: Delivery, key: str, reply_xml: str, writes: DeferredWrites, expected: str
+) -> tuple[str, str, str]:
     window = 2 * ctx.settings.wechat.timestamp_tolerance + 60
     keys = [f"wx:nonce:{delivery.timestamp}:{delivery.nonce}", f"wx:msg:{key}", GENERATION_KEY]
-    verdict, cached, generation = ADMIT(keys, [key, window, PENDING, PENDING_TTL], client=ctx.redis)
+    args: list[str | int] = [key, window, reply_xml, REPLY_TTL, expected]
+    for name, value, ttl in writes.pending:
+        keys.append(name)
+        args += [value, ttl]
+    verdict, stored, generation = COMMIT(keys, args, client=ctx.redis)
     if verdict == "replay":
         raise Rejected(403, "nonce already used")
-    return verdict, cached, generation
+    return verdict, stored, generation
 
 
 def _reply_once(ctx: HandlerContext, delivery: Delivery, message, key: str) -> str:
-    """Run the handler once per message; retries get the first reply, without side effects."""
-    verdict, cached, generation = _admit(ctx, delivery, key)
-    cache_key = f"wx:msg:{key}"
-    if verdict == "retry":
-        return _await_first_reply(ctx, cache_key, cached)
-    if ctx.routes is not None:
-        ctx.routes.observe(generation)
-    writes = ctx.redis.pipeline(transaction=True)
-    try:
-        reply = dispatch(message, replace(ctx, generation=generation, writes=writes))
-    except Exception:
-        log.exception("handler failed for %s %s", message.type, getattr(message, "event", ""))
-        writes.reset()  # its side effects are dropped with it
-        ctx.session.rollback()
-        ctx.redis.delete(cache_key)  # let WeChat's retry try again
-        return TextReply(message=message, content=BUSY).render()
-    reply_xml = (reply.render() if isinstance(reply, BaseReply) else SUCCESS) or SUCCESS
-    writes.set(cache_key, reply_xml, ex=REPLY_TTL)
-    writes.execute()
-    return reply_xml
-
-
-def _await_first_reply(ctx: HandlerContext, cache_key: str, cached: str) -> str:
-    """A retry: the first delivery's reply, waiting a little while that delivery is still at work."""
-    deadline = time.monotonic() + RETRY_WAIT
-    while cached == PENDING:
-        if time.monotonic() > deadline:
-            return SUCCESS  # the first delivery is still at work; WeChat will try again
-        time.sleep(0.02)
-        cached = ctx.redis.get(cache_key)
-    return cached or SUCCESS
+    """The handler's reply for a first delivery, with its side effects; a retry (same MsgId, or
+    same sender and CreateTime) gets the reply stored by the first, and causes nothing."""
+    routes = ctx.routes
+    generation = (routes.generation or "?") if routes is not None else ""
+    for attempt in range(1, ATTEMPTS + 1):
+        writes = DeferredWrites()
+        try:
+            reply = dispatch(message, replace(ctx, generation=generation, writes=writes))
+        except Exception:
+            log.exception("handler failed for %s %s", message.type, getattr(message, "event", ""))
+            ctx.session.rollback()
+            return TextReply(message=message, content=BUSY).render()  # nothing stored: a retry runs again
+        reply_xml = (reply.render() if isinstance(reply, BaseReply) else SUCCESS) or SUCCESS
+        expected = generation if attempt < ATTEMPTS else ""  # the last attempt takes any generation
+        verdict, stored, current = _commit(ctx, delivery, key, reply_xml, writes, expected)
+        if verdict == "first":
+            return reply_xml
+        if verdict == "retry":
+            return stored or SUCCESS
+        generation = routes.observe(current)  # stale: routes changed since; route again, from SQL
+    raise AssertionError("unreachable: the last attempt takes any generation")
