@@ -394,6 +394,12 @@ class Load:
     max_ms: float | None
     rate: float | None
     last_completed_at: float  # time.time() of the last response
+    cpu_s: float = 0.0  # the load generator's own CPU seconds during the run
+
+    @property
+    def cpu_share(self) -> float:
+        """The generator's CPU use as a fraction of one core over the run."""
+        return round(self.cpu_s / self.duration_s, 2) if self.duration_s else 0.0
 
 
 def run_load(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import resource
 import sys
 import time
 from collections import Counter
@@ -86,6 +87,7 @@ async def drive(spec: dict[str, Any]) -> dict[str, Any]:
         latencies.append(time.perf_counter() - due)
         last_done = time.time()
 
+    cpu_start = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     sent = 0
     if rate:
@@ -112,6 +114,8 @@ async def drive(spec: dict[str, Any]) -> dict[str, Any]:
 
         await asyncio.gather(*(loop() for _ in range(int(spec.get("connections") or 32))))
     elapsed = time.perf_counter() - start
+    cpu_end = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (cpu_end.ru_utime - cpu_start.ru_utime) + (cpu_end.ru_stime - cpu_start.ru_stime)
     latencies.sort()
 
     def pct(p: float) -> float | None:
@@ -133,6 +137,7 @@ async def drive(spec: dict[str, Any]) -> dict[str, Any]:
         "max_ms": round(latencies[-1] * 1000, 2) if latencies else None,
         "rate": rate,
         "last_completed_at": last_done,
+        "cpu_s": round(cpu, 2),  # the generator's own CPU during the run (it shares the machine)
     }
 
 

@@ -31,6 +31,24 @@ def _page(template: str, status: int = 200, **context):
     return response
 
 
+# Rendered thanks / already-evaluated pages by everything they show: the hot path's answer is
+# one dict lookup instead of a Jinja render. Bounded: cleared when full (dates change daily).
+_rendered: dict[tuple, str] = {}
+RENDERED_PAGES_MAX = 4096
+
+
+def _outcome_page(template: str, status: int, form, dept, when: str):
+    key = (template, form.id, form.title, dept.id, dept.name, when, bool(session.get("large_text")))
+    body = _rendered.get(key)
+    if body is None:
+        if len(_rendered) >= RENDERED_PAGES_MAX:
+            _rendered.clear()
+        body = _rendered[key] = render_template(template, form=form, department=dept, when=when)
+    response = make_response(body, status)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def _local_date(moment: datetime) -> str:
     day = moment.astimezone(CITY_TZ)
     return f"{day.year}年{day.month}月{day.day}日"
@@ -87,5 +105,6 @@ def questionnaire(survey_slug: str, department_code: str):
     except Conflict as exc:
         return _page("public/closed.html", 409, message=exc.message, **context)
     if outcome.kind == "already":
-        return _page("public/already.html", 409, when=_local_date(outcome.submitted_at), **context)
-    return _page("public/thanks.html", when=_local_date(outcome.submitted_at or datetime.now(UTC)), **context)
+        return _outcome_page("public/already.html", 409, form, dept, _local_date(outcome.submitted_at))
+    when = _local_date(outcome.submitted_at or datetime.now(UTC))
+    return _outcome_page("public/thanks.html", 200, form, dept, when)
