@@ -12,9 +12,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.models import Survey, TallyRow
+from app.models import Survey
 from app.surveys import survey_departments
-from app.tally import OFFICIAL, Period, parse_period, scope_filters
+from app.tally import OFFICIAL, Period, parse_period, scope_filters, tally_source
 
 Z95 = 1.959964  # two-sided 95% quantile of the normal distribution
 DEFAULT_MIN_SAMPLE = 30
@@ -63,8 +63,8 @@ def satisfaction_index(
         departments = [d for d in departments if d.code in department_codes]
     wanted = {d.id for d in departments}
 
-    T = TallyRow
-    where = [T.survey_id == survey.id, T.status == OFFICIAL, *scope_filters(span, T.day, None, None)]
+    T, day = tally_source(span)  # the monthly rollup unless the period needs days
+    where = [T.survey_id == survey.id, T.status == OFFICIAL, *scope_filters(span, day, None, None)]
     query = select(T.department_id, T.question_id, T.option_id, func.sum(T.count)).where(
         *where, (T.question_id == 0) | T.option_id.in_(list(scores) or [0])
     )

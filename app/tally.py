@@ -1,5 +1,6 @@
 """Categorized tallies (分类统计): counts grouped by department, category, region, question, option,
-period, segment and channel, read from the pre-aggregated tally rows (or raw answers for a cross-tab).
+period, segment and channel, read from the pre-aggregated rows (the monthly rollup whenever the
+bucket and range are month-aligned, else the daily rows) or from raw answers for a cross-tab.
 
 Official figures count responses with status "counted"; quarantined ones are reported apart in
 each row's `quarantined`; rejected ones are left out.
@@ -13,11 +14,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Date, and_, cast, func, literal, or_, select, type_coerce
+from sqlalchemy import Date, and_, case, cast, func, literal, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
 from app.errors import Invalid
-from app.models import Answer, Department, Option, Question, Response, Survey, TallyRow
+from app.models import Answer, Department, Option, Question, Response, Survey, TallyMonth, TallyRow
 from app.models.org import LEVEL_NAMES
 
 GROUP_DIMENSIONS = (
@@ -182,6 +183,25 @@ def _bucket_expr(dialect: str, day_expr, bucket: str | None):
     return type_coerce(func.date(day_expr, *modifiers), Date)
 
 
+def month_aligned(span: Period) -> bool:
+    """Whether whole months answer this period: its bucket is month or coarser (or none) and its
+    range, if any, starts on a month's first day and ends on a month's last."""
+    return (
+        span.bucket not in ("day", "week")
+        and (span.start is None or span.start.day == 1)
+        and (span.end is None or span.end == _month_end(span.end))
+    )
+
+
+def tally_source(span: Period):
+    """The pre-aggregated table a period reads and its date column: the monthly rollup when the
+    period is month-aligned (scope_filters then compare month starts with the range), else the
+    daily rows."""
+    if month_aligned(span):
+        return TallyMonth, TallyMonth.month
+    return TallyRow, TallyRow.day
+
+
 def _local_day_expr(dialect: str, moment):
     """The city's calendar day of a stored UTC timestamp, in SQL."""
     if dialect == "postgresql":
@@ -295,20 +315,22 @@ def tallies(
         counts, changed = _row_counts(session, survey, dims, span, dept_ids, since_at)
     totals = _response_totals(session, survey, span, dept_ids)
 
+    group_key = _GroupKeys(dims, lookups, survey, span)
     merged: dict[tuple, list[int]] = {}
-    for (dept_id, bucket, channel, segment_id, question_id, option_id, status), n in counts.items():
-        key = _group_key(dims, lookups, survey, span, dept_id, bucket, channel, segment_id, question_id,
-                         option_id)  # fmt: skip
-        pair = merged.setdefault(key, [0, 0])
-        pair[0 if status == OFFICIAL else 1] += n
+    for raw, (official, held) in counts.items():
+        pair = merged.get(key := group_key(raw))
+        if pair is None:
+            merged[key] = [official, held]
+        else:
+            pair[0] += official
+            pair[1] += held
     if changed is not None:
-        changed_keys = {
-            _group_key(dims, lookups, survey, span, *raw[:6]) for raw in changed
-        }  # same grouping as the rows
+        changed_keys = {group_key(raw[:6]) for raw in changed}  # same grouping as the rows
         merged = {k: v for k, v in merged.items() if k in changed_keys}
+    names = [name for dim in dims for name in DIMENSION_COLUMNS[dim]]
     rows = [
-        {**dict(key), "count": official, "quarantined": held}
-        for key, (official, held) in sorted(merged.items(), key=lambda kv: _sort_key(kv[0]))
+        dict(zip(names, key[0], strict=True), count=official, quarantined=held)
+        for key, (official, held) in sorted(merged.items(), key=_by_sort_values)
         if official or held
     ]
     return TallyResult(
@@ -322,47 +344,70 @@ def tallies(
     )
 
 
-def _sort_key(key: tuple) -> tuple:
-    return tuple((v is None, "" if v is None else str(v)) for _, v in key)
+def _by_sort_values(item: tuple) -> tuple:
+    return item[0][1]
 
 
-def _group_key(dims, lookups: _Lookups, survey, span, dept_id, bucket, channel, segment_id, question_id,
-               option_id) -> tuple:  # fmt: skip
-    """The public keys of one group, as a tuple of (name, value) pairs in group_by order."""
-    dept = lookups.departments.get(dept_id)
-    items: list[tuple[str, Any]] = []
-    for dim in dims:
-        if dim == "survey":
-            items.append(("survey", survey.slug))
-        elif dim == "department":
-            items += [
-                ("department", dept.code if dept else None),
-                ("department_name", dept.name if dept else None),
-            ]
-        elif dim == "category":
-            items.append(("category", dept.category if dept else None))
-        elif dim == "level":
-            items.append(("level", dept.level if dept else None))
-        elif dim == "region":
-            code, name = lookups.region(dept)
-            items += [("region", code), ("region_name", name)]
-        elif dim == "question":
-            question = lookups.questions.get(question_id)
-            items += [("question", question.key if question else None),
-                      ("question_title", question.title if question else None)]  # fmt: skip
-        elif dim == "option":
-            option = lookups.options.get(option_id)
-            items += [("option", option.key if option else None),
-                      ("option_label", option.label if option else None)]  # fmt: skip
-        elif dim == "period":
-            items.append(("period", _bucket_label(span.bucket, bucket, survey)))
-        elif dim == "segment":
-            option = lookups.options.get(segment_id)
-            items += [("segment", option.key if option else None),
-                      ("segment_label", option.label if option else None)]  # fmt: skip
-        elif dim == "channel":
-            items.append(("channel", channel))
-    return tuple(items)
+class _GroupKeys:
+    """Maps a SQL group's ids (department, bucket, channel, segment option, question, option) to its
+    public key: (values in group_by order, their sort values: None last, as text), memoised per
+    dimension and id so that each department, question or option is looked up once per tally."""
+
+    def __init__(self, dims: list[str], lookups: _Lookups, survey: Survey, span: Period) -> None:
+        self.lookups, self.survey, self.span = lookups, survey, span
+        self.parts = [(_DIMENSION_ID[dim], getattr(self, f"_{dim}"), {}) for dim in dims]
+
+    def __call__(self, raw: tuple) -> tuple[tuple, tuple]:
+        values: tuple = ()
+        order: tuple = ()
+        for index, describe, memo in self.parts:
+            ident = raw[index]
+            part = memo.get(ident)
+            if part is None:
+                found = describe(ident)
+                part = memo[ident] = (found, tuple((v is None, "" if v is None else str(v)) for v in found))
+            values += part[0]
+            order += part[1]
+        return values, order
+
+    def _survey(self, _) -> tuple:
+        return (self.survey.slug,)
+
+    def _department(self, dept_id) -> tuple:
+        dept = self.lookups.departments.get(dept_id)
+        return (dept.code, dept.name) if dept else (None, None)
+
+    def _category(self, dept_id) -> tuple:
+        dept = self.lookups.departments.get(dept_id)
+        return (dept.category if dept else None,)
+
+    def _level(self, dept_id) -> tuple:
+        dept = self.lookups.departments.get(dept_id)
+        return (dept.level if dept else None,)
+
+    def _region(self, dept_id) -> tuple:
+        return self.lookups.region(self.lookups.departments.get(dept_id))
+
+    def _question(self, question_id) -> tuple:
+        question = self.lookups.questions.get(question_id)
+        return (question.key, question.title) if question else (None, None)
+
+    def _option(self, option_id) -> tuple:
+        option = self.lookups.options.get(option_id)
+        return (option.key, option.label) if option else (None, None)
+
+    _segment = _option
+
+    def _period(self, bucket) -> tuple:
+        return (_bucket_label(self.span.bucket, bucket, self.survey),)
+
+    def _channel(self, channel) -> tuple:
+        return (channel,)
+
+
+# Which of a SQL group's ids each dimension reads: (department, bucket, channel, segment, question, option).
+_DIMENSION_ID = {"survey": 0, "department": 0, "category": 0, "level": 0, "region": 0, "period": 1,
+                 "channel": 2, "segment": 3, "question": 4, "option": 5}  # fmt: skip
 
 
 def scope_filters(span: Period, day, department_id, dept_ids: list[int] | None) -> list:
@@ -387,28 +432,44 @@ def _needs(dims: list[str]) -> dict[str, bool]:
     }
 
 
+# GROUP BY question, option, department, then the rest: the order of the rollup's primary key, so
+# that SQLite aggregates a survey's rows in key order without sorting them first.
+_GROUP_ORDER = ("k4", "k5", "k0", "k1", "k2", "k3")
+
+
+def _by_status(status, count) -> list:
+    """sum(count) of official and of quarantined rows, side by side (one SQL group per key)."""
+    return [
+        func.sum(case((status == OFFICIAL, count), else_=0)),
+        func.sum(case((status == QUARANTINED, count), else_=0)),
+    ]
+
+
 def _row_counts(session, survey, dims, span: Period, dept_ids, since_at):
     """Group the pre-aggregated rows in SQL by the id columns the dimensions need."""
-    T = TallyRow
+    T, day = tally_source(span)
     dialect = session.get_bind().dialect.name
     need = _needs(dims)
     zero = literal(0)
+    bucket = span.bucket if "period" in dims else None
+    if T is TallyMonth and bucket in ("month", "quarter"):
+        bucket_column = T.month  # already a month start; quarters are merged from their months
+    else:
+        bucket_column = _bucket_expr(dialect, day, bucket)
     columns = [
         T.department_id if need["department"] else zero,
-        _bucket_expr(dialect, T.day, span.bucket if "period" in dims else None),
+        bucket_column,
         T.channel if need["channel"] else literal(""),
         T.segment_option_id if need["segment"] else zero,
         T.question_id if need["answers"] else zero,
         T.option_id if need["option"] else zero,
-        T.status,
     ]
     labelled = [c.label(f"k{i}") for i, c in enumerate(columns)]
     where = [T.survey_id == survey.id, T.status.in_((OFFICIAL, QUARANTINED))]
-    where.append(T.question_id != 0 if need["answers"] else T.question_id == 0)
-    where += scope_filters(span, T.day, T.department_id, dept_ids)
-    group = [f"k{i}" for i in range(len(columns))]
-    query = select(*labelled, func.sum(T.count)).where(*where).group_by(*group)
-    counts = Counter({tuple(r[:-1]): int(r[-1]) for r in session.execute(query)})
+    where.append(T.question_id > 0 if need["answers"] else T.question_id == 0)
+    where += scope_filters(span, day, T.department_id, dept_ids)
+    query = select(*labelled, *_by_status(T.status, T.count)).where(*where).group_by(*_GROUP_ORDER)
+    counts = {tuple(r[:6]): (int(r[6]), int(r[7])) for r in session.execute(query)}
     changed = None
     if since_at is not None:
         changed = [tuple(r) for r in session.execute(query.where(T.updated_at >= since_at))]
@@ -433,7 +494,6 @@ def _raw_counts(session, survey, dims, span: Period, dept_ids, segment_question,
         func.coalesce(X.c.option_id, 0) if need["segment"] else zero,
         A.question_id if need["answers"] else zero,
         func.coalesce(A.option_id, 0) if need["option"] else zero,
-        R.status,
     ]
     labelled = [c.label(f"k{i}") for i, c in enumerate(columns)]
     source = R.__table__
@@ -444,9 +504,10 @@ def _raw_counts(session, survey, dims, span: Period, dept_ids, segment_question,
         source = source.join(A.__table__, A.response_id == R.id)
         where.append(or_(A.option_id.is_not(None), and_(A.text.is_not(None), A.text != "")))
     where += scope_filters(span, day, R.department_id, dept_ids)
-    group = [f"k{i}" for i in range(len(columns))]
-    query = select(*labelled, func.count()).select_from(source).where(*where).group_by(*group)
-    counts = Counter({tuple(r[:-1]): int(r[-1]) for r in session.execute(query)})
+    query = (
+        select(*labelled, *_by_status(R.status, 1)).select_from(source).where(*where).group_by(*_GROUP_ORDER)
+    )
+    counts = {tuple(r[:6]): (int(r[6]), int(r[7])) for r in session.execute(query)}
     changed = None
     if since_at is not None:
         changed = [tuple(r) for r in session.execute(query.where(R.received_at >= since_at))]
@@ -454,11 +515,11 @@ def _raw_counts(session, survey, dims, span: Period, dept_ids, segment_question,
 
 
 def _response_totals(session, survey, span: Period, dept_ids) -> dict[str, int]:
-    T = TallyRow
+    T, day = tally_source(span)
     where = [
         T.survey_id == survey.id,
         T.question_id == 0,
-        *scope_filters(span, T.day, T.department_id, dept_ids),
+        *scope_filters(span, day, T.department_id, dept_ids),
     ]
     query = select(T.status, func.sum(T.count)).where(*where).group_by(T.status)
     return {status: int(n or 0) for status, n in session.execute(query)}
@@ -501,14 +562,16 @@ def row_columns(result: TallyResult) -> list[str]:
 
 @dataclass(frozen=True)
 class Difference:
-    key: tuple  # a TallyKey
+    key: tuple  # a TallyKey (for the monthly rollup: its day is the month's first day)
     stored: int
     recounted: int
+    table: str = "tally_rows"
 
     def describe(self) -> str:
         survey_id, dept_id, day, channel, status, segment, question, option = self.key
+        when = f"day={day}" if self.table == "tally_rows" else f"month={day:%Y-%m}"
         return (
-            f"survey={survey_id} department={dept_id} day={day} channel={channel} status={status} "
+            f"{self.table}: survey={survey_id} department={dept_id} {when} channel={channel} status={status} "
             f"segment={segment} question={question} option={option}: "
             f"stored {self.stored}, recounted {self.recounted}"
         )
@@ -567,24 +630,36 @@ def recount(session: Session, survey: Survey) -> Counter:
     return counts
 
 
-def verify_tallies(session: Session, survey: Survey) -> list[Difference]:
-    """Compare the stored tally rows of a survey with a recount from the raw answers."""
-    from app.tally_rows import KEY_COLUMNS
-
-    expected = recount(session, survey)
+def _stored(session: Session, model, columns: tuple[str, ...], survey: Survey) -> dict[tuple, int]:
     stored: dict[tuple, int] = {}
-    columns = [getattr(TallyRow, c) for c in KEY_COLUMNS]
-    for row in session.execute(select(*columns, TallyRow.count).where(TallyRow.survey_id == survey.id)):
+    selected = [getattr(model, c) for c in columns]
+    for row in session.execute(select(*selected, model.count).where(model.survey_id == survey.id)):
         key = tuple(row[:-1])
         if isinstance(key[2], datetime):
             key = (*key[:2], key[2].date(), *key[3:])
         stored[key] = stored.get(key, 0) + int(row[-1])
-    differences = [
-        Difference(key, stored.get(key, 0), expected.get(key, 0))
+    return stored
+
+
+def _differences(table: str, stored: dict, expected: dict) -> list[Difference]:
+    return [
+        Difference(key, stored.get(key, 0), expected.get(key, 0), table)
         for key in set(stored) | set(expected)
         if stored.get(key, 0) != expected.get(key, 0)
     ]
-    return sorted(differences, key=lambda d: tuple(str(part) for part in d.key))
+
+
+def verify_tallies(session: Session, survey: Survey) -> list[Difference]:
+    """Compare the stored daily tally rows and their monthly rollup with a recount from the raw
+    answers (the rollup against the recount summed per month, not against the daily rows)."""
+    from app.tally_rows import KEY_COLUMNS, MONTH_COLUMNS, month_counts
+
+    expected = recount(session, survey)
+    differences = _differences("tally_rows", _stored(session, TallyRow, KEY_COLUMNS, survey), expected)
+    differences += _differences(
+        "tally_months", _stored(session, TallyMonth, MONTH_COLUMNS, survey), month_counts(expected)
+    )
+    return sorted(differences, key=lambda d: (d.table != "tally_rows", *(str(part) for part in d.key)))
 
 
 # --- the one entry point of the API, the CLI and scheduled exports -------------------------------------

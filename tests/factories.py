@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.departments import get_department
-from app.models import Answer, Department, Response, Survey
+from app.models import Answer, Department, Response, Survey, TallyMonth, TallyRow
 from app.surveys import get_survey
 from app.tally_rows import apply_tally, response_tally_keys
 
@@ -128,3 +130,16 @@ def hand_made_responses(session: Session) -> Survey:
                  submitted_at=at(4, 1))  # fmt: skip
     session.commit()
     return survey
+
+
+def stored_tallies(session: Session, survey: Survey) -> tuple[Counter, Counter]:
+    """(the daily tally rows summed per month, the monthly rollup rows) of a survey, zeros left out."""
+    from app.tally_rows import KEY_COLUMNS, MONTH_COLUMNS, month_counts
+
+    def read(model, columns) -> Counter:
+        selected = [getattr(model, c) for c in columns]
+        rows = session.execute(select(*selected, model.count).where(model.survey_id == survey.id))
+        return Counter({tuple(r[:-1]): int(r[-1]) for r in rows if r[-1]})
+
+    daily = month_counts(read(TallyRow, KEY_COLUMNS))
+    return Counter({k: n for k, n in daily.items() if n}), read(TallyMonth, MONTH_COLUMNS)

@@ -7,7 +7,7 @@ from app.models.exports import ExportRun
 from app.models.org import Department
 from app.models.responses import Answer, Response
 from app.models.surveys import Option, Question, Survey, SurveyTemplate
-from app.models.tallies import TallyRow
+from app.models.tallies import TallyMonth, TallyRow
 
 __all__ = [
     "AdminUser",
@@ -22,6 +22,7 @@ __all__ = [
     "Response",
     "Survey",
     "SurveyTemplate",
+    "TallyMonth",
     "TallyRow",
     "utcnow",
 ]

@@ -172,7 +172,33 @@ def upgrade() -> None:
         ),
     )
     with op.batch_alter_table("tally_rows", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_tally_rows_survey_id"), ["survey_id"], unique=False)
+        batch_op.create_index("ix_tally_rows_survey_id_day", ["survey_id", "day"], unique=False)
+
+    op.create_table(
+        "tally_months",
+        sa.Column("survey_id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("question_id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("option_id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("department_id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("month", sa.Date(), nullable=False),
+        sa.Column("channel", sa.String(length=10), nullable=False),
+        sa.Column("status", sa.String(length=12), nullable=False),
+        sa.Column("segment_option_id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("count", sa.BigInteger(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "survey_id",
+            "question_id",
+            "option_id",
+            "department_id",
+            "month",
+            "channel",
+            "status",
+            "segment_option_id",
+            name=op.f("pk_tally_months"),
+        ),
+        sqlite_with_rowid=False,
+    )
 
     op.create_table(
         "admin_users",
@@ -331,8 +357,9 @@ def downgrade() -> None:
 
     op.drop_table("questions")
     op.drop_table("admin_users")
+    op.drop_table("tally_months")
     with op.batch_alter_table("tally_rows", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_tally_rows_survey_id"))
+        batch_op.drop_index("ix_tally_rows_survey_id_day")
 
     op.drop_table("tally_rows")
     with op.batch_alter_table("surveys", schema=None) as batch_op:
