@@ -18,6 +18,9 @@ EXTRA_COUNTIES = 40  # with 7 townships each: 25 + 6 + 18 demo units + 40 + 280 
 TOWNSHIPS_PER_COUNTY = 7
 CHUNK = 20_000
 SURVEY = "bench-year"
+RESPONSE_COLUMNS = ("id", "idempotency_key", "survey_id", "department_id", "respondent_key", "submitted_at",
+                    "received_at", "channel", "status", "meta", "flags")  # fmt: skip
+TALLY_COLUMNS = ("channel", "status", "segment_option_id", "question_id", "option_id", "count", "updated_at")
 PULLS = (
     ("by_department_question_option", "department,question,option", None),
     ("by_category_month", "category,period", "month"),
@@ -52,7 +55,7 @@ def _setup(app, n: int) -> dict[str, Any]:
     from app.accounts import create_token
     from app.db import db
     from app.models import Department
-    from app.tally_rows import response_tally_keys
+    from app.tally_rows import month_counts, response_tally_keys
 
     with app.app_context():
         session = db.session
@@ -79,15 +82,14 @@ def _setup(app, n: int) -> dict[str, Any]:
         segment = next(q.id for q in survey.questions if q.segment)
         dialect = session.get_bind().dialect.name
 
-        def marks(count: int) -> str:
-            return ", ".join(["?" if dialect == "sqlite" else "%s"] * count)
+        conn = session.connection()
+        load = _copy_loader(conn) if dialect == "postgresql" else _executemany_loader(conn)
 
         rng = random.Random(5)
         start = datetime(year, 1, 1, tzinfo=UTC)
         tally: Counter = Counter()
         answer_id = 0
         began = time.monotonic()
-        conn = session.connection()
         for base in range(0, n, CHUNK):
             responses, answers = [], []
             for rid in range(base + 1, min(base + CHUNK, n) + 1):
@@ -111,31 +113,50 @@ def _setup(app, n: int) -> dict[str, Any]:
                 tally.update(response_tally_keys(survey_id=survey.id, department_id=dept, submitted_at=at,
                                                  channel=channel, status=status, answers=triples,
                                                  segment_question_id=segment))  # fmt: skip
-            conn.exec_driver_sql(
-                "INSERT INTO responses (id, idempotency_key, survey_id, department_id, respondent_key, "
-                "submitted_at, received_at, channel, status, meta, flags) "
-                f"VALUES ({marks(11)})",
-                responses,
-            )
-            conn.exec_driver_sql(
-                f"INSERT INTO answers (id, response_id, question_id, option_id, text) VALUES ({marks(5)})",
-                answers,
-            )
+            load("responses", RESPONSE_COLUMNS, responses)
+            load("answers", ("id", "response_id", "question_id", "option_id", "text"), answers)
+        generated = time.monotonic()
         now = datetime.now(UTC)
         now_value = now if dialect == "postgresql" else now.strftime("%Y-%m-%d %H:%M:%S.%f")
-        tally_rows = [(*key, count, now_value) for key, count in tally.items()]
-        conn.exec_driver_sql(
-            "INSERT INTO tally_rows (survey_id, department_id, day, channel, status, segment_option_id, "
-            f"question_id, option_id, count, updated_at) VALUES ({marks(10)})",
-            [(*r[:2], r[2].isoformat() if dialect == "sqlite" else r[2], *r[3:]) for r in tally_rows],
-        )
+        as_day = (lambda d: d) if dialect == "postgresql" else date.isoformat
+        tally_rows = [(*k[:2], as_day(k[2]), *k[3:], c, now_value) for k, c in tally.items()]
+        load("tally_rows", ("survey_id", "department_id", "day", *TALLY_COLUMNS), tally_rows)
+        month_rows = [(*k[:2], as_day(k[2]), *k[3:], c, now_value) for k, c in month_counts(tally).items()]
+        load("tally_months", ("survey_id", "department_id", "month", *TALLY_COLUMNS), month_rows)
         session.commit()
-        conn = session.connection()
-        conn.execute(text("ANALYZE"))
-        session.commit()
+        if dialect == "postgresql":  # what autovacuum does to a table this size: statistics, visibility map
+            with session.get_bind().connect() as admin:
+                admin.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE"))
+        else:
+            session.execute(text("ANALYZE"))
+            session.commit()
         return {"survey_id": survey.id, "token": token, "departments": len(dept_ids), "answers": answer_id,
-                "tally_rows": len(tally_rows), "load_seconds": round(time.monotonic() - began, 1),
+                "tally_rows": len(tally_rows), "tally_months": len(month_rows),
+                "raw_load_seconds": round(generated - began, 1),
+                "load_seconds": round(time.monotonic() - began, 1),
                 "dialect": dialect}  # fmt: skip
+
+
+def _executemany_loader(conn):
+    """Rows into a table through the DBAPI's executemany (SQLite)."""
+
+    def load(table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+        marks = ", ".join("?" * len(columns))
+        conn.exec_driver_sql(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
+    return load
+
+
+def _copy_loader(conn):
+    """Rows into a table through COPY FROM STDIN (PostgreSQL, psycopg 3)."""
+    raw = conn.connection.driver_connection
+
+    def load(table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+        with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    return load
 
 
 def _time(fn, repeat: int) -> float:
