@@ -74,6 +74,23 @@ def test_existing_wechat_code_goes_on_the_poster(app, session, demo):
     assert decoded(png) == [f"{BASE}/q/demo-departments/D08"]
 
 
+def test_wechat_code_is_created_through_the_simulator_for_the_poster(app, session, demo, live_server):
+    """kind="wechat" creates the permanent parametric code through the WeChat API over real HTTP
+    (the dev simulator), and the poster carries the URL WeChat's code encodes."""
+    settings = app.config["SETTINGS"]
+    settings["app"]["base_url"] = live_server.url  # the simulator the API client talks to
+    scene = survey_scene("demo-departments", "D09")
+    assert redis_store.client.hget(TICKETS_KEY, scene) is None
+    code, png = service.department_poster(
+        session, redis_store.client, settings, "demo-departments", "D09", "wechat"
+    )
+    assert code.kind == "wechat" and code.content != code.questionnaire_url
+    assert decoded(png) == [code.content]
+    assert json.loads(redis_store.client.hget(TICKETS_KEY, scene))["url"] == code.content
+    again, _ = service.department_poster(session, redis_store.client, settings, "demo-departments", "D09")
+    assert again == code  # auto reuses the code, without calling out again
+
+
 def test_poster_errors_are_clear(app, session, demo, tmp_path):
     settings = app.config["SETTINGS"]
     with pytest.raises(NotFound):  # the county survey does not evaluate city departments
