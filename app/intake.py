@@ -459,8 +459,7 @@ _PG_ARRAY_TYPES = ("text", "bigint", "bigint", "text", "timestamptz", "timestamp
 _converters: dict[tuple[str, str], list] = {}
 
 
-def _json_text(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+_json_text = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _bind_converters(dialect) -> list:
@@ -479,7 +478,7 @@ def _bind_converters(dialect) -> list:
     return _converters[key]
 
 
-def _insert_responses(conn, rows: list[tuple]) -> dict[str, int]:
+def _insert_responses(conn, rows: list[list]) -> dict[str, int]:
     """INSERT ... ON CONFLICT DO NOTHING RETURNING through the driver: multi-row VALUES in
     chunks of ROWS_PER_INSERT on SQLite, one statement over unnest()ed arrays on PostgreSQL.
     Returns {idempotency key: id} of the rows actually inserted."""
@@ -529,12 +528,14 @@ def write_responses(session: Session, submissions: list[Submission]) -> list[Sub
     received = datetime.now(UTC)
     if converters[5] is not None:
         received = converters[5](received)  # the same for every row: converted once
-    converters = [*converters[:5], None, *converters[6:]]
+    active = [(i, c) for i, c in enumerate(converters) if c is not None and i != 5]
     rows = []
     for s in submissions:
-        row = (s.idempotency_key, s.survey_id, s.department_id, s.respondent_key, s.submitted_at, received,
-               s.channel, s.status, s.meta, s.flags)  # fmt: skip
-        rows.append(tuple(v if c is None else c(v) for c, v in zip(converters, row, strict=True)))
+        row = [s.idempotency_key, s.survey_id, s.department_id, s.respondent_key, s.submitted_at, received,
+               s.channel, s.status, s.meta, s.flags]  # fmt: skip
+        for i, convert in active:
+            row[i] = convert(row[i])
+        rows.append(row)
     ids = _insert_responses(conn, rows)
     # A key repeated inside one batch is inserted once: keep the first submission carrying it.
     seen: set[str] = set()
