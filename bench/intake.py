@@ -201,20 +201,31 @@ def run_campaign(ctx: Context) -> list[Result]:
             },
         ),
         Result("intake.campaign.sql_lag_after_last", round(lag, 1), "s", None, "", "<= 30 s", lag <= 30),
+        Result(
+            "intake.campaign.achieved_rate",
+            load.throughput,
+            "req/s",
+            rate,
+            "offered (open loop)",
+            f">= {rate:,}/s sustained",
+            load.throughput >= 0.98 * rate,
+            {"duration_s": load.duration_s, "p50_ms": load.p50_ms, "p99_ms": load.p99_ms},
+        ),
     ]
 
 
 def _raw_baseline(stack, dialect: str, rows: list[tuple], answers: list[tuple]) -> float:
-    """The baseline: the very rows the drain wrote (same keys, same JSON), into the same emptied
-    tables, through the bare driver's executemany (sqlite3 / psycopg, one transaction), with
-    the app's connection settings. Returns responses per second."""
+    """The baseline: the very rows the drain wrote (same keys, same JSON) through the bare
+    driver's executemany (sqlite3 / psycopg, one transaction), with the app's connection
+    settings, into the same starting state: on SQLite a copy of the database taken just before
+    the drain (`raw.db`), on PostgreSQL the truncated tables. Returns responses per second."""
     columns = "id, idempotency_key, survey_id, department_id, respondent_key, submitted_at, received_at," \
               " channel, status, meta, flags"  # fmt: skip
     mark = "?" if dialect == "sqlite" else "%s"
     insert_responses = f"INSERT INTO responses ({columns}) VALUES ({', '.join([mark] * 11)})"
     insert_answers = f"INSERT INTO answers (response_id, question_id, option_id, text) VALUES ({mark}, {mark}, {mark}, {mark})"  # noqa: E501
     if dialect == "sqlite":
-        conn = sqlite3.connect(stack.database_url.split("///", 1)[1], timeout=30)
+        conn = sqlite3.connect(stack.workdir / "raw.db", timeout=30)
         for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
             conn.execute(f"PRAGMA {pragma}")
         started = time.perf_counter()
@@ -306,6 +317,12 @@ def run_drain(ctx: Context) -> list[Result]:
                         pipe.execute()
                 pipe.execute()
 
+            dialect = db.engine.dialect.name
+            if dialect == "sqlite":  # the baseline's starting state: this database before the drain
+                db.session.remove()
+                with sqlite3.connect(stack.database_url.split("///", 1)[1]) as src:
+                    with sqlite3.connect(stack.workdir / "raw.db") as dst:
+                        src.backup(dst)
             before = int(client.info("memory")["used_memory"])
             queue(n, "d")
             per_response = (int(client.info("memory")["used_memory"]) - before) / n
@@ -313,7 +330,6 @@ def run_drain(ctx: Context) -> list[Result]:
             report = drain.drain_backlog(db.session, client, batch_size=1000, max_seconds=600)
             elapsed = time.perf_counter() - started
             rate = report.inserted / elapsed
-            dialect = db.engine.dialect.name
             # The baseline's rows: what the drain stored, read back as the driver takes them.
             stored = db.session.execute(
                 select(Response.__table__).order_by(Response.id)
@@ -333,7 +349,8 @@ def run_drain(ctx: Context) -> list[Result]:
                 }
                 raw_rows.append(tuple(values[w] for w in wanted))
             raw_answers = [(r[0], q, o, t) for r in raw_rows for q, o, t in answers]
-            _empty_intake_tables(db.session)
+            if dialect == "postgresql":
+                _empty_intake_tables(db.session)
             db.session.remove()
             baseline = _raw_baseline(stack, dialect, raw_rows, raw_answers)
             _empty_intake_tables(db.session)
