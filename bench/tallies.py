@@ -200,7 +200,7 @@ def run_tallies(ctx: Context) -> list[Result]:
             api_s, raw_s = _time(pull, repeat), _time(raw, repeat)
             results.append(
                 Result(
-                    f"tallies.api_{name}_ms",
+                    f"tallies.{info['dialect']}.api_{name}_ms",
                     round(api_s * 1000, 1),
                     "ms",
                     baseline=round(raw_s * 1000, 1),
