@@ -349,3 +349,22 @@ def test_unknown_pages_are_kind_404s(city):
     assert city.get("/console/surveys/nope").status_code == 404
     assert city.get("/console/departments/NOPE").status_code == 404
     assert city.get("/console/posters/batches/posters-nope").status_code == 404
+
+
+def test_poster_page_offers_the_code_kind_and_links_follow_it(city, live_server, app):
+    import io
+
+    import zxingcpp
+    from PIL import Image
+
+    app.config["SETTINGS"]["app"]["base_url"] = live_server.url  # the simulator creates WeChat codes
+    page = city.get("/console/posters?survey=demo-departments&kind=wechat").get_data(as_text=True)
+    assert 'value="wechat" selected' in page
+    assert "/console/posters/demo-departments/D08.png?kind=wechat" in page
+    wechat_png = city.get("/console/posters/demo-departments/D08.png?kind=wechat").data
+    url_png = city.get("/console/posters/demo-departments/D08.png?kind=url").data
+    wechat_text = [b.text for b in zxingcpp.read_barcodes(Image.open(io.BytesIO(wechat_png)))]
+    url_text = [b.text for b in zxingcpp.read_barcodes(Image.open(io.BytesIO(url_png)))]
+    assert url_text == [f"{live_server.url}/q/demo-departments/D08"]
+    assert wechat_text and wechat_text != url_text
+    assert city.get("/console/posters?kind=banner").status_code == 400

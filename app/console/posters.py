@@ -37,10 +37,14 @@ def posters():
     only = request.args.get("department")
     if only:
         departments = [d for d in departments if d.code == only]
+    kind = request.args.get("kind", "auto")
+    if kind not in service.CODE_KINDS:
+        raise Invalid("二维码类型应为 auto、url 或 wechat", field="kind")
     return render_template(
         "console/posters.html",
         nav="posters",
         survey=survey,
+        kind=kind,
         surveys=list_surveys(db.session),
         departments=departments,
         batch=request.args.get("batch"),
