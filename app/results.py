@@ -2,30 +2,28 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Collection
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.departments import list_departments, subtree_ids
-from app.models import TallyRow
+from app.models import TallyMonth
 
 
 def response_counts(
     session: Session, survey_ids: Collection[int], department_ids: Collection[int] | None = None
 ) -> dict[int, dict[str, int]]:
-    """{survey id: {status: responses}} from the tally rows; `department_ids` limits the scope."""
+    """{survey id: {status: responses}} from the monthly rollup; `department_ids` limits the scope."""
     if not survey_ids:
         return {}
     query = (
-        select(TallyRow.survey_id, TallyRow.status, func.sum(TallyRow.count))
-        .where(TallyRow.survey_id.in_(list(survey_ids)), TallyRow.question_id == 0)
-        .group_by(TallyRow.survey_id, TallyRow.status)
+        select(TallyMonth.survey_id, TallyMonth.status, func.sum(TallyMonth.count))
+        .where(TallyMonth.survey_id.in_(list(survey_ids)), TallyMonth.question_id == 0)
+        .group_by(TallyMonth.survey_id, TallyMonth.status)
     )
     if department_ids is not None:
-        query = query.where(TallyRow.department_id.in_(list(department_ids) or [-1]))
+        query = query.where(TallyMonth.department_id.in_(list(department_ids) or [-1]))
     counts: dict[int, dict[str, int]] = {}
     for survey_id, status, total in session.execute(query):
         counts.setdefault(survey_id, {})[status] = int(total or 0)
@@ -77,27 +75,3 @@ def question_charts(survey, result) -> list[dict]:
             }
         )
     return charts
-
-
-def tally_file(result, fmt: str) -> tuple[bytes, str]:
-    """The tally as a CSV (UTF-8 with BOM, for Excel) or XLSX download: (bytes, mimetype)."""
-    from app.tally import row_columns
-
-    columns = row_columns(result)
-    rows = [[row.get(c) for c in columns] for row in result.rows]
-    if fmt == "csv":
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(columns)
-        writer.writerows(rows)
-        return ("\ufeff" + buffer.getvalue()).encode(), "text/csv; charset=utf-8"
-    from openpyxl import Workbook
-
-    book = Workbook(write_only=True)
-    sheet = book.create_sheet("tallies")
-    sheet.append(columns)
-    for row in rows:
-        sheet.append(row)
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue(), "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"

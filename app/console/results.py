@@ -3,8 +3,6 @@ per-question charts, filters (period, category, county) and downloads of the API
 
 from __future__ import annotations
 
-import json
-
 from flask import Response, current_app, render_template, request
 
 from app.console import bp
@@ -12,12 +10,13 @@ from app.console.guard import check_scope, scope_ids
 from app.db import db
 from app.departments import get_department, list_departments
 from app.errors import Invalid
-from app.results import filtered_codes, question_charts, tally_file
+from app.results import filtered_codes, question_charts
 from app.satisfaction import satisfaction_index
 from app.surveys import get_survey, list_surveys
-from app.tally import tallies, tally_dict
+from app.tally import row_columns, tallies, tally_dict
+from app.tally_files import FORMATS, render
 
-DOWNLOAD_FORMATS = ("json", "csv", "xlsx")
+DOWNLOAD_FORMATS = tuple(FORMATS)
 
 
 def _filters():
@@ -91,13 +90,7 @@ def download_results():
     result = tallies(db.session, survey, group_by=group_by, department_codes=codes,
                      period=filters["period"] or None)  # fmt: skip
     name = f"{survey.slug}-tallies.{fmt}"
-    if fmt == "json":
-        body, mimetype = (
-            json.dumps(tally_dict(result), ensure_ascii=False, indent=1).encode(),
-            "application/json",
-        )
-    else:
-        body, mimetype = tally_file(result, fmt)
+    body = render(fmt, tally_dict(result), row_columns(result))  # the same bytes as the API's
     return Response(
-        body, mimetype=mimetype, headers={"Content-Disposition": f'attachment; filename="{name}"'}
+        body, mimetype=FORMATS[fmt], headers={"Content-Disposition": f'attachment; filename="{name}"'}
     )
