@@ -21,9 +21,7 @@ ANSWERS = {"overall": "very_satisfied", "service_attitude": "satisfied", "effici
 
 
 @pytest.fixture
-def console(app, session, demo, live_server, browser, backend):
-    if backend != "sqlite":
-        pytest.skip("the browser flow does not depend on the engine; the client tests cover both")
+def console(app, session, demo, live_server, browser):
     accounts.create_admin(session, username="city", password=PASSWORD, role="city_admin")
     accounts.create_admin(session, username="east", password=PASSWORD, role="scoped_admin", scope_code="C01")
     session.commit()
