@@ -52,7 +52,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "respondent_secret": "",
         "min_sample": 30,
         "text_max_length": 500,
-        "drain_batch_size": 500,
+        "drain_batch_size": 5000,
         "scan_window_hours": 24,
         "straightline_min_questions": 4,
     },

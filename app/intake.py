@@ -30,7 +30,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import ipaddress
-import json
 import logging
 import secrets
 import threading
@@ -40,6 +39,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import orjson
 from itsdangerous import BadSignature, URLSafeSerializer
 from redis import Redis
 from redis.exceptions import NoScriptError, RedisError
@@ -388,9 +388,9 @@ class Submission:
     meta: dict[str, Any] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
 
-    def encode(self) -> str:
+    def encode(self) -> bytes:
         """Compact JSON for the stream (well under 1 KB for the standard questionnaire)."""
-        return json.dumps(
+        return orjson.dumps(
             {
                 "i": self.idempotency_key,
                 "s": self.survey_id,
@@ -402,36 +402,37 @@ class Submission:
                 "a": [[q, o or 0, t] if t else [q, o or 0] for q, o, t in self.answers],
                 "m": self.meta,
                 "f": self.flags,
-            },
-            separators=(",", ":"),
-            ensure_ascii=False,
+            }
         )
 
     @classmethod
-    def decode(cls, payload: str, no_scan: bool = False) -> Submission:
+    def decode(cls, payload: str | bytes, no_scan: bool = False) -> Submission:
         """Parse a stream entry (ValueError when malformed); `no_scan` comes from the Lua script."""
         try:
-            d = json.loads(payload)
+            d = orjson.loads(payload)
             answers = [(int(a[0]), int(a[1]) or None, str(a[2]) if len(a) > 2 else None) for a in d["a"]]
+            meta, flags = d.get("m") or {}, d.get("f") or []
+            if type(meta) is not dict or type(flags) is not list:
+                raise TypeError("meta or flags")
             sub = cls(
-                idempotency_key=str(d["i"]),
-                survey_id=int(d["s"]),
-                department_id=int(d["d"]),
-                respondent_key=str(d["r"]),
-                submitted_at=datetime.fromtimestamp(int(d["t"]) / 1000, UTC),
-                channel=str(d["c"]),
-                answers=answers,
-                segment_question_id=int(d["g"]) or None,
-                meta=dict(d.get("m") or {}),
-                flags=list(d.get("f") or []),
+                str(d["i"]),
+                int(d["s"]),
+                int(d["d"]),
+                str(d["r"]),
+                datetime.fromtimestamp(int(d["t"]) / 1000, UTC),
+                str(d["c"]),
+                answers,
+                int(d["g"]) or None,
+                meta,
+                flags,
             )
-        except (KeyError, TypeError, IndexError, json.JSONDecodeError) as exc:
+        except (KeyError, TypeError, IndexError, ValueError) as exc:
             raise ValueError(f"malformed intake entry: {exc}") from None
         if len(sub.idempotency_key) != 64 or len(sub.respondent_key) != 64:
             raise ValueError("malformed intake entry: bad key length")
-        sub.meta["scanned"] = not no_scan
-        if no_scan and "no_scan" not in sub.flags:
-            sub.flags.append("no_scan")
+        meta["scanned"] = not no_scan
+        if no_scan and "no_scan" not in flags:
+            flags.append("no_scan")
         return sub
 
     @property
@@ -445,7 +446,7 @@ class Submission:
             submitted_at=self.submitted_at,
             channel=self.channel,
             status=self.status,
-            answers=[(q, o, bool(t)) for q, o, t in self.answers],
+            answers=self.answers,  # (question, option, text): a non-empty text counts as has_text
             segment_question_id=self.segment_question_id,
         )
 
@@ -456,26 +457,27 @@ ANSWER_COLUMNS = ("response_id", "question_id", "option_id", "text")
 ROWS_PER_INSERT = 500  # responses per INSERT ... VALUES on SQLite: 5,000 parameters
 _PG_ARRAY_TYPES = ("text", "bigint", "bigint", "text", "timestamptz", "timestamptz", "text", "text", "jsonb",
                    "jsonb")  # fmt: skip
-_converters: dict[tuple[str, str], list] = {}
+_time_binders: dict[tuple[str, str], Any] = {}
 
 
-_json_text = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+def _json_text(value) -> str:
+    return orjson.dumps(value).decode()
 
 
-def _bind_converters(dialect) -> list:
-    """Per response column, the dialect's own bind processor (None: passed as is), computed once,
-    so rows written through the driver are stored exactly as the ORM would store them. On
-    PostgreSQL the JSON columns travel as text in a text array, cast to jsonb by the server."""
+@functools.lru_cache(maxsize=256)
+def _flags_text(flags: tuple[str, ...]) -> str:
+    return _json_text(list(flags))  # a handful of distinct flag lists: encoded once each
+
+
+def _time_binder(dialect):
+    """The dialect's own bind processor for the timestamp columns (None: passed as is, as on
+    PostgreSQL), looked up once, so rows written through the driver are stored exactly as the ORM
+    would store them. The JSON columns travel as compact JSON text (cast to jsonb on PostgreSQL)."""
     key = (dialect.name, dialect.driver)
-    if key not in _converters:
-        table = Response.__table__
-        _converters[key] = [
-            _json_text
-            if dialect.name == "postgresql" and name in ("meta", "flags")
-            else table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-            for name in RESPONSE_COLUMNS
-        ]
-    return _converters[key]
+    if key not in _time_binders:
+        column = Response.__table__.c.submitted_at
+        _time_binders[key] = column.type.dialect_impl(dialect).bind_processor(dialect)
+    return _time_binders[key]
 
 
 def _insert_responses(conn, rows: list[list]) -> dict[str, int]:
@@ -511,6 +513,10 @@ def _insert_answers(conn, rows: list[tuple]) -> None:
     conn.exec_driver_sql(f"INSERT INTO answers ({', '.join(ANSWER_COLUMNS)}) VALUES (?, ?, ?, ?)", rows)
 
 
+def _same(value):
+    return value
+
+
 def write_responses(session: Session, submissions: list[Submission]) -> list[Submission]:
     """Insert responses, their answers and their tally counts in the caller's transaction.
 
@@ -524,18 +530,13 @@ def write_responses(session: Session, submissions: list[Submission]) -> list[Sub
     conn = session.connection()
     if conn.dialect.name not in ("postgresql", "sqlite"):
         raise NotImplementedError(f"intake writes for {conn.dialect.name}")
-    converters = _bind_converters(conn.dialect)
-    received = datetime.now(UTC)
-    if converters[5] is not None:
-        received = converters[5](received)  # the same for every row: converted once
-    active = [(i, c) for i, c in enumerate(converters) if c is not None and i != 5]
-    rows = []
-    for s in submissions:
-        row = [s.idempotency_key, s.survey_id, s.department_id, s.respondent_key, s.submitted_at, received,
-               s.channel, s.status, s.meta, s.flags]  # fmt: skip
-        for i, convert in active:
-            row[i] = convert(row[i])
-        rows.append(row)
+    bind_time = _time_binder(conn.dialect) or _same
+    received = bind_time(datetime.now(UTC))  # the same for every row: converted once
+    rows = [
+        [s.idempotency_key, s.survey_id, s.department_id, s.respondent_key, bind_time(s.submitted_at),
+         received, s.channel, s.status, _json_text(s.meta), _flags_text(tuple(s.flags))]
+        for s in submissions
+    ]  # fmt: skip
     ids = _insert_responses(conn, rows)
     # A key repeated inside one batch is inserted once: keep the first submission carrying it.
     seen: set[str] = set()

@@ -8,8 +8,9 @@ Shared by the drain (adds a batch), integrity review (moves a response between s
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func
@@ -39,25 +40,22 @@ def response_tally_keys(
     submitted_at: datetime,
     channel: str,
     status: str,
-    answers: Iterable[tuple[int, int | None, bool]],
+    answers: Sequence[tuple[int, int | None, Any]],
     segment_question_id: int | None,
 ) -> list[TallyKey]:
     """The rows one response counts in: one response row (question 0, option 0), one row per
     chosen option, and one (question, 0) row per non-empty text answer.
 
-    `answers` are (question_id, option_id or None, has_text) triples.
+    `answers` are (question_id, option_id or None, has_text) triples; has_text may be the text
+    itself (only its truth is read).
     """
-    answers = list(answers)
     segment_option = 0
     if segment_question_id:
         segment_option = next((o for q, o, _ in answers if q == segment_question_id and o), 0)
     base = (survey_id, department_id, local_day(submitted_at), channel, status, segment_option)
     keys: list[TallyKey] = [(*base, 0, 0)]
-    for question_id, option_id, has_text in answers:
-        if option_id:
-            keys.append((*base, question_id, option_id))
-        elif has_text:
-            keys.append((*base, question_id, 0))
+    keys += [(*base, question_id, option_id or 0) for question_id, option_id, has_text in answers
+             if option_id or has_text]  # fmt: skip
     return keys
 
 

@@ -96,6 +96,29 @@ def test_accepts_once_and_drains_with_tally(app, session, demo, redis_client):
     assert redis_client.xlen(intake.STREAM) == 0
 
 
+def test_malformed_stream_entries_go_to_dead_letters_and_the_rest_is_stored(app, session, demo, redis_client):
+    queue_many(session, redis_client, 2, prefix="good")
+    good = json.loads(redis_client.xrange(intake.STREAM, count=1)[0][1]["p"])
+    key = "k" * 64
+    bad = [
+        {"p": "not json", "ns": "0"},
+        {"ns": "0"},  # no payload at all
+        {"p": json.dumps({**good, "i": "short"}), "ns": "0"},
+        {"p": json.dumps({**good, "m": ["not", "a", "dict"], "i": key}), "ns": "0"},
+        {"p": json.dumps({**good, "a": [["one", 2]], "i": key}), "ns": "0"},
+        {"p": json.dumps({**good, "t": "yesterday", "i": key}), "ns": "0"},
+        {"p": json.dumps({k: v for k, v in good.items() if k != "r"} | {"i": key}), "ns": "0"},
+    ]
+    for fields in bad:
+        redis_client.xadd(intake.STREAM, fields)
+    report = drain.drain_backlog(session, redis_client)
+    assert (report.inserted, report.malformed) == (2, len(bad))
+    assert counts(session)[0] == 2
+    assert redis_client.xlen(intake.STREAM) == 0
+    dead = redis_client.xrange(intake.DEAD_LETTERS)
+    assert len(dead) == len(bad) and all("malformed" in fields["error"] for _, fields in dead)
+
+
 def test_submission_survives_a_redis_that_forgot_the_script(app, session, demo, redis_client):
     assert submit(app, session, redis_client, "o-s1").kind == "accepted"  # EVAL, then EVALSHA
     assert redis_client.script_exists(intake.RECORD_SHA) == [True]
