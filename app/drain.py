@@ -29,7 +29,7 @@ from redis.exceptions import ResponseError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from app.intake import DEAD_LETTERS, DRAIN_FLAG, STREAM, Submission, degraded, write_responses
+from app.intake import DEAD_LETTERS, DRAIN_FLAG, DRAIN_FLAG_TTL, STREAM, Submission, degraded, write_responses
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +67,12 @@ def ensure_group(redis: Redis) -> None:
             raise
 
 
-def read_batch(redis: Redis, consumer: str, count: int, *, pending: bool = False) -> list[Entry]:
-    """New entries for this consumer, or (pending=True) those it was given and never acked."""
-    reply = redis.xreadgroup(GROUP, consumer, {STREAM: "0" if pending else ">"}, count=count)
+def read_batch(
+    redis: Redis, consumer: str, count: int, *, pending: bool = False, block_ms: int | None = None
+) -> list[Entry]:
+    """New entries for this consumer (waiting up to block_ms for one when given), or
+    (pending=True) those it was given and never acked."""
+    reply = redis.xreadgroup(GROUP, consumer, {STREAM: "0" if pending else ">"}, count=count, block=block_ms)
     if not reply:
         return []
     return [(entry_id, fields) for entry_id, fields in reply[0][1] if fields is not None]
@@ -110,13 +113,17 @@ def store_batch(session: Session, redis: Redis, entries: list[Entry], report: Dr
     report.duplicates += len(submissions) - len(inserted)
 
 
-def acknowledge(redis: Redis, entries: list[Entry]) -> None:
+def acknowledge(redis: Redis, entries: list[Entry], *, keep_flag: bool = False) -> None:
+    """XACK + XDEL in one round trip; keep_flag also renews the drain flag (a lingering drain is
+    running: submissions need not enqueue another)."""
     ids = [entry_id for entry_id, _ in entries]
     if not ids:
         return
     pipe = redis.pipeline(transaction=False)
     pipe.xack(STREAM, GROUP, *ids)
     pipe.xdel(STREAM, *ids)
+    if keep_flag:
+        pipe.set(DRAIN_FLAG, "1", ex=DRAIN_FLAG_TTL)
     pipe.execute()
 
 
@@ -143,9 +150,17 @@ def drain_backlog(
     batch_size: int = 5000,
     claim_idle_ms: int = CLAIM_IDLE_MS,
     max_seconds: float = 30.0,
+    linger_seconds: float = 0.0,
+    gather_seconds: float = 0.0,
 ) -> DrainReport:
     """Drain until the stream is empty or max_seconds have passed; SQL errors propagate
-    (the batch stays pending and is retried by the next drain)."""
+    (the batch stays pending and is retried by the next drain).
+
+    For the drain job under steady traffic: `linger_seconds` waits (a blocking read) that long
+    for new entries before calling the stream empty, so one run follows a campaign instead of a
+    new RQ job per trickle; `gather_seconds` pauses after a batch smaller than batch_size, so
+    entries arriving one by one are written a batch per transaction rather than one each.
+    Keep linger_seconds under the Redis client's socket timeout (5 s), which the wait must not hit."""
     consumer = consumer or consumer_name()
     report = DrainReport()
     started = time.monotonic()
@@ -155,7 +170,7 @@ def drain_backlog(
         report.batches += 1
         report.read += len(entries)
         store_batch(session, redis, entries, report)
-        acknowledge(redis, entries)
+        acknowledge(redis, entries, keep_flag=linger_seconds > 0)
 
     try:
         with gc_paused():
@@ -167,6 +182,8 @@ def drain_backlog(
                 run(entries)
             while time.monotonic() - started < max_seconds:
                 entries = read_batch(redis, consumer, batch_size)
+                if not entries and linger_seconds > 0:
+                    entries = read_batch(redis, consumer, batch_size, block_ms=int(linger_seconds * 1000))
                 if not entries:
                     # Clear the flag before the last look, so a submission racing this exit enqueues
                     # a new drain instead of waiting for the periodic one.
@@ -175,6 +192,8 @@ def drain_backlog(
                     if not entries:
                         break
                 run(entries)
+                if gather_seconds > 0 and len(entries) < batch_size:
+                    time.sleep(gather_seconds)
     except SQLAlchemyError as exc:
         report.errors.append(type(exc).__name__)
         log.error("drain: SQL unavailable (%s); the backlog stays in Redis", type(exc).__name__)
@@ -182,10 +201,6 @@ def drain_backlog(
     finally:
         report.seconds = round(time.monotonic() - started, 3)
     return report
-
-
-def backlog_left(redis: Redis) -> int:
-    return int(redis.xlen(STREAM))
 
 
 def intake_status(session: Session, redis: Redis) -> dict[str, Any]:

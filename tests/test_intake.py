@@ -254,6 +254,38 @@ def _env(app, redis_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
+def test_a_lingering_drain_follows_the_stream_in_one_run(app, session, demo, redis_client):
+    """The drain job's mode: entries arriving while it waits are written by the same run, the
+    drain flag stays set meanwhile (no second job), and the run ends once the stream is quiet."""
+    import threading
+
+    queue_many(session, redis_client, 5, prefix="early")
+    reports: list[drain.DrainReport] = []
+
+    def run() -> None:
+        own = Session(bind=session.get_bind())
+        try:
+            reports.append(drain.drain_backlog(own, redis_client, linger_seconds=3, max_seconds=120))
+        finally:
+            own.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while counts(session)[0] < 5:
+        assert time.monotonic() < deadline, "the drain wrote nothing"
+        time.sleep(0.01)
+    assert redis_client.exists(intake.DRAIN_FLAG), "a lingering drain keeps the flag set"
+    queue_many(session, redis_client, 7, prefix="late")
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    (report,) = reports
+    assert report.inserted == 12 and report.batches >= 2  # one run wrote the early and the late ones
+    assert counts(session) == (12, 6 * 12, 12)
+    assert not redis_client.exists(intake.DRAIN_FLAG), "the flag is cleared when the run ends"
+    assert redis_client.xlen(intake.STREAM) == 0
+
+
 def test_worker_killed_mid_batch_loses_and_doubles_nothing(app, session, demo, redis_client, redis_url):
     n = 3000
     queue_many(session, redis_client, n)
