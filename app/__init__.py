@@ -31,6 +31,7 @@ def create_app(config: Settings | Mapping[str, Mapping[str, Any]] | None = None)
     register_extensions(app)
     register_blueprints(app, settings)
     register_error_pages(app)
+    register_fast_paths(app)
     return app
 
 
@@ -61,6 +62,13 @@ def register_blueprints(app: Flask, settings: Settings) -> None:
         from app.dev import bp as dev_bp
 
         app.register_blueprint(dev_bp, url_prefix="/dev")
+
+
+def register_fast_paths(app: Flask) -> None:
+    """Ordinary questionnaire submissions answered in front of Flask (app/public/fast_submit.py)."""
+    from app.public.fast_submit import SubmissionFastPath
+
+    app.wsgi_app = SubmissionFastPath(app, app.wsgi_app)  # type: ignore[method-assign]
 
 
 def register_error_pages(app: Flask) -> None:

@@ -165,7 +165,9 @@ _caches: weakref.WeakKeyDictionary[Any, _FormCache] = weakref.WeakKeyDictionary(
 
 
 def _cache_for(session: Session) -> _FormCache:
-    engine = session.get_bind()
+    # The engine, without making a scoped_session create its Session on a cache hit.
+    factory = getattr(session, "session_factory", None)
+    engine = factory.kw.get("bind") if factory is not None else session.get_bind()
     cache = _caches.get(engine)
     if cache is None:
         cache = _caches.setdefault(engine, _FormCache())

@@ -1,5 +1,7 @@
 # The questionnaire page /q/<survey>/<department>: shows the frozen questions, takes the answers,
 # and hands them to app.intake; thanks, already-evaluated and closed pages. No SQL here.
+# Ordinary submissions are answered by app.public.fast_submit before Flask sees them; what it
+# does not answer (errors, refusals, no identity) arrives here.
 from __future__ import annotations
 
 from datetime import UTC, datetime
@@ -20,9 +22,9 @@ from app.intake import (
 )
 from app.public import bp
 from app.public.identity import begin_identity, current_channel, current_openid
+from app.public.pages import local_date, outcome_page
 from app.redis_store import redis_store
 from app.respondents import respondent_key
-from app.tally_rows import CITY_TZ
 
 
 def _page(template: str, status: int = 200, **context):
@@ -31,27 +33,14 @@ def _page(template: str, status: int = 200, **context):
     return response
 
 
-# Rendered thanks / already-evaluated pages by everything they show: the hot path's answer is
-# one dict lookup instead of a Jinja render. Bounded: cleared when full (dates change daily).
-_rendered: dict[tuple, str] = {}
-RENDERED_PAGES_MAX = 4096
-
-
 def _outcome_page(template: str, status: int, form, dept, when: str):
-    key = (template, form.id, form.title, dept.id, dept.name, when, bool(session.get("large_text")))
-    body = _rendered.get(key)
-    if body is None:
-        if len(_rendered) >= RENDERED_PAGES_MAX:
-            _rendered.clear()
-        body = _rendered[key] = render_template(template, form=form, department=dept, when=when)
+    def render() -> str:
+        return render_template(template, form=form, department=dept, when=when)
+
+    body = outcome_page(template, form, dept, when, bool(session.get("large_text")), render)
     response = make_response(body, status)
     response.headers["Cache-Control"] = "no-store"
     return response
-
-
-def _local_date(moment: datetime) -> str:
-    day = moment.astimezone(CITY_TZ)
-    return f"{day.year}年{day.month}月{day.day}日"
 
 
 @bp.route("/q/<survey_slug>/<department_code>", methods=["GET", "POST"])
@@ -73,7 +62,7 @@ def questionnaire(survey_slug: str, department_code: str):
         rkey = respondent_key(settings.survey.respondent_secret, openid)
         when = previous_answer(db.session, redis_store.client, form, dept, rkey)
         if when is not None:
-            return _page("public/already.html", when=_local_date(when), **context)
+            return _page("public/already.html", when=local_date(when), **context)
         token = issue_form_token(settings.app.secret_key)
         return _page("public/questionnaire.html", token=token, values={}, errors={}, **context)
     if openid is None:
@@ -105,6 +94,6 @@ def questionnaire(survey_slug: str, department_code: str):
     except Conflict as exc:
         return _page("public/closed.html", 409, message=exc.message, **context)
     if outcome.kind == "already":
-        return _outcome_page("public/already.html", 409, form, dept, _local_date(outcome.submitted_at))
-    when = _local_date(outcome.submitted_at or datetime.now(UTC))
+        return _outcome_page("public/already.html", 409, form, dept, local_date(outcome.submitted_at))
+    when = local_date(outcome.submitted_at or datetime.now(UTC))
     return _outcome_page("public/thanks.html", 200, form, dept, when)

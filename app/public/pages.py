@@ -1,0 +1,29 @@
+# The thanks and already-evaluated pages of a submission, rendered once per distinct content and
+# then served from memory (shared by the questionnaire view and the submission fast path).
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from app.tally_rows import CITY_TZ
+
+RENDERED_PAGES_MAX = 4096  # bounded: cleared when full (the date in the pages changes daily)
+_rendered: dict[tuple, str] = {}
+
+
+def outcome_page(template: str, form, dept, when: str, large_text: bool, render: Callable[[], str]) -> str:
+    """The page `template` shows for this survey, department and date; `render()` makes it
+    (in a request context) the first time. One dict lookup on the hot path instead of Jinja."""
+    key = (template, form.id, form.title, dept.id, dept.name, when, large_text)
+    body = _rendered.get(key)
+    if body is None:
+        if len(_rendered) >= RENDERED_PAGES_MAX:
+            _rendered.clear()
+        body = _rendered[key] = render()
+    return body
+
+
+def local_date(moment: datetime) -> str:
+    """A moment as the city's calendar date, the way citizens read it: 2026年11月27日."""
+    day = moment.astimezone(CITY_TZ)
+    return f"{day.year}年{day.month}月{day.day}日"
