@@ -350,7 +350,10 @@ class Stack:
 class BareServer:
     """The baseline: a constant endpoint (bench.bare:app) under the same gunicorn settings."""
 
-    def __init__(self, workdir: Path, web_workers: int = 2, web_threads: int = 4) -> None:
+    def __init__(
+        self, workdir: Path, web_workers: int = 2, web_threads: int = 4, redis_url: str | None = None
+    ) -> None:
+        self.env = {**os.environ, **({"WXSURVEY_BENCH_BARE_REDIS_URL": redis_url} if redis_url else {})}
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.argv = gunicorn_argv("bench.bare:app", self.port, web_workers, web_threads)
@@ -360,7 +363,9 @@ class BareServer:
     def __enter__(self) -> BareServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         with open(self.workdir / "bare.log", "ab") as log:
-            self.proc = subprocess.Popen(self.argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
         wait_until(lambda: http_ok(self.base_url + "/"), 30, "the bare endpoint")
         return self
 

@@ -29,19 +29,23 @@ ANSWERS = {
 }
 
 
-def submission_requests(args: dict[str, Any], host: str) -> list[bytes]:
-    """Factory (runs in the load generator): n POSTs, each by its own respondent with its own form."""
+def _session_cookies(secret_key: str):
     from flask.sessions import session_json_serializer
     from itsdangerous import URLSafeTimedSerializer
 
-    from app.intake import issue_form_token
-
-    cookies = URLSafeTimedSerializer(
-        SECRET_KEY,
+    return URLSafeTimedSerializer(
+        secret_key,
         salt="cookie-session",
         serializer=session_json_serializer,
         signer_kwargs={"key_derivation": "hmac", "digest_method": sha1},
     )
+
+
+def submission_requests(args: dict[str, Any], host: str) -> list[bytes]:
+    """Factory (runs in the load generator): n POSTs, each by its own respondent with its own form."""
+    from app.intake import issue_form_token
+
+    cookies = _session_cookies(SECRET_KEY)
     prefix, started = args.get("prefix", "b"), time.time() - 60
     out = []
     for i in range(int(args["n"])):
@@ -50,6 +54,17 @@ def submission_requests(args: dict[str, Any], host: str) -> list[bytes]:
         headers = {"Content-Type": "application/x-www-form-urlencoded", "Cookie": f"session={cookie}"}
         out.append(http_request("POST", host, PATH, headers, body))
     return out
+
+
+def floor_requests(args: dict[str, Any], host: str) -> list[bytes]:
+    """Factory: POSTs to the floor endpoint (bench/bare.py /redis) shaped like a submission: the
+    same body and a signed session cookie of the same size."""
+    from app.intake import issue_form_token
+
+    cookie = _session_cookies("bench-bare").dumps({"wx_openid": "floor-0", "wx_channel": "wechat"})
+    body = urlencode({**ANSWERS, "form_token": issue_form_token(SECRET_KEY)}).encode()
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "Cookie": f"session={cookie}"}
+    return [http_request("POST", host, "/redis", headers, body)]
 
 
 def _counted(stack) -> int:
@@ -66,9 +81,12 @@ def _counted(stack) -> int:
         return int(count)
 
 
-def _bare_closed_loop(ctx: Context, seconds: float):
-    """The baseline: the bare POST endpoint as fast as 16 connections go."""
-    with ctx.bare() as bare:
+def _bare_closed_loop(ctx: Context, seconds: float, redis_url: str | None = None):
+    """A baseline run on a fresh bare server, as fast as 16 connections go: the constant POST
+    endpoint, or (redis_url given) the form + session + one Redis round trip floor."""
+    with ctx.bare(redis_url=redis_url) as bare:
+        if redis_url:
+            return ctx.load(bare.base_url, "bench.intake:floor_requests", duration=seconds, connections=16)
         return ctx.load(
             bare.base_url,
             "bench.loadgen:constant_get",
@@ -79,25 +97,32 @@ def _bare_closed_loop(ctx: Context, seconds: float):
 
 
 def run_submit(ctx: Context) -> list[Result]:
-    seconds = 3 if ctx.quick else 10
-    base = _bare_closed_loop(ctx, seconds)
+    """Closed-loop throughput, best of ROUNDS alternating runs for the bare endpoint, the floor
+    endpoint and the stack. Best-of, because gunicorn's two workers do not always share a
+    run's 16 connections: when one worker accepts them all, a run gets about half the machine
+    (seen on the bare endpoint: 2,800-3,100/s in some runs, 6,600-7,500/s in others, same
+    settings, same minute). The best run of each is the one where both workers served."""
+    seconds, rounds = (3, 1) if ctx.quick else (5, 3)
+    bare_runs, floor_runs, runs = [], [], []
     with ctx.stack("submit") as stack:
-        n = int(base.throughput * seconds * 1.5) + 100
-        closed = ctx.load(
-            stack.base_url,
-            "bench.intake:submission_requests",
-            {"n": n, "prefix": "max"},
-            duration=seconds,
-            connections=16,
-        )
+        accepted = 0
+        for r in range(rounds):
+            bare_runs.append(_bare_closed_loop(ctx, seconds))
+            floor_runs.append(_bare_closed_loop(ctx, seconds, redis_url=stack.redis_url))
+            # Each request a new respondent: more than any run can send (a repeat would be a resend).
+            n = int(max(5000, *(b.throughput for b in bare_runs)) * seconds * 1.5)
+            run = ctx.load(
+                stack.base_url,
+                "bench.intake:submission_requests",
+                {"n": n, "prefix": f"max{r}"},
+                duration=seconds,
+                connections=16,
+            )
+            runs.append(run)
+            accepted += run.statuses.get("200", 0)  # let the drain finish before the next bare run
+            wait_until(lambda a=accepted: _counted(stack) >= a, 300, "the drain to catch up", interval=0.2)
         rate = 300 if ctx.quick else 1000
-        accepted = closed.statuses.get("200", 0)  # let the drain finish: it would slow the bare run
-        wait_until(lambda: _counted(stack) >= accepted, 300, "the drain to catch up", interval=0.2)
-        # The bare endpoint again right after: the baseline is the mean of the runs on either side,
-        # so a neighbour's burst on this shared machine weighs on both sides of the ratio.
-        base_after = _bare_closed_loop(ctx, seconds)
-        bare_rate = (base.throughput + base_after.throughput) / 2
-        count = rate * seconds
+        count = rate * (3 if ctx.quick else 10)
         with ctx.bare() as bare2:
             base_open = ctx.load(
                 bare2.base_url,
@@ -115,22 +140,26 @@ def run_submit(ctx: Context) -> list[Result]:
             count=count,
             connections=64,
         )
+    best, bare_best, floor_best = (max(x.throughput for x in xs) for xs in (runs, bare_runs, floor_runs))
     return [
         Result(
             "intake.submit.max_throughput",
-            closed.throughput,
+            best,
             "req/s",
-            round(bare_rate, 1),
-            "bare POST, mean of the runs before and after",
+            round(bare_best, 1),
+            f"bare POST, best of {rounds} runs",
             ">= 0.5 x bare",
-            closed.throughput >= 0.5 * bare_rate,
+            best >= 0.5 * bare_best,
             {
-                "bare_before": base.throughput,
-                "bare_after": base_after.throughput,
-                "statuses": closed.statuses,
-                "p99_ms": closed.p99_ms,
-                "loadgen_cpu_share": closed.cpu_share,
-                "bare_loadgen_cpu_share": base.cpu_share,
+                "runs": [x.throughput for x in runs],
+                "bare_runs": [x.throughput for x in bare_runs],
+                "floor_runs": [x.throughput for x in floor_runs],
+                "floor_best": floor_best,
+                "ratio_to_floor": round(best / floor_best, 3) if floor_best else None,
+                "floor": "bare Flask POST reading the form and the signed session, one Redis EVALSHA",
+                "statuses": [x.statuses for x in runs],
+                "p99_ms": [x.p99_ms for x in runs],
+                "loadgen_cpu_share": [x.cpu_share for x in runs],
             },
         ),
         Result(
