@@ -50,6 +50,7 @@ from sqlalchemy.orm import Session, selectinload
 from app.errors import Conflict, Invalid, NotFound, Unavailable
 from app.models import Department, Question, Response, Survey
 from app.respondents import respondent_key
+from app.signing import OnceDerivedSigner
 from app.surveys import accepting_state
 from app.tally_rows import apply_tally, local_day, response_tally_keys
 
@@ -250,7 +251,7 @@ def refusal(form: SurveyForm, dept: DepartmentInfo, today: date | None = None) -
 
 @functools.lru_cache(maxsize=8)  # one per secret key: building it derives keys each time
 def _token_serializer(secret_key: str) -> URLSafeSerializer:
-    return URLSafeSerializer(secret_key, salt="wxsurvey.questionnaire")
+    return URLSafeSerializer(secret_key, salt="wxsurvey.questionnaire", signer=OnceDerivedSigner)
 
 
 def issue_form_token(secret_key: str, now: float | None = None) -> str:

@@ -96,6 +96,10 @@ def web_argv(host: str, port: int, workers: int, threads: int) -> list[str]:
         sys.executable, "-m", "gunicorn", "app.wsgi:app",
         "--bind", f"{host}:{port}", "--workers", str(workers), "--threads", str(threads),
         "--worker-class", "gthread", "--graceful-timeout", "10", "--access-logfile", "-",
+        # Each worker listens on its own SO_REUSEPORT socket and the kernel spreads connections
+        # over them: without it one worker can accept every long-lived keep-alive connection (a
+        # proxy's upstream pool, say) while the other idles, halving the capacity.
+        "--reuse-port",
     ]  # fmt: skip
 
 

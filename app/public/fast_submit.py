@@ -29,6 +29,7 @@ from app.intake import load_form, record_response
 from app.public.identity import CHANNEL_KEY, CHANNELS, OPENID_KEY
 from app.public.pages import local_date, outcome_page
 from app.redis_store import redis_store
+from app.signing import OnceDerivedTimestampSigner
 
 FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_BODY = 64 * 1024  # the questionnaire's body is ~1 KB; a larger one takes the view's limits
@@ -72,10 +73,14 @@ class SubmissionFastPath:
         return [data]
 
     def _serializer(self):
-        """Flask's session serializer, built once per secret key (Flask builds one per request)."""
+        """Flask's own session serializer (same keys, salt, digest, derivation), built once per
+        secret key instead of per request, with a signer that derives its key once."""
         key = self.app.secret_key
         if self._signing is None or self._signing[0] != key:
-            self._signing = (key, self.app.session_interface.get_signing_serializer(self.app))
+            serializer = self.app.session_interface.get_signing_serializer(self.app)
+            if serializer is not None:
+                serializer.signer = OnceDerivedTimestampSigner
+            self._signing = (key, serializer)
         return self._signing[1]
 
     def _session(self, environ) -> dict | None:
