@@ -108,6 +108,8 @@ class FormQuestion:
     max_length: int | None
     max_choices: int | None
     options: tuple[FormOption, ...]
+    input_name: str = ""  # the form field's name, q_<key>
+    option_ids: dict[str, int] = field(default_factory=dict, hash=False, compare=False)  # key -> id
 
     def option(self, key: str) -> FormOption | None:
         return next((o for o in self.options if o.key == key), None)
@@ -127,6 +129,7 @@ class SurveyForm:
     levels: tuple[str, ...]
     questions: tuple[FormQuestion, ...]
     segment_question_id: int | None
+    field_names: frozenset[str] = frozenset()  # every question's input name
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +201,8 @@ def _load_survey_form(session: Session, slug: str) -> SurveyForm:
             max_length=q.max_length,
             max_choices=q.max_choices,
             options=tuple(FormOption(o.id, o.key, o.label) for o in q.options),
+            input_name=field_name(q),
+            option_ids={o.key: o.id for o in q.options},
         )
         for q in survey.questions
     )
@@ -213,6 +218,7 @@ def _load_survey_form(session: Session, slug: str) -> SurveyForm:
         levels=tuple(survey.levels or ()),
         questions=questions,
         segment_question_id=segment,
+        field_names=frozenset(q.input_name for q in questions),
     )
     session.rollback()  # end the read transaction: nothing else in a submission needs it
     return form
@@ -284,16 +290,16 @@ def parse_answers(form: SurveyForm, data, text_limit: int) -> list[AnswerTriple]
 
     `data` is a MultiDict (request.form) or any mapping of name -> list of strings.
     """
-    getlist = data.getlist if hasattr(data, "getlist") else (lambda name: list(data.get(name, [])))
+    getlist = data.getlist if hasattr(data, "getlist") else (lambda name: data.get(name) or ())
     errors: dict[str, str] = {}
     answers: list[AnswerTriple] = []
-    known = {field_name(q) for q in form.questions}
+    known = form.field_names
     unknown = sorted(name for name in data.keys() if name.startswith("q_") and name not in known)
     if unknown:
         message = "问卷中没有这些题目，请刷新后重新填写。"
         raise Invalid(message, errors={"_form": "未知题目：" + ", ".join(unknown)})
     for q in form.questions:
-        values = [v for v in getlist(field_name(q)) if isinstance(v, str)]
+        values = [v for v in getlist(q.input_name) if isinstance(v, str)]
         if q.kind == "text":
             if len(values) > 1:
                 errors[q.key] = "这道题只能填写一段文字。"
@@ -307,25 +313,26 @@ def parse_answers(form: SurveyForm, data, text_limit: int) -> list[AnswerTriple]
             elif text:
                 answers.append((q.id, None, text))
             continue
-        chosen = [v.strip() for v in values if v.strip()]
+        chosen = [c for c in (v.strip() for v in values) if c]
         if not chosen:
             if q.required:
                 errors[q.key] = "请选择一项。" if q.kind == "single" else "请至少选择一项。"
             continue
-        if q.kind == "single" and len(chosen) > 1:
-            errors[q.key] = "这道题只能选择一项。"
-            continue
-        if len(set(chosen)) != len(chosen):
-            errors[q.key] = "同一个选项只能选一次。"
-            continue
-        if q.max_choices and len(chosen) > q.max_choices:
-            errors[q.key] = f"最多选择 {q.max_choices} 项。"
-            continue
-        options = [q.option(v) for v in chosen]
-        if any(o is None for o in options):
+        if len(chosen) > 1:
+            if q.kind == "single":
+                errors[q.key] = "这道题只能选择一项。"
+                continue
+            if len(set(chosen)) != len(chosen):
+                errors[q.key] = "同一个选项只能选一次。"
+                continue
+            if q.max_choices and len(chosen) > q.max_choices:
+                errors[q.key] = f"最多选择 {q.max_choices} 项。"
+                continue
+        option_ids = [q.option_ids.get(c) for c in chosen]
+        if None in option_ids:
             errors[q.key] = "所选的选项不存在，请重新选择。"
             continue
-        answers.extend((q.id, o.id, None) for o in options if o is not None)
+        answers.extend((q.id, oid, None) for oid in option_ids)
     if errors:
         raise Invalid("还有题目没有填好，请检查标红的地方。", errors=errors)
     return answers

@@ -435,3 +435,59 @@ def test_sql_and_redis_both_down_is_a_503(app, session, demo, tmp_path):
     finally:
         dead.dispose()
         intake.degraded.since = intake.degraded.last = None
+
+
+def _form_with(*questions):
+    return intake.SurveyForm(
+        1, "s", "t", "", "open", None, None, (), questions, None,
+        field_names=frozenset(q.input_name for q in questions),
+    )  # fmt: skip
+
+
+def _question(qid, key, kind, options=(), required=True, max_choices=None, max_length=None):
+    opts = tuple(intake.FormOption(qid * 10 + i, k, k) for i, k in enumerate(options))
+    return intake.FormQuestion(
+        qid, key, kind, key, required, kind == "single", max_length, max_choices, opts,
+        input_name=f"q_{key}", option_ids={o.key: o.id for o in opts},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "fields, error",
+    [
+        ({"q_one": ["a", "b"]}, "这道题只能选择一项。"),
+        ({"q_one": ["zz"]}, "所选的选项不存在，请重新选择。"),
+        ({"q_one": ["  "]}, "请选择一项。"),
+        ({"q_many": ["a", "a"]}, "同一个选项只能选一次。"),
+        ({"q_many": ["a", "b", "c"]}, "最多选择 2 项。"),
+        ({"q_many": ["a", "nope"]}, "所选的选项不存在，请重新选择。"),
+        ({"q_note": ["x", "y"]}, "这道题只能填写一段文字。"),
+        ({"q_note": ["长" * 11]}, "请不要超过 10 个字（现在 11 个字）。"),
+    ],
+)
+def test_answer_rules_name_the_question(fields, error):
+    form = _form_with(
+        _question(1, "one", "single", "abc"),
+        _question(2, "many", "multi", "abc", max_choices=2),
+        _question(3, "note", "text", required=False, max_length=10),
+    )
+    data = {"q_one": ["a"], "q_many": ["b"], **fields}
+    with pytest.raises(Invalid) as caught:
+        intake.parse_answers(form, data, 500)
+    assert list(caught.value.errors.values()) == [error]
+
+
+def test_valid_answers_of_every_kind():
+    form = _form_with(
+        _question(1, "one", "single", "abc"),
+        _question(2, "many", "multi", "abc", max_choices=2),
+        _question(3, "note", "text", required=False, max_length=10),
+    )
+    got = intake.parse_answers(form, {"q_one": [" c "], "q_many": ["b", "a"], "q_note": [" 好 "]}, 500)
+    assert got == [(1, 12, None), (2, 21, None), (2, 20, None), (3, None, "好")]
+    assert intake.parse_answers(form, {"q_one": ["a"], "q_many": ["a"], "q_note": [""]}, 500) == [
+        (1, 10, None), (2, 20, None)
+    ]  # fmt: skip
+    with pytest.raises(Invalid) as caught:
+        intake.parse_answers(form, {"q_one": ["a"], "q_many": ["a"], "q_extra": ["1"]}, 500)
+    assert "q_extra" in caught.value.errors["_form"]
