@@ -7,7 +7,7 @@ DRAIN_SECONDS = 30.0  # one job drains at most this long, then hands over to a f
 # Under steady traffic one job follows the stream (waiting up to LINGER for more) and writes a
 # transaction per GATHER interval at most, instead of an RQ job and a transaction per trickle.
 LINGER_SECONDS = 1.0
-GATHER_SECONDS = 0.05
+GATHER_SECONDS = 0.2
 
 
 def drain_intake(max_seconds: float = DRAIN_SECONDS) -> dict[str, Any]:
