@@ -22,8 +22,11 @@ def _resolve(dotted: str):
 def run_worker(queues: list[str], burst: bool, name: str | None) -> bool:
     from rq.worker import SimpleWorker
 
+    from app.jobs import intake as intake_jobs
     from app.queues import get_queue
     from app.redis_store import redis_store
+
+    intake_jobs.served_queues = tuple(queues)  # a lingering drain yields to the other queues' jobs
 
     # SimpleWorker runs jobs in this process: the app context, engine pool and Redis
     # connections are reused by every job instead of being rebuilt after a fork.

@@ -20,6 +20,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +49,7 @@ class DrainReport:
     duplicates: int = 0
     malformed: int = 0
     reclaimed: int = 0
+    yielded: bool = False  # ended early to let other queued work run
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
 
@@ -152,6 +154,7 @@ def drain_backlog(
     max_seconds: float = 30.0,
     linger_seconds: float = 0.0,
     gather_seconds: float = 0.0,
+    should_yield: Callable[[], bool] | None = None,
 ) -> DrainReport:
     """Drain until the stream is empty or max_seconds have passed; SQL errors propagate
     (the batch stays pending and is retried by the next drain).
@@ -160,7 +163,10 @@ def drain_backlog(
     for new entries before calling the stream empty, so one run follows a campaign instead of a
     new RQ job per trickle; `gather_seconds` pauses after a batch smaller than batch_size, so
     entries arriving one by one are written a batch per transaction rather than one each.
-    Keep linger_seconds under the Redis client's socket timeout (5 s), which the wait must not hit."""
+    Keep linger_seconds under the Redis client's socket timeout (5 s), which the wait must not hit.
+    `should_yield()`, asked after each batch, ends the run early (other work is waiting for this
+    worker) and leaves the drain flag set: no new drain is enqueued until it expires, so the
+    worker serves that work first; the backlog waits in Redis meanwhile."""
     consumer = consumer or consumer_name()
     report = DrainReport()
     started = time.monotonic()
@@ -192,6 +198,9 @@ def drain_backlog(
                     if not entries:
                         break
                 run(entries)
+                if should_yield is not None and should_yield():
+                    report.yielded = True
+                    break
                 if gather_seconds > 0 and len(entries) < batch_size:
                     time.sleep(gather_seconds)
     except SQLAlchemyError as exc:

@@ -286,6 +286,30 @@ def test_a_lingering_drain_follows_the_stream_in_one_run(app, session, demo, red
     assert redis_client.xlen(intake.STREAM) == 0
 
 
+def test_a_lingering_drain_yields_to_jobs_waiting_for_its_worker(
+    app, session, demo, redis_client, monkeypatch
+):
+    """A worker serving every queue is not monopolised by a campaign's drain: the run ends after
+    the batch in hand and keeps the flag set, so the waiting job runs before the next drain."""
+    from app.jobs import intake as intake_jobs
+    from app.queues import get_queue
+
+    queue_many(session, redis_client, 4, prefix="y")
+    with app.app_context():
+        get_queue("default").enqueue("app.jobs.intake.other_work_waiting")
+        monkeypatch.setattr(intake_jobs, "served_queues", ("intake",))
+        assert not intake_jobs.other_work_waiting()  # a worker of its own for intake never yields
+        monkeypatch.setattr(intake_jobs, "served_queues", ("intake", "wechat", "default", "exports"))
+        assert intake_jobs.other_work_waiting()
+        report = drain.drain_backlog(
+            session, redis_client, linger_seconds=3, should_yield=intake_jobs.other_work_waiting
+        )
+    assert report.yielded and report.inserted == 4  # ended after the batch instead of lingering
+    assert redis_client.exists(intake.DRAIN_FLAG), (
+        "the flag stays until it expires: no drain enqueued meanwhile"
+    )
+
+
 def test_worker_killed_mid_batch_loses_and_doubles_nothing(app, session, demo, redis_client, redis_url):
     n = 3000
     queue_many(session, redis_client, n)

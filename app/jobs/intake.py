@@ -8,6 +8,9 @@ DRAIN_SECONDS = 30.0  # one job drains at most this long, then hands over to a f
 # transaction per GATHER interval at most, instead of an RQ job and a transaction per trickle.
 LINGER_SECONDS = 1.0
 GATHER_SECONDS = 0.2
+# The queues of the worker running this process's jobs (worker.py sets it; SimpleWorker runs jobs
+# in-process): a drain yields to jobs waiting on the others.
+served_queues: tuple[str, ...] = ()
 
 
 def drain_intake(max_seconds: float = DRAIN_SECONDS) -> dict[str, Any]:
@@ -26,9 +29,18 @@ def drain_intake(max_seconds: float = DRAIN_SECONDS) -> dict[str, Any]:
         max_seconds=max_seconds,
         linger_seconds=LINGER_SECONDS,
         gather_seconds=GATHER_SECONDS,
+        should_yield=other_work_waiting,
     )
-    if report.seconds >= max_seconds:
+    if report.seconds >= max_seconds and not report.yielded:
         # Stopped by the clock while entries were still coming: a follow-up job takes over (it sees
         # everything this one committed, and lingers for nothing if the stream fell quiet).
         request_drain()
     return report.as_dict()
+
+
+def other_work_waiting() -> bool:
+    """Jobs waiting on the other queues this worker serves (set by worker.py): a drain should
+    let it get to them. A worker of its own for intake, as the README advises, never yields."""
+    from app.queues import get_queue
+
+    return any(get_queue(name).count for name in served_queues if name != "intake")
