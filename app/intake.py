@@ -32,6 +32,7 @@ import hashlib
 import ipaddress
 import logging
 import secrets
+import sqlite3
 import threading
 import time
 import weakref
@@ -385,7 +386,7 @@ def status_for(flags: list[str]) -> str:
 # --- the submission and its wire form ---------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class Submission:
     idempotency_key: str
     survey_id: int
@@ -464,7 +465,9 @@ class Submission:
 RESPONSE_COLUMNS = ("idempotency_key", "survey_id", "department_id", "respondent_key", "submitted_at",
                     "received_at", "channel", "status", "meta", "flags")  # fmt: skip
 ANSWER_COLUMNS = ("response_id", "question_id", "option_id", "text")
-ROWS_PER_INSERT = 500  # responses per INSERT ... VALUES on SQLite: 5,000 parameters
+ROWS_PER_INSERT = 3000  # responses per INSERT ... VALUES on SQLite (30,000 parameters), fewer if
+# the library allows fewer variables; each statement has its fixed cost: 500 per statement was
+# 10-20% slower for the same rows.
 _PG_ARRAY_TYPES = ("text", "bigint", "bigint", "text", "timestamptz", "timestamptz", "text", "text", "jsonb",
                    "jsonb")  # fmt: skip
 _time_binders: dict[tuple[str, str], Any] = {}
@@ -501,14 +504,20 @@ def _insert_responses(conn, rows: list[list]) -> dict[str, int]:
         sql = head + "SELECT * FROM unnest(" + ", ".join(f"%s::{t}[]" for t in _PG_ARRAY_TYPES) + ")" + tail
         return dict(conn.exec_driver_sql(sql, tuple(columns)).all())
     group = "(" + ",".join(["?"] * len(RESPONSE_COLUMNS)) + ")"
+    per = min(ROWS_PER_INSERT, _sqlite_max_variables(conn) // len(RESPONSE_COLUMNS))
     ids: dict[str, int] = {}
-    for start in range(0, len(rows), ROWS_PER_INSERT):
-        chunk = rows[start : start + ROWS_PER_INSERT]
+    for start in range(0, len(rows), per):
+        chunk = rows[start : start + per]
         params = tuple(value for row in chunk for value in row)
         ids.update(
             conn.exec_driver_sql(head + "VALUES " + ",".join([group] * len(chunk)) + tail, params).all()
         )
     return ids
+
+
+def _sqlite_max_variables(conn) -> int:
+    driver = conn.connection.driver_connection
+    return driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
 
 
 def _insert_answers(conn, rows: list[tuple]) -> None:
