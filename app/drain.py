@@ -30,7 +30,8 @@ from redis.exceptions import ResponseError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from app.intake import DEAD_LETTERS, DRAIN_FLAG, DRAIN_FLAG_TTL, STREAM, Submission, degraded, write_responses
+from app.intake import DEAD_LETTERS, DRAIN_FLAG, DRAIN_FLAG_TTL, STREAM, degraded
+from app.intake_store import Submission, write_responses
 
 log = logging.getLogger(__name__)
 

@@ -300,7 +300,7 @@ def run_drain(ctx: Context) -> list[Result]:
         with app.app_context():
             from sqlalchemy import select
 
-            from app import drain, intake
+            from app import drain, intake, intake_store
             from app.db import db
             from app.models import Response
             from app.redis_store import redis_store
@@ -317,7 +317,7 @@ def run_drain(ctx: Context) -> list[Result]:
                 pipe = client.pipeline(transaction=False)
                 for i in range(count):
                     rkey = hashlib.sha256(f"{prefix}-{i}".encode()).hexdigest()
-                    sub = intake.Submission(
+                    sub = intake_store.Submission(
                         hashlib.sha256(f"{prefix}-i-{i}".encode()).hexdigest(),
                         form.id,
                         dept.id,

@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 
-from app import drain, intake
+from app import drain, intake, intake_store
 from app.errors import Invalid, Unavailable
 from app.models import Answer, Response, TallyRow
 from app.redis_store import ensure_embedded, stop_embedded
@@ -68,7 +68,7 @@ def queue_many(session, client_redis, n: int, prefix: str = "r") -> None:
     answers = [(q.id, q.options[1].id, None) for q in form.questions if q.kind == "single"]
     pipe = client_redis.pipeline(transaction=False)
     for i in range(n):
-        sub = intake.Submission(
+        sub = intake_store.Submission(
             idempotency_key=hashlib.sha256(f"{prefix}-idem-{i}".encode()).hexdigest(),
             survey_id=form.id, department_id=dept.id,
             respondent_key=hashlib.sha256(f"{prefix}-{i}".encode()).hexdigest(),
@@ -214,21 +214,21 @@ def test_batch_write_through_the_driver_round_trips_and_dedupes(app, session, de
     answers.append((form.questions[-1].id, None, "窗口服务 ‘好’ \\ 100%"))
     when = datetime(2026, 3, 4, 5, 6, 7, 890000, tzinfo=UTC)
 
-    def sub(i: int, key: str | None = None, person: str | None = None) -> intake.Submission:
-        return intake.Submission(
+    def sub(i: int, key: str | None = None, person: str | None = None) -> intake_store.Submission:
+        return intake_store.Submission(
             key or hashlib.sha256(f"k-{i}".encode()).hexdigest(), form.id, dept.id,
             person or hashlib.sha256(f"p-{i}".encode()).hexdigest(), when, "wechat", answers,
             form.segment_question_id, {"completion_ms": i, "ip": None, "ua": "wechat"}, ["too_fast"],
         )  # fmt: skip
 
-    n = intake.ROWS_PER_INSERT + 7
+    n = intake_store.ROWS_PER_INSERT + 7
     batch = [sub(i) for i in range(n)]
     batch.append(sub(0))  # the same form again
     batch.append(sub(n, person=batch[1].respondent_key))  # the same person, another form
-    inserted = intake.write_responses(session, batch)
+    inserted = intake_store.write_responses(session, batch)
     session.commit()
     assert len(inserted) == n and inserted == batch[:n]
-    assert intake.write_responses(session, batch) == []  # a replay inserts nothing
+    assert intake_store.write_responses(session, batch) == []  # a replay inserts nothing
     session.commit()
     assert counts(session) == (n, n * len(answers), n)
     row = session.scalar(select(Response).where(Response.idempotency_key == batch[3].idempotency_key))
