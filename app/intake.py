@@ -110,11 +110,8 @@ class FormQuestion:
     max_length: int | None
     max_choices: int | None
     options: tuple[FormOption, ...]
-    input_name: str = ""  # the form field's name, q_<key>
+    input_name: str = ""  # the form field's name: q_<key>, set by _load_survey_form
     option_ids: dict[str, int] = field(default_factory=dict, hash=False, compare=False)  # key -> id
-
-    def option(self, key: str) -> FormOption | None:
-        return next((o for o in self.options if o.key == key), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +200,7 @@ def _load_survey_form(session: Session, slug: str) -> SurveyForm:
             max_length=q.max_length,
             max_choices=q.max_choices,
             options=tuple(FormOption(o.id, o.key, o.label) for o in q.options),
-            input_name=field_name(q),
+            input_name=f"q_{q.key}",
             option_ids={o.key: o.id for o in q.options},
         )
         for q in survey.questions
@@ -279,10 +276,6 @@ def read_form_token(secret_key: str, value: str) -> tuple[str, int]:
 
 
 # --- validation --------------------------------------------------------------------------------
-
-
-def field_name(question: FormQuestion) -> str:
-    return f"q_{question.key}"
 
 
 def parse_answers(form: SurveyForm, data, text_limit: int) -> list[AnswerTriple]:

@@ -111,7 +111,6 @@ ROWS_PER_INSERT = 3000  # responses per INSERT ... VALUES on SQLite (30,000 para
 # 10-20% slower for the same rows.
 _PG_ARRAY_TYPES = ("text", "bigint", "bigint", "text", "timestamptz", "timestamptz", "text", "text", "jsonb",
                    "jsonb")  # fmt: skip
-_time_binders: dict[tuple[str, str], Any] = {}
 
 
 def _json_text(value) -> str:
@@ -123,15 +122,14 @@ def _flags_text(flags: tuple[str, ...]) -> str:
     return _json_text(list(flags))  # a handful of distinct flag lists: encoded once each
 
 
+@functools.lru_cache(maxsize=8)  # one per engine's dialect
 def _time_binder(dialect):
-    """The dialect's own bind processor for the timestamp columns (None: passed as is, as on
-    PostgreSQL), looked up once, so rows written through the driver are stored exactly as the ORM
-    would store them. The JSON columns travel as compact JSON text (cast to jsonb on PostgreSQL)."""
-    key = (dialect.name, dialect.driver)
-    if key not in _time_binders:
-        column = Response.__table__.c.submitted_at
-        _time_binders[key] = column.type.dialect_impl(dialect).bind_processor(dialect)
-    return _time_binders[key]
+    """The dialect's own bind processor for the timestamp columns (identity where there is none,
+    as on PostgreSQL), looked up once, so rows written through the driver are stored exactly as
+    the ORM would store them. The JSON columns travel as compact JSON text (cast to jsonb on
+    PostgreSQL)."""
+    column = Response.__table__.c.submitted_at
+    return column.type.dialect_impl(dialect).bind_processor(dialect) or (lambda value: value)
 
 
 def _insert_responses(conn, rows: list[list]) -> dict[str, int]:
@@ -173,10 +171,6 @@ def _insert_answers(conn, rows: list[tuple]) -> None:
     conn.exec_driver_sql(f"INSERT INTO answers ({', '.join(ANSWER_COLUMNS)}) VALUES (?, ?, ?, ?)", rows)
 
 
-def _same(value):
-    return value
-
-
 def write_responses(session: Session, submissions: list[Submission]) -> list[Submission]:
     """Insert responses, their answers and their tally counts in the caller's transaction.
 
@@ -190,7 +184,7 @@ def write_responses(session: Session, submissions: list[Submission]) -> list[Sub
     conn = session.connection()
     if conn.dialect.name not in ("postgresql", "sqlite"):
         raise NotImplementedError(f"intake writes for {conn.dialect.name}")
-    bind_time = _time_binder(conn.dialect) or _same
+    bind_time = _time_binder(conn.dialect)
     received = bind_time(datetime.now(UTC))  # the same for every row: converted once
     rows = [
         [s.idempotency_key, s.survey_id, s.department_id, s.respondent_key, bind_time(s.submitted_at),

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import re
-from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
 from flask import Flask, render_template
@@ -26,8 +25,8 @@ from werkzeug.http import parse_cookie
 from app.db import db
 from app.errors import DomainError
 from app.intake import load_form, record_response
-from app.public.identity import CHANNEL_KEY, CHANNELS, OPENID_KEY
-from app.public.pages import local_date, outcome_page
+from app.public.identity import channel_of, openid_of
+from app.public.pages import outcome_page
 from app.redis_store import redis_store
 from app.signing import OnceDerivedTimestampSigner
 
@@ -53,8 +52,8 @@ class SubmissionFastPath:
         except ValueError:
             length = -1
         session = self._session(environ)
-        openid = session.get(OPENID_KEY) if session else None
-        if not 0 <= length <= MAX_BODY or not isinstance(openid, str) or not openid:
+        openid = openid_of(session) if session else None
+        if not 0 <= length <= MAX_BODY or openid is None:
             return self.wsgi_app(environ, start_response)
         body = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(body)  # for the view, if it has to answer after all
@@ -104,7 +103,6 @@ class SubmissionFastPath:
         fields: dict[str, list[str]] = {}
         for name, value in pairs:
             fields.setdefault(name, []).append(value)
-        channel = session.get(CHANNEL_KEY)
         with self.app.app_context():
             try:
                 form, dept = load_form(db.session, slug, code)
@@ -117,20 +115,15 @@ class SubmissionFastPath:
                     openid=openid,
                     data=fields,
                     form_token=(fields.get("form_token") or [""])[0],
-                    channel=channel if channel in CHANNELS else "web",
+                    channel=channel_of(session),
                     user_agent=environ.get("HTTP_USER_AGENT", ""),
                     remote_addr=environ.get("REMOTE_ADDR"),
                 )
             except DomainError:  # raised before anything was stored: the view answers it
                 return None
-            if outcome.kind == "already":
-                template, status, when = "public/already.html", 409, local_date(outcome.submitted_at)
-            else:
-                template, status = "public/thanks.html", 200
-                when = local_date(outcome.submitted_at or datetime.now(UTC))
 
-            def render() -> str:
+            def render(template: str, when: str) -> str:
                 with self.app.request_context(environ):  # the page's layout reads the session
                     return render_template(template, form=form, department=dept, when=when)
 
-            return status, outcome_page(template, form, dept, when, bool(session.get("large_text")), render)
+            return outcome_page(outcome, form, dept, bool(session.get("large_text")), render)

@@ -34,14 +34,23 @@ SIMULATED_BROWSER_KEY = "wx_sim_browser"
 CHANNELS = ("wechat", "dev", "web")
 
 
-def current_openid() -> str | None:
-    openid = session.get(OPENID_KEY)
+def openid_of(data) -> str | None:
+    """The openid a session's data carries (Flask's session, or the fast path's decoded cookie)."""
+    openid = data.get(OPENID_KEY)
     return openid if isinstance(openid, str) and openid else None
 
 
+def channel_of(data) -> str:
+    channel = data.get(CHANNEL_KEY)
+    return channel if openid_of(data) and channel in CHANNELS else "web"
+
+
+def current_openid() -> str | None:
+    return openid_of(session)
+
+
 def current_channel() -> str:
-    channel = session.get(CHANNEL_KEY)
-    return channel if current_openid() and channel in CHANNELS else "web"
+    return channel_of(session)
 
 
 def in_wechat_browser() -> bool:

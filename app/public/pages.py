@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from app.tally_rows import CITY_TZ
 
@@ -11,16 +11,22 @@ RENDERED_PAGES_MAX = 4096  # bounded: cleared when full (the date in the pages c
 _rendered: dict[tuple, str] = {}
 
 
-def outcome_page(template: str, form, dept, when: str, large_text: bool, render: Callable[[], str]) -> str:
-    """The page `template` shows for this survey, department and date; `render()` makes it
-    (in a request context) the first time. One dict lookup on the hot path instead of Jinja."""
+def outcome_page(outcome, form, dept, large_text: bool, render: Callable[[str, str], str]) -> tuple[int, str]:
+    """(status, page) of a recorded submission: thanks (accepted or resent, 200) or already
+    evaluated (409), for this survey, department and date. `render(template, when)` makes the page
+    (in a request context) the first time; after that it is one dict lookup instead of Jinja."""
+    if outcome.kind == "already":
+        template, status, when = "public/already.html", 409, local_date(outcome.submitted_at)
+    else:
+        template, status = "public/thanks.html", 200
+        when = local_date(outcome.submitted_at or datetime.now(UTC))
     key = (template, form.id, form.title, dept.id, dept.name, when, large_text)
     body = _rendered.get(key)
     if body is None:
         if len(_rendered) >= RENDERED_PAGES_MAX:
             _rendered.clear()
-        body = _rendered[key] = render()
-    return body
+        body = _rendered[key] = render(template, when)
+    return status, body
 
 
 def local_date(moment: datetime) -> str:

@@ -4,8 +4,6 @@
 # does not answer (errors, refusals, no identity) arrives here.
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from flask import current_app, make_response, render_template, request, session
 
 from app import drain  # noqa: F401  (registers the intake readiness check and the periodic drain)
@@ -13,7 +11,6 @@ from app.db import db
 from app.errors import Conflict, Invalid
 from app.intake import (
     STATE_MESSAGES,
-    field_name,
     issue_form_token,
     load_form,
     previous_answer,
@@ -33,11 +30,11 @@ def _page(template: str, status: int = 200, **context):
     return response
 
 
-def _outcome_page(template: str, status: int, form, dept, when: str):
-    def render() -> str:
+def _outcome_page(outcome, form, dept):
+    def render(template: str, when: str) -> str:
         return render_template(template, form=form, department=dept, when=when)
 
-    body = outcome_page(template, form, dept, when, bool(session.get("large_text")), render)
+    status, body = outcome_page(outcome, form, dept, bool(session.get("large_text")), render)
     response = make_response(body, status)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -86,14 +83,11 @@ def questionnaire(survey_slug: str, department_code: str):
     except Invalid as exc:
         if exc.field == "form_token":
             form_token = issue_form_token(settings.app.secret_key)
-        values = {q.key: request.form.getlist(field_name(q)) for q in form.questions}
+        values = {q.key: request.form.getlist(q.input_name) for q in form.questions}
         return _page(
             "public/questionnaire.html", 400, token=form_token, values=values, errors=exc.errors,
             summary=exc.message, **context,
         )  # fmt: skip
     except Conflict as exc:
         return _page("public/closed.html", 409, message=exc.message, **context)
-    if outcome.kind == "already":
-        return _outcome_page("public/already.html", 409, form, dept, local_date(outcome.submitted_at))
-    when = local_date(outcome.submitted_at or datetime.now(UTC))
-    return _outcome_page("public/thanks.html", 200, form, dept, when)
+    return _outcome_page(outcome, form, dept)
