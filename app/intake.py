@@ -44,7 +44,7 @@ from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
 from redis import Redis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload
@@ -52,8 +52,9 @@ from sqlalchemy.orm import Session, selectinload
 from app.errors import Conflict, Invalid, NotFound, Unavailable
 from app.intake_store import AnswerTriple, Submission, write_responses
 from app.models import Department, Question, Response, Survey
+from app.redis_store import ScriptRunner
 from app.respondents import respondent_key
-from app.signing import OnceDerivedSigner
+from app.signing import OnceDerivedSigner, SignedReader
 from app.surveys import accepting_state
 from app.tally_rows import local_day
 
@@ -86,7 +87,7 @@ local kick = redis.call('SET', KEYS[4], '1', 'NX', 'EX', tonumber(ARGV[4]))
 if kick then return {1, id, 1} end
 return {1, id, 0}
 """
-RECORD_SHA = hashlib.sha1(RECORD_SCRIPT.encode()).hexdigest()
+RECORD = ScriptRunner(RECORD_SCRIPT)
 
 
 # --- the survey as the questionnaire needs it (cached per process) ----------------------------
@@ -259,6 +260,11 @@ def _token_serializer(secret_key: str) -> URLSafeSerializer:
     return URLSafeSerializer(secret_key, salt="wxsurvey.questionnaire", signer=OnceDerivedSigner)
 
 
+@functools.lru_cache(maxsize=8)
+def _token_reader(secret_key: str) -> SignedReader:
+    return SignedReader(_token_serializer(secret_key))
+
+
 def issue_form_token(secret_key: str, now: float | None = None) -> str:
     """A signed (random token, render time in ms) pair for the form's hidden field."""
     started = int((time.time() if now is None else now) * 1000)
@@ -267,7 +273,10 @@ def issue_form_token(secret_key: str, now: float | None = None) -> str:
 
 def read_form_token(secret_key: str, value: str) -> tuple[str, int]:
     try:
-        token, started = _token_serializer(secret_key).loads(value or "")
+        content = _token_reader(secret_key).loads(value or "")
+        if content is None:  # not one the reader vouches for: the serializer decides
+            content = _token_serializer(secret_key).loads(value or "")
+        token, started = content
         if not isinstance(token, str) or not isinstance(started, int) or len(token) != 32:
             raise ValueError
     except (BadSignature, ValueError, TypeError):
@@ -491,10 +500,7 @@ def _queue(redis: Redis, form: SurveyForm, dept: DepartmentInfo, sub: Submission
     keys = [done_key(form.id, dept.id, sub.respondent_key), STREAM, _scan_key(sub.respondent_key, dept.code),
             DRAIN_FLAG]  # fmt: skip
     args = [f"{token}|{stamp}", _done_ttl(form, now), sub.encode(), DRAIN_FLAG_TTL]
-    try:  # EVALSHA: the script travels (and is hashed by Redis) only when Redis does not know it
-        result = redis.evalsha(RECORD_SHA, len(keys), *keys, *args)
-    except NoScriptError:  # a restarted or failed-over Redis: EVAL loads it again
-        result = redis.eval(RECORD_SCRIPT, len(keys), *keys, *args)
+    result = RECORD(redis, keys, args)
     if int(result[0]) == 0:
         prior_token, _, prior_ms = str(result[1]).partition("|")
         when = datetime.fromtimestamp(int(prior_ms or 0) / 1000, UTC)

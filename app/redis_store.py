@@ -8,13 +8,21 @@ its unix socket. `make run` stops it on Ctrl-C.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import subprocess
+import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
 from flask import Flask, current_app
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
 
 
 class EmbeddedRedisError(RuntimeError):
@@ -111,6 +119,61 @@ def sentinel_clients(url: str, **opts) -> tuple[redis.Redis, redis.Redis]:
     text = sentinel.master_for(service, db=db_number, decode_responses=True, **opts)
     raw = sentinel.master_for(service, db=db_number, **opts)
     return text, raw
+
+
+class ScriptRunner:
+    """One Lua script, run on a connection each thread keeps to itself.
+
+    For a hot path's single round trip: redis-py's command layers (pool checkout, retry and
+    observability wrappers, response callbacks) cost about as much CPU as the round trip itself.
+    The connection is made from the client's own pool settings (URL, timeouts, decoding, health
+    checks, sentinel master lookup), outside the pool's count, and ends with its thread. EVALSHA
+    first, EVAL when Redis does not know the script (restarted, failed over). A broken connection
+    (a Redis restarted since this thread last called, a demoted master) is replaced once; then,
+    and on a timeout, the RedisError is the caller's, as from any client call.
+    """
+
+    def __init__(self, script: str) -> None:
+        self.script = script
+        self.sha = hashlib.sha1(script.encode()).hexdigest()
+        self._local = threading.local()
+
+    def __call__(self, client: redis.Redis, keys: Sequence, args: Sequence):
+        for attempt in (1, 2):
+            fresh = True
+            try:
+                conn, fresh = self._connection(client)
+                try:
+                    conn.send_command("EVALSHA", self.sha, len(keys), *keys, *args)
+                    return conn.read_response()
+                except NoScriptError:
+                    conn.send_command("EVAL", self.script, len(keys), *keys, *args)
+                    return conn.read_response()
+            except RedisConnectionError:
+                self._drop()
+                if fresh or attempt == 2:
+                    raise
+            except RedisTimeoutError:
+                self._drop()
+                raise
+        raise AssertionError("unreachable")
+
+    def _connection(self, client: redis.Redis):
+        """(this thread's connection, whether it was made just now)."""
+        pool = client.connection_pool
+        held = getattr(self._local, "held", None)
+        if held is not None and held[0] is pool and held[1] == os.getpid():
+            return held[2], False
+        # No retries with backoff inside connect: a caller with a fallback (SQL) wants to know now.
+        conn = pool.connection_class(**{**pool.connection_kwargs, "retry": Retry(NoBackoff(), 0)})
+        conn.connect()  # the class's own connect (a sentinel-managed one asks for the master)
+        self._local.held = (pool, os.getpid(), conn)
+        return conn, True
+
+    def _drop(self) -> None:
+        held, self._local.held = getattr(self._local, "held", None), None
+        if held is not None and held[1] == os.getpid():
+            held[2].disconnect()
 
 
 class RedisStore:

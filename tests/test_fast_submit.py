@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+import pytest
 from flask import request_started
 
 from app import intake
-from app.public import pages
+from app.public import fast_submit, pages
 from tests.test_questionnaire import URL, answers, login, token_of
 
 
@@ -95,3 +96,26 @@ def test_everything_else_is_handed_to_the_view(app, client, demo, redis_client):
     client.delete_cookie("session")
     assert client.post(URL, data=answers(token)).status_code == 403
     assert redis_client.xlen(intake.STREAM) == 1  # the multipart one
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"q_a=1&q_b=2&form_token=abc.def",
+        b"q_suggestion=%E6%9C%8D%E5%8A%A1%E5%BE%88%E5%A5%BD+%21&q_a=very_satisfied",
+        "q_suggestion=服务很好".encode(),
+        b"q_multi=a&q_multi=b&q_multi=&q_multi",
+        b"&&q_a=1&&=orphan&q_b==x=y&",
+        b"q%5Fa=1&q+b=2&q_c=%ZZ&q_d=%E6%9C&q_e=100%",
+        b"",
+    ],
+)
+def test_form_fields_are_what_werkzeug_reads(body):
+    from werkzeug import Request
+
+    werkzeug = Request.from_values(data=body, content_type=fast_submit.FORM_TYPE, method="POST")
+    assert fast_submit.form_fields(body) == werkzeug.form.to_dict(flat=False)
+
+
+def test_a_body_that_is_not_utf8_goes_to_the_view():
+    assert fast_submit.form_fields("q_suggestion=很好".encode("gbk")) is None

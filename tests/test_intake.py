@@ -121,7 +121,7 @@ def test_malformed_stream_entries_go_to_dead_letters_and_the_rest_is_stored(app,
 
 def test_submission_survives_a_redis_that_forgot_the_script(app, session, demo, redis_client):
     assert submit(app, session, redis_client, "o-s1").kind == "accepted"  # EVAL, then EVALSHA
-    assert redis_client.script_exists(intake.RECORD_SHA) == [True]
+    assert redis_client.script_exists(intake.RECORD.sha) == [True]
     redis_client.script_flush()  # what a restarted or failed-over Redis looks like
     assert submit(app, session, redis_client, "o-s2").kind == "accepted"
     assert submit(app, session, redis_client, "o-s2").kind == "already"

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import threading
 import time
 from multiprocessing import get_context
 
 import pytest
 import redis
 
-from app.redis_store import ensure_embedded, redis_server_binary, stop_embedded
+from app.redis_store import ScriptRunner, ensure_embedded, redis_server_binary, stop_embedded
 
 
 def _start_from_child(var: str, queue) -> None:
@@ -87,7 +88,10 @@ def test_sentinel_url_finds_the_master(tmp_path, database_url):
             from app.redis_store import redis_store
 
             redis_store.client.set("through-sentinel", "是")
-        assert redis.Redis(port=master_port, db=3, decode_responses=True).get("through-sentinel") == "是"
+            assert ScriptRunner("return redis.call('INCR', KEYS[1])")(redis_store.client, ["runner"], []) == 1
+        master = redis.Redis(port=master_port, db=3, decode_responses=True)
+        assert master.get("through-sentinel") == "是"
+        assert master.get("runner") == "1"  # the script runner's own connection found the master too
     finally:
         if app is not None:
             app.extensions["wxsurvey_db"].engine.dispose()
@@ -102,3 +106,45 @@ def test_bad_redis_url_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="redis.url: must start with"):
         load_settings(None, environ={"WXSURVEY_REDIS_URL": "localhost:6379",
                       "WXSURVEY_APP_VAR_DIR": str(tmp_path)})  # fmt: skip
+
+
+def _named(client, name: str) -> list[dict]:
+    """The connections named so, but for the one asking (the client's own pool connection)."""
+    return [c for c in client.client_list() if c["name"] == name and not c["cmd"].startswith("client")]
+
+
+def test_script_runner_keeps_one_connection_per_thread_and_reconnects_once(redis_url):
+    client = redis.Redis.from_url(redis_url, decode_responses=True, client_name="runner-test")
+    client.delete("n")
+    runner = ScriptRunner("return redis.call('INCR', KEYS[1])")
+    assert [runner(client, ["n"], []) for _ in range(5)] == [1, 2, 3, 4, 5]
+    assert [c["cmd"] for c in _named(client, "runner-test")] == ["evalsha"]  # one connection
+    other: list = []
+    release = threading.Event()
+
+    def in_another_thread():
+        other.append(runner(client, ["n"], []))
+        release.wait(10)
+
+    thread = threading.Thread(target=in_another_thread)
+    thread.start()
+    wait_for(lambda: other)
+    assert other == [6] and len(_named(client, "runner-test")) == 2
+    release.set()
+    thread.join()
+    wait_for(lambda: len(_named(client, "runner-test")) == 1)  # a thread's connection ends with it
+    # Redis drops the connection (a restart, a proxy's idle timeout): the next call reconnects.
+    for conn in _named(client, "runner-test"):
+        client.client_kill_filter(_id=conn["id"])
+    assert runner(client, ["n"], []) == 7
+    client.script_flush()  # a Redis that forgot the script: EVAL loads it again
+    assert runner(client, ["n"], []) == 8
+    assert client.script_exists(runner.sha) == [True]
+    client.delete("n")
+    client.close()
+
+
+def test_script_runner_reports_an_unreachable_redis_as_a_redis_error():
+    client = redis.Redis(port=free_port(), socket_connect_timeout=1)
+    with pytest.raises(redis.ConnectionError):
+        ScriptRunner("return 1")(client, [], [])

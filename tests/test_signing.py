@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from itsdangerous import BadSignature, URLSafeSerializer, URLSafeTimedSerializer
 
-from app.signing import OnceDerivedSigner, OnceDerivedTimestampSigner
+from app.signing import OnceDerivedSigner, OnceDerivedTimestampSigner, SignedReader
 
 
 @pytest.mark.parametrize("timed", [False, True])
@@ -32,3 +32,85 @@ def test_rotated_secrets_still_verify_old_values():
     )
     assert rotated.loads(old) == {"a": 1}
     assert URLSafeTimedSerializer("new-key", salt="cookie-session").loads(rotated.dumps({"b": 2})) == {"b": 2}
+
+
+def _flask_session_serializer(secret):
+    from flask import Flask
+
+    app = Flask(__name__)
+    app.secret_key = secret
+    return app.session_interface.get_signing_serializer(app)
+
+
+def _full_loads(serializer, value, max_age=None):
+    try:
+        return serializer.loads(value, max_age=max_age) if max_age else serializer.loads(value)
+    except BadSignature:
+        return "refused"
+
+
+def _variants(value: str) -> list[str]:
+    """The value, and ways it is tampered with or oddly encoded."""
+    head, _, sig = value.rpartition(".")
+    flip = "A" if sig[0] != "A" else "B"
+    return [
+        value,
+        value + "x",
+        head + "." + flip + sig[1:],  # another signature
+        "x" + value,  # another payload
+        head + "." + sig + "=",  # a padded signature
+        head + ".",
+        value.replace(".", ""),
+        "",
+        "no-dots-at-all",
+        value + "é",  # itsdangerous's base64 skips what is not base64; the reader abstains
+    ]
+
+
+@pytest.mark.parametrize("timed", [False, True])
+def test_the_reader_agrees_with_itsdangerous_or_abstains(timed):
+    """The reader never accepts what itsdangerous refuses, never reads a value otherwise, and
+    reads every value itsdangerous writes with the newest key (compressed ones included)."""
+    if timed:
+        serializer = _flask_session_serializer("secret-a")
+        contents = [{"wx_openid": "o-1", "wx_channel": "wechat"}, {"big": "x" * 600}, {"t": (1, 2)}]
+    else:
+        serializer = URLSafeSerializer("secret-a", salt="wxsurvey.questionnaire", signer=OnceDerivedSigner)
+        contents = [["ab" * 16, 1764200000000], {"big": "x" * 600}]
+    reader = SignedReader(serializer)
+    for content in contents:
+        value = serializer.dumps(content)
+        if content.get("big") if isinstance(content, dict) else False:
+            assert value.startswith("."), "the large value should have been compressed"
+        assert reader.loads(value, max_age=3600) == serializer.loads(value)
+        for variant in _variants(value):
+            read = reader.loads(variant, max_age=3600)
+            full = _full_loads(serializer, variant, 3600)
+            # Abstaining (None) is always safe: the caller then asks itsdangerous itself.
+            assert read is None or read == full, variant
+            if full == "refused":
+                assert read is None, variant
+    other = SignedReader(_flask_session_serializer("secret-b") if timed else URLSafeSerializer("secret-b"))
+    assert other.loads(serializer.dumps(contents[0])) is None
+
+
+def test_the_reader_keeps_the_session_age_limits(monkeypatch):
+    import itsdangerous.timed
+
+    serializer = _flask_session_serializer("secret-a")
+    reader = SignedReader(serializer)
+    now = 1_800_000_000
+    monkeypatch.setattr(itsdangerous.timed.time, "time", lambda: now)  # itsdangerous signs "now"
+    value = serializer.dumps({"wx_openid": "o-1"})
+    import app.signing
+
+    for offset, expected in ((0, {"wx_openid": "o-1"}), (100, {"wx_openid": "o-1"}), (101, None), (-1, None)):
+        monkeypatch.setattr(app.signing.time, "time", lambda o=offset: now + o)
+        assert reader.loads(value, max_age=100) == expected
+    assert reader.loads(value) == {"wx_openid": "o-1"}  # no age limit asked for
+
+
+def test_rotated_session_keys_leave_old_cookies_to_flask():
+    old = _flask_session_serializer("old-key").dumps({"a": 1})
+    rotated = _flask_session_serializer("new-key")
+    assert SignedReader(rotated).loads(old) is None  # then Flask's own (fallback-aware) code decides

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import io
 import re
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 from flask import Flask, render_template
-from itsdangerous import BadSignature
 from werkzeug.http import parse_cookie
 
 from app.db import db
@@ -28,7 +27,7 @@ from app.intake import load_form, record_response
 from app.public.identity import channel_of, openid_of
 from app.public.pages import outcome_page
 from app.redis_store import redis_store
-from app.signing import OnceDerivedTimestampSigner
+from app.signing import SignedReader
 
 FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_BODY = 64 * 1024  # the questionnaire's body is ~1 KB; a larger one takes the view's limits
@@ -71,38 +70,30 @@ class SubmissionFastPath:
         start_response(_STATUS[status], headers)
         return [data]
 
-    def _serializer(self):
-        """Flask's own session serializer (same keys, salt, digest, derivation), built once per
-        secret key instead of per request, with a signer that derives its key once."""
+    def _reader(self) -> SignedReader | None:
+        """A reader for Flask's own session serializer (same keys, salt, digest, derivation),
+        built once per secret key instead of a serializer per request."""
         key = self.app.secret_key
         if self._signing is None or self._signing[0] != key:
             serializer = self.app.session_interface.get_signing_serializer(self.app)
-            if serializer is not None:
-                serializer.signer = OnceDerivedTimestampSigner
-            self._signing = (key, serializer)
+            self._signing = (key, SignedReader(serializer) if serializer is not None else None)
         return self._signing[1]
 
     def _session(self, environ) -> dict | None:
-        """The session exactly as Flask's SecureCookieSessionInterface opens it, or None."""
+        """The session as Flask's SecureCookieSessionInterface opens it, or None (then the view,
+        with Flask's own session handling, answers)."""
         value = parse_cookie(environ.get("HTTP_COOKIE", "")).get(self.app.config["SESSION_COOKIE_NAME"])
-        serializer = self._serializer()
-        if not value or serializer is None:
+        reader = self._reader()
+        if not value or reader is None:
             return None
-        try:
-            data = serializer.loads(value, max_age=int(self.app.permanent_session_lifetime.total_seconds()))
-        except BadSignature:
-            return None
+        data = reader.loads(value, max_age=int(self.app.permanent_session_lifetime.total_seconds()))
         return data if isinstance(data, dict) else None
 
     def _submit(self, environ, slug: str, code: str, openid: str, session: dict, body: bytes):
         """(status, html) of an accepted, resent or already-evaluated submission, or None."""
-        try:  # decoded as werkzeug decodes url-encoded forms
-            pairs = parse_qsl(body.decode(), keep_blank_values=True, errors="werkzeug.url_quote")
-        except UnicodeDecodeError:
+        fields = form_fields(body)
+        if fields is None:
             return None
-        fields: dict[str, list[str]] = {}
-        for name, value in pairs:
-            fields.setdefault(name, []).append(value)
         with self.app.app_context():
             try:
                 form, dept = load_form(db.session, slug, code)
@@ -127,3 +118,27 @@ class SubmissionFastPath:
                     return render_template(template, form=form, department=dept, when=when)
 
             return outcome_page(outcome, form, dept, bool(session.get("large_text")), render)
+
+
+def form_fields(body: bytes) -> dict[str, list[str]] | None:
+    """A url-encoded body as werkzeug decodes it (name -> values, blanks kept), or None when the
+    body is not UTF-8. Only the pieces that are percent- or plus-encoded go through unquote."""
+    try:
+        text = body.decode()
+    except UnicodeDecodeError:
+        return None
+    fields: dict[str, list[str]] = {}
+    for piece in text.split("&"):
+        if not piece:
+            continue
+        name, _, value = piece.partition("=")
+        if "%" in name or "+" in name:
+            name = unquote_plus(name, errors="werkzeug.url_quote")
+        if "%" in value or "+" in value:
+            value = unquote_plus(value, errors="werkzeug.url_quote")
+        values = fields.get(name)
+        if values is None:
+            fields[name] = [value]
+        else:
+            values.append(value)
+    return fields
