@@ -111,8 +111,13 @@ class FormQuestion:
     max_length: int | None
     max_choices: int | None
     options: tuple[FormOption, ...]
-    input_name: str = ""  # the form field's name: q_<key>, set by _load_survey_form
-    option_ids: dict[str, int] = field(default_factory=dict, hash=False, compare=False)  # key -> id
+    # Derived from the above (__post_init__): the form field's name (q_<key>), option key -> id.
+    input_name: str = field(default="", init=False)
+    option_ids: dict[str, int] = field(default_factory=dict, init=False, hash=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_name", f"q_{self.key}")
+        object.__setattr__(self, "option_ids", {o.key: o.id for o in self.options})
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +134,19 @@ class SurveyForm:
     levels: tuple[str, ...]
     questions: tuple[FormQuestion, ...]
     segment_question_id: int | None
-    field_names: frozenset[str] = frozenset()  # every question's input name
+    # Derived from the questions (__post_init__): every input name; for each scored single-choice
+    # question, option id -> key (what straightlined() compares).
+    field_names: frozenset[str] = field(default=frozenset(), init=False)
+    scored_options: dict[int, dict[int, str]] = field(
+        default_factory=dict, init=False, hash=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "field_names", frozenset(q.input_name for q in self.questions))
+        scored = {
+            q.id: {o.id: o.key for o in q.options} for q in self.questions if q.scored and q.kind == "single"
+        }
+        object.__setattr__(self, "scored_options", scored)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,8 +218,6 @@ def _load_survey_form(session: Session, slug: str) -> SurveyForm:
             max_length=q.max_length,
             max_choices=q.max_choices,
             options=tuple(FormOption(o.id, o.key, o.label) for o in q.options),
-            input_name=f"q_{q.key}",
-            option_ids={o.key: o.id for o in q.options},
         )
         for q in survey.questions
     )
@@ -218,7 +233,6 @@ def _load_survey_form(session: Session, slug: str) -> SurveyForm:
         levels=tuple(survey.levels or ()),
         questions=questions,
         segment_question_id=segment,
-        field_names=frozenset(q.input_name for q in questions),
     )
     session.rollback()  # end the read transaction: nothing else in a submission needs it
     return form
@@ -369,14 +383,14 @@ def ip_prefix(address: str | None) -> str | None:
 
 
 def straightlined(form: SurveyForm, answers: list[AnswerTriple], min_questions: int) -> bool:
-    scored = {q.id: q for q in form.questions if q.scored and q.kind == "single"}
+    scored = form.scored_options
     if len(scored) < max(2, min_questions):
         return False
     chosen: dict[int, str] = {}
     for qid, oid, _ in answers:
-        q = scored.get(qid)
-        if q and oid:
-            chosen[qid] = next(o.key for o in q.options if o.id == oid)
+        options = scored.get(qid)
+        if options is not None and oid in options:
+            chosen[qid] = options[oid]
     return len(chosen) == len(scored) and len(set(chosen.values())) == 1
 
 

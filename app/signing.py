@@ -11,7 +11,6 @@ signature, an expired stamp): the caller then asks the full serializer, which de
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hmac
 import time
@@ -43,9 +42,16 @@ class OnceDerivedTimestampSigner(OnceDerivedSigner, TimestampSigner):
     """The same for timestamped values (Flask's session cookie)."""
 
 
+_FROM_URLSAFE = bytes.maketrans(b"-_+/", b"+/-_")  # swaps the alphabets, so "+" or "/" stay invalid
+
+
 def _b64decode(data: bytes) -> bytes:
     """itsdangerous's URL-safe base64 without padding, strictly (no skipped characters)."""
-    return base64.b64decode(data + b"=" * (-len(data) % 4), altchars=b"-_", validate=True)
+    return binascii.a2b_base64(data.translate(_FROM_URLSAFE) + b"=" * (-len(data) % 4), strict_mode=True)
+
+
+def _b64encode(data: bytes) -> bytes:
+    return binascii.b2a_base64(data, newline=False).translate(_FROM_URLSAFE).rstrip(b"=")
 
 
 class SignedReader:
@@ -66,7 +72,7 @@ class SignedReader:
             signed, sep, signature = data.rpartition(self.sep)
             if not sep:
                 return None
-            expected = base64.urlsafe_b64encode(hmac.digest(self.key, signed, self.digest)).rstrip(b"=")
+            expected = _b64encode(hmac.digest(self.key, signed, self.digest))
             if not hmac.compare_digest(signature, expected):
                 return None
             payload = signed

@@ -462,18 +462,12 @@ def test_sql_and_redis_both_down_is_a_503(app, session, demo, tmp_path):
 
 
 def _form_with(*questions):
-    return intake.SurveyForm(
-        1, "s", "t", "", "open", None, None, (), questions, None,
-        field_names=frozenset(q.input_name for q in questions),
-    )  # fmt: skip
+    return intake.SurveyForm(1, "s", "t", "", "open", None, None, (), questions, None)
 
 
 def _question(qid, key, kind, options=(), required=True, max_choices=None, max_length=None):
     opts = tuple(intake.FormOption(qid * 10 + i, k, k) for i, k in enumerate(options))
-    return intake.FormQuestion(
-        qid, key, kind, key, required, kind == "single", max_length, max_choices, opts,
-        input_name=f"q_{key}", option_ids={o.key: o.id for o in opts},
-    )  # fmt: skip
+    return intake.FormQuestion(qid, key, kind, key, required, kind == "single", max_length, max_choices, opts)
 
 
 @pytest.mark.parametrize(
@@ -515,3 +509,17 @@ def test_valid_answers_of_every_kind():
     with pytest.raises(Invalid) as caught:
         intake.parse_answers(form, {"q_one": ["a"], "q_many": ["a"], "q_extra": ["1"]}, 500)
     assert "q_extra" in caught.value.errors["_form"]
+
+
+def test_straightlining_compares_option_keys_of_scored_single_questions():
+    form = _form_with(
+        _question(1, "a", "single", ["good", "bad"]),
+        _question(2, "b", "single", ["bad", "good"]),  # the same keys, other ids and order
+        _question(3, "c", "single", ["good", "bad"]),
+        _question(4, "many", "multi", ["good", "bad"]),  # not scored single: ignored
+    )
+    same = [(1, 10, None), (2, 21, None), (3, 30, None), (4, 41, None)]
+    assert intake.straightlined(form, same, 3) is True
+    assert intake.straightlined(form, [(1, 10, None), (2, 20, None), (3, 30, None)], 3) is False
+    assert intake.straightlined(form, same[:2], 3) is False  # a scored question left out
+    assert intake.straightlined(form, same, 4) is False  # fewer scored questions than the minimum
