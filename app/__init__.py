@@ -11,12 +11,14 @@ from flask import Flask
 from app.config import Settings, load_settings
 from app.db import db
 from app.redis_store import redis_store
+from app.signing import SessionInterface
 
 
 def create_app(config: Settings | Mapping[str, Mapping[str, Any]] | None = None) -> Flask:
     """Build the app. `config` is ready Settings, or overrides on top of file and environment."""
     settings = config if isinstance(config, Settings) else load_settings(overrides=config)
     app = Flask(__name__)
+    app.session_interface = SessionInterface()
     app.config.update(
         SETTINGS=settings,
         SECRET_KEY=settings.app.secret_key,

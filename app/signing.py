@@ -17,7 +17,8 @@ import time
 import zlib
 from typing import Any
 
-from itsdangerous import Signer, TimestampSigner
+from flask.sessions import SecureCookieSessionInterface
+from itsdangerous import Signer, TimestampSigner, URLSafeTimedSerializer
 from itsdangerous.encoding import want_bytes
 
 _derived: dict[tuple, bytes] = {}
@@ -91,3 +92,29 @@ class SignedReader:
             return self.decode(raw.decode("utf-8"))
         except (ValueError, binascii.Error, zlib.error):  # UnicodeError is a ValueError
             return None
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's cookie sessions, with the signing serializer built once per set of keys (Flask
+    builds one on every request, sessionless ones like the webhook's included) and a signer that
+    derives its key once. Cookies are exactly Flask's (tests/test_signing.py)."""
+
+    def __init__(self) -> None:
+        self._serializers: dict[tuple, URLSafeTimedSerializer] = {}
+
+    def get_signing_serializer(self, app) -> URLSafeTimedSerializer | None:
+        if not app.secret_key:
+            return None
+        keys = (*(app.config["SECRET_KEY_FALLBACKS"] or ()), app.secret_key)  # the current key last
+        serializer = self._serializers.get(keys)
+        if serializer is None:
+            if len(self._serializers) >= _DERIVED_MAX:
+                self._serializers.clear()
+            serializer = self._serializers[keys] = URLSafeTimedSerializer(
+                list(keys),
+                salt=self.salt,
+                serializer=self.serializer,
+                signer=OnceDerivedTimestampSigner,
+                signer_kwargs={"key_derivation": self.key_derivation, "digest_method": self.digest_method},
+            )
+        return serializer

@@ -114,3 +114,44 @@ def test_rotated_session_keys_leave_old_cookies_to_flask():
     old = _flask_session_serializer("old-key").dumps({"a": 1})
     rotated = _flask_session_serializer("new-key")
     assert SignedReader(rotated).loads(old) is None  # then Flask's own (fallback-aware) code decides
+
+
+def test_session_cookies_are_flasks_own_and_the_serializer_is_built_once():
+    from flask import Flask, session
+
+    from app.signing import SessionInterface
+
+    def make(secret, fallbacks=(), ours=True):
+        app = Flask(__name__)
+        if ours:
+            app.session_interface = SessionInterface()
+        app.secret_key = secret
+        app.config["SECRET_KEY_FALLBACKS"] = list(fallbacks)
+
+        @app.get("/set")
+        def set_():
+            session["wx_openid"] = "o-1"
+            return "ok"
+
+        @app.get("/get")
+        def get_():
+            return session.get("wx_openid", "none")
+
+        return app
+
+    def cookie_of(app):
+        client = app.test_client()
+        client.get("/set")
+        return client.get_cookie("session").value
+
+    def read(app, cookie):
+        client = app.test_client()
+        client.set_cookie("session", cookie)
+        return client.get("/get").get_data(as_text=True)
+
+    ours, flasks = make("key-a"), make("key-a", ours=False)
+    assert read(ours, cookie_of(flasks)) == "o-1" and read(flasks, cookie_of(ours)) == "o-1"
+    interface = ours.session_interface
+    assert interface.get_signing_serializer(ours) is interface.get_signing_serializer(ours)
+    assert read(make("key-b"), cookie_of(ours)) == "none"  # another key: a fresh, empty session
+    assert read(make("key-b", fallbacks=["key-a"]), cookie_of(ours)) == "o-1"  # a rotated key still reads

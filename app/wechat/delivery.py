@@ -18,13 +18,13 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import xmltodict
-from redis.commands.core import Script
 from wechatpy import parse_message
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 from wechatpy.replies import BaseReply, TextReply
 from wechatpy.utils import check_signature
 
+from app.redis_store import ScriptRunner
 from app.scenes import GENERATION_KEY
 from handlers import DeferredWrites, HandlerContext, dispatch
 
@@ -180,7 +180,7 @@ def receive(delivery: Delivery, ctx: HandlerContext, now: float | None = None) -
 # and a TTL per deferred write. Returns {verdict, the stored reply or "", the generation}.
 # Verdicts: "stale" (computed under another generation), "replay" (the nonce belongs to another
 # message), "retry" (the message has its reply already): nothing written; "first": all written.
-COMMIT = Script(None, b"""
+COMMIT = ScriptRunner("""
 local generation = redis.call('GET', KEYS[3]) or '0'
 if ARGV[5] ~= '' and ARGV[5] ~= generation then
   return {'stale', '', generation}
@@ -209,7 +209,7 @@ def _commit(
     for name, value, ttl in writes.pending:
         keys.append(name)
         args += [value, ttl]
-    verdict, stored, generation = COMMIT(keys, args, client=ctx.redis)
+    verdict, stored, generation = COMMIT(ctx.redis, keys, args)
     if verdict == "replay":
         raise Rejected(403, "nonce already used")
     return verdict, stored, generation
