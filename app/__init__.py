@@ -67,10 +67,12 @@ def register_blueprints(app: Flask, settings: Settings) -> None:
 
 
 def register_fast_paths(app: Flask) -> None:
-    """Ordinary questionnaire submissions answered in front of Flask (app/public/fast_submit.py)."""
+    """Ordinary questionnaire submissions and WeChat deliveries answered in front of Flask
+    (app/public/fast_submit.py, app/wechat/fast_webhook.py)."""
     from app.public.fast_submit import SubmissionFastPath
+    from app.wechat.fast_webhook import WebhookFastPath
 
-    app.wsgi_app = SubmissionFastPath(app, app.wsgi_app)  # type: ignore[method-assign]
+    app.wsgi_app = SubmissionFastPath(app, WebhookFastPath(app, app.wsgi_app))  # type: ignore[method-assign]
 
 
 def register_error_pages(app: Flask) -> None:

@@ -43,6 +43,11 @@ def register(app: Flask) -> None:
         detail = exc.description if _wants_json() and status < 500 else None
         return render_error(status, detail)
 
+    @app.errorhandler(UnicodeDecodeError)
+    def _not_utf8(exc: UnicodeDecodeError):  # a query string or body that is not UTF-8: the client's
+        app.logger.info("request on %s %s is not UTF-8: %s", request.method, request.path, exc.reason)
+        return render_error(400, "请求的编码不对（应为 UTF-8），请返回重试。")
+
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         app.logger.exception("unhandled error on %s %s", request.method, request.path)

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import io
 import re
-from urllib.parse import unquote_plus
 
 from flask import Flask, render_template
 from werkzeug.http import parse_cookie
 
 from app.db import db
 from app.errors import DomainError
+from app.fast_paths import form_fields, respond
 from app.intake import load_form, record_response
 from app.public.identity import channel_of, openid_of
 from app.public.pages import outcome_page
@@ -32,7 +32,6 @@ from app.signing import SignedReader
 FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_BODY = 64 * 1024  # the questionnaire's body is ~1 KB; a larger one takes the view's limits
 _PATH = re.compile(r"/q/([^/]{1,40})/([^/]{1,20})")
-_STATUS = {200: "200 OK", 409: "409 CONFLICT"}
 
 
 class SubmissionFastPath:
@@ -60,15 +59,14 @@ class SubmissionFastPath:
         if page is None:
             return self.wsgi_app(environ, start_response)
         status, html = page
-        data = html.encode()
-        headers = [
-            ("Content-Type", "text/html; charset=utf-8"),
-            ("Content-Length", str(len(data))),
+        return respond(
+            start_response,
+            status,
+            html,
+            "text/html; charset=utf-8",
             ("Cache-Control", "no-store"),
             ("Vary", "Cookie"),
-        ]
-        start_response(_STATUS[status], headers)
-        return [data]
+        )
 
     def _reader(self) -> SignedReader | None:
         """A reader for Flask's own session serializer (same keys, salt, digest, derivation),
@@ -118,27 +116,3 @@ class SubmissionFastPath:
                     return render_template(template, form=form, department=dept, when=when)
 
             return outcome_page(outcome, form, dept, bool(session.get("large_text")), render)
-
-
-def form_fields(body: bytes) -> dict[str, list[str]] | None:
-    """A url-encoded body as werkzeug decodes it (name -> values, blanks kept), or None when the
-    body is not UTF-8. Only the pieces that are percent- or plus-encoded go through unquote."""
-    try:
-        text = body.decode()
-    except UnicodeDecodeError:
-        return None
-    fields: dict[str, list[str]] = {}
-    for piece in text.split("&"):
-        if not piece:
-            continue
-        name, _, value = piece.partition("=")
-        if "%" in name or "+" in name:
-            name = unquote_plus(name, errors="werkzeug.url_quote")
-        if "%" in value or "+" in value:
-            value = unquote_plus(value, errors="werkzeug.url_quote")
-        values = fields.get(name)
-        if values is None:
-            fields[name] = [value]
-        else:
-            values.append(value)
-    return fields
