@@ -33,30 +33,34 @@ def scan_requests(args: dict[str, Any], host: str) -> list[bytes]:
 
 
 def run_webhook(ctx: Context) -> list[Result]:
-    seconds = 3 if ctx.quick else 10
+    seconds = 3 if ctx.quick else 10  # the open-loop run
+    # Closed loop: the best of ROUNDS alternating runs of the bare endpoint and the stack, as for
+    # submissions (bench/intake.py): a single bare run moved 3,400-4,400/s within minutes.
+    closed_seconds, rounds = (3, 1) if ctx.quick else (5, 3)
     rate = 100 if ctx.quick else 200
     bare_args = {"method": "POST", "body": "a=1"}
-    with ctx.bare() as bare:
-        base = ctx.load(
-            bare.base_url, "bench.loadgen:constant_get", bare_args, duration=seconds, connections=16
-        )
-        base_open = ctx.load(
-            bare.base_url,
-            "bench.loadgen:constant_get",
-            bare_args,
-            rate=rate,
-            count=rate * seconds,
-            connections=64,
-        )
+    bare_runs, runs = [], []
     with ctx.stack("webhook", rq_workers=0) as stack:
-        n = int(base.throughput * seconds * 1.2) + 100
-        closed = ctx.load(
-            stack.base_url,
-            "bench.webhook:scan_requests",
-            {"n": n, "prefix": "c"},
-            duration=seconds,
-            connections=16,
-        )
+        for r in range(rounds):
+            with ctx.bare() as bare:
+                bare_runs.append(
+                    ctx.load(bare.base_url, "bench.loadgen:constant_get", bare_args,
+                             duration=closed_seconds, connections=16)
+                )  # fmt: skip
+            n = int(max(b.throughput for b in bare_runs) * closed_seconds * 1.2) + 100
+            runs.append(
+                ctx.load(stack.base_url, "bench.webhook:scan_requests", {"n": n, "prefix": f"c{r}"},
+                         duration=closed_seconds, connections=16)
+            )  # fmt: skip
+        with ctx.bare() as bare:
+            base_open = ctx.load(
+                bare.base_url,
+                "bench.loadgen:constant_get",
+                bare_args,
+                rate=rate,
+                count=rate * seconds,
+                connections=64,
+            )
         opened = ctx.load(
             stack.base_url,
             "bench.webhook:scan_requests",
@@ -65,7 +69,9 @@ def run_webhook(ctx: Context) -> list[Result]:
             count=rate * seconds,
             connections=64,
         )
-    all_200 = closed.statuses.get("200", 0) == closed.completed and closed.errors == 0
+    closed = max(runs, key=lambda x: x.throughput)
+    base = max(bare_runs, key=lambda x: x.throughput)
+    all_200 = all(x.statuses.get("200", 0) == x.completed and x.errors == 0 for x in runs)
     ok_closed = all_200 and closed.throughput >= 0.5 * base.throughput
     ok_open = bool(
         opened.p99_ms is not None
@@ -79,10 +85,16 @@ def run_webhook(ctx: Context) -> list[Result]:
             closed.throughput,
             "events/s",
             base.throughput,
-            "bare POST",
+            f"bare POST, best of {rounds} runs",
             ">= 0.5 x bare, all 200",
             ok_closed,
-            {"statuses": closed.statuses, "p99_ms": closed.p99_ms, "mode": "safe (AES)"},
+            {
+                "runs": [x.throughput for x in runs],
+                "bare_runs": [x.throughput for x in bare_runs],
+                "statuses": [x.statuses for x in runs],
+                "p99_ms": [x.p99_ms for x in runs],
+                "mode": "safe (AES)",
+            },
         ),
         Result(
             f"webhook.scan.p99_at_{rate}_per_s",
