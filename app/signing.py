@@ -1,5 +1,5 @@
-# Signed values on the submission hot path: itsdangerous signers that derive their key once, and a
-# one-pass reader for what an itsdangerous URL-safe serializer dumped.
+# Signed values on the hot paths: itsdangerous signers that derive their key once, a one-pass reader
+# for what an itsdangerous URL-safe serializer dumped, and Flask sessions that reuse their serializer.
 """itsdangerous derives the signing key again (an extra HMAC) on every sign and verify, and reads a
 value through several layers of signer and serializer objects; the submission hot path reads two
 signed values per request (the session cookie and the form token).
@@ -7,6 +7,9 @@ signed values per request (the session cookie and the form token).
 `SignedReader` accepts exactly the canonical values the serializer itself writes, signed with its
 newest secret key, and returns None for anything else (a rotated key, an odd encoding, a bad
 signature, an expired stamp): the caller then asks the full serializer, which decides.
+
+`SessionInterface` is Flask's cookie session interface with its serializer built once per set of
+keys instead of on every request.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 # per-request machinery: the hot path of a campaign. Everything else goes to the Flask view.
 """A WSGI middleware in front of the Flask app (installed by create_app).
 
-"Ordinary" means: no query string, a url-encoded body of at most MAX_BODY bytes, and a session
-cookie that Flask itself would accept (same serializer, same key, same maximum age) carrying an
+"Ordinary" means: no query string, a url-encoded UTF-8 body of at most MAX_BODY bytes, and a
+session cookie signed as Flask signs it with the current key, within the same maximum age
+(app.signing.SignedReader; a cookie signed with a fallback key is left to Flask), carrying an
 openid. Such a submission runs through the same service as the view (app.intake.record_response)
 and is answered with the same cached thanks / already-evaluated pages (app.public.pages).
 
