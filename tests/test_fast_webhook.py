@@ -79,15 +79,15 @@ def test_what_the_fast_path_cannot_answer_goes_to_the_view(app, client, demo, re
     assert len(seen) == 1 and odd.status_code == 400  # the view: a client error, never a 500
     calls = []
 
-    def failing_once(delivery, ctx):
+    def failing_once(app, delivery):
         calls.append(delivery.nonce)
         raise RuntimeError("a failure the fast path does not know")
 
-    monkeypatch.setattr(fast_webhook, "receive", failing_once)
+    monkeypatch.setattr(fast_webhook, "answer", failing_once)
     again = seal(event_xml(ACCOUNT, new_openid(), "SCAN", "d:D08"), wechat, "plaintext")
     with dispatched(app) as seen:
         answered = _post(client, again)
-    assert calls == [again.params["nonce"]] and len(seen) == 1  # the view ran it, with its own receive
+    assert calls == [again.params["nonce"]] and len(seen) == 1  # the view ran it, with the real answer()
     assert answered.status_code == 200 and "/q/demo-departments/D08" in answered.get_data(as_text=True)
 
 

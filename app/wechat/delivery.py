@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
@@ -53,6 +54,18 @@ class Delivery:
     nonce: str = ""
     encrypt_type: str = ""
     msg_signature: str = ""
+
+    @classmethod
+    def from_query(cls, body: bytes, get: Callable[[str], str]) -> Delivery:
+        """A POST's body and the query parameters WeChat signs it with (`get(name)`: value or "")."""
+        return cls(
+            body=body,
+            signature=get("signature"),
+            timestamp=get("timestamp"),
+            nonce=get("nonce"),
+            encrypt_type=get("encrypt_type").lower(),
+            msg_signature=get("msg_signature"),
+        )
 
 
 @dataclass(frozen=True)

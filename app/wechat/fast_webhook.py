@@ -3,7 +3,7 @@
 """A WSGI middleware in front of the Flask app (installed by create_app).
 
 It does what the view (app/wechat/webhook.py) does — the same Delivery through the same
-`receive`, the same answers to a refused one — without a request context, session or routing.
+`answer` — without a request context, session or routing.
 A delivery without a Content-Length, or larger than wechat.max_body_bytes, or with a query string
 that is not UTF-8, goes to the view, as does one whose handling raises anything but a refusal (the
 view then runs it again: a delivery is safe to run twice — its writes are all-or-nothing, and a
@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import io
 import logging
-from datetime import date
 
 from flask import Flask
 
 from app.fast_paths import form_fields, respond
-from app.wechat.delivery import Delivery, Rejected, receive
-from handlers import HandlerContext
+from app.wechat.delivery import Delivery
+from app.wechat.webhook import answer
 
 log = logging.getLogger(__name__)
 PATH = "/wechat"
@@ -43,31 +42,13 @@ class WebhookFastPath:
             return self.wsgi_app(environ, start_response)
         body = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(body)  # for the view, if it has to answer after all
-        delivery = Delivery(
-            body=body,
-            signature=_first(args, "signature"),
-            timestamp=_first(args, "timestamp"),
-            nonce=_first(args, "nonce"),
-            encrypt_type=_first(args, "encrypt_type").lower(),
-            msg_signature=_first(args, "msg_signature"),
-        )
+        delivery = Delivery.from_query(body, lambda name: (args.get(name) or [""])[0])
         with self.app.app_context():
-            database, stores = self.app.extensions["wxsurvey_db"], self.app.extensions["wxsurvey_redis"]
-            routes = self.app.extensions["wxsurvey_routes"]
-            ctx = HandlerContext(database.session, stores["text"], settings, date.today(), routes)
             try:
-                received = receive(delivery, ctx)
-            except Rejected as exc:
-                self.app.logger.info("webhook refused (%s): %s", exc.status, exc.reason)
-                return respond(start_response, exc.status, exc.reason, "text/plain; charset=utf-8")
+                status, text, content_type = answer(self.app, delivery)
             except Exception as exc:  # the view runs it again and answers as it answers any failure
                 log.info("webhook: %s in the fast path; the view takes the delivery", type(exc).__name__)
-                received = None
-        if received is None:
+                status = 0
+        if not status:
             return self.wsgi_app(environ, start_response)
-        return respond(start_response, 200, received.body, received.content_type)
-
-
-def _first(args: dict[str, list[str]], name: str) -> str:
-    values = args.get(name)
-    return values[0] if values else ""
+        return respond(start_response, status, text, content_type)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from flask import Response, current_app, request
+from flask import Flask, Response, current_app, request
 from wechatpy.exceptions import InvalidSignatureException
 from wechatpy.utils import check_signature
 
@@ -35,25 +35,22 @@ def verify():
 
 @bp.post("/wechat")
 def receive_delivery():
-    settings = current_app.config["SETTINGS"]
-    limit = settings.wechat.max_body_bytes
+    limit = current_app.config["SETTINGS"].wechat.max_body_bytes
     if (request.content_length or 0) > limit:
         return _plain("body too large", 413)
-    body = request.stream.read(limit + 1)
-    args = request.args
-    delivery = Delivery(
-        body=body,
-        signature=args.get("signature", ""),
-        timestamp=args.get("timestamp", ""),
-        nonce=args.get("nonce", ""),
-        encrypt_type=args.get("encrypt_type", "").lower(),
-        msg_signature=args.get("msg_signature", ""),
-    )
-    routes = current_app.extensions["wxsurvey_routes"]
-    ctx = HandlerContext(db.session, redis_store.client, settings, date.today(), routes)
+    delivery = Delivery.from_query(request.stream.read(limit + 1), lambda name: request.args.get(name, ""))
+    status, text, content_type = answer(current_app, delivery)
+    return Response(text, status=status, content_type=content_type)
+
+
+def answer(app: Flask, delivery: Delivery) -> tuple[int, str, str]:
+    """(status, body, content type) for a delivery: its reply, or why it is refused. In an app
+    context; the view and the fast path in front of Flask (app/wechat/fast_webhook.py) share it."""
+    routes = app.extensions["wxsurvey_routes"]
+    ctx = HandlerContext(db.session, redis_store.client, app.config["SETTINGS"], date.today(), routes)
     try:
         received = receive(delivery, ctx)
     except Rejected as exc:
-        current_app.logger.info("webhook refused (%s): %s", exc.status, exc.reason)
-        return _plain(exc.reason, exc.status)
-    return Response(received.body, content_type=received.content_type)
+        app.logger.info("webhook refused (%s): %s", exc.status, exc.reason)
+        return exc.status, exc.reason, "text/plain; charset=utf-8"
+    return 200, received.body, received.content_type
