@@ -1,0 +1,45 @@
+"""`wxsurvey backup --out FILE` and `wxsurvey restore FILE` (app/backup.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from flask.cli import with_appcontext
+
+from app.db import db
+from app.redis_store import redis_store
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(backup_command)
+    cli.add_command(restore_command)
+
+
+@click.command("backup")
+@with_appcontext
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The backup file to write (replaced atomically).")  # fmt: skip
+def backup_command(out: Path) -> None:
+    """Back up the database and the answers still queued in Redis into one file."""
+    from app.backup import backup
+
+    report = backup(db.engine, redis_store.raw, out)
+    click.echo(
+        f"backup written: {report.path} ({report.bytes:,} bytes; {report.dialect}; "
+        f"{report.queued} queued answers, {report.marks} marks, {report.tickets} QR tickets)"
+    )
+
+
+@click.command("restore")
+@with_appcontext
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def restore_command(file: Path) -> None:
+    """Restore a backup into an empty database and Redis; the workers then drain the queued answers."""
+    from app.backup import restore
+
+    result = restore(db.engine, redis_store.raw, file)
+    click.echo(
+        f"restored {file} (taken {result['created_at']}): database, {result['queued']} queued answers, "
+        f"{result['marks']} marks, {result['tickets']} QR tickets; start the workers to drain them"
+    )
