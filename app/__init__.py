@@ -34,13 +34,32 @@ def create_app(config: Settings | Mapping[str, Mapping[str, Any]] | None = None)
     register_blueprints(app, settings)
     register_error_pages(app)
     register_fast_paths(app)
+    register_request_log(app, settings)
     return app
 
 
 def register_logging(app: Flask, settings: Settings) -> None:
-    level = getattr(logging, str(settings.app.log_level).upper(), logging.INFO)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app.logger.setLevel(level)
+    """app.log_format: readable lines, or one JSON object a line with each request's id, route,
+    status and duration (app/logs.py; the request layer is added last, by register_request_log)."""
+    from app.logs import ROUTE_KEY, configure
+
+    configure(settings.app.log_level, settings.app.log_format)
+    app.logger.setLevel(getattr(logging, str(settings.app.log_level).upper(), logging.INFO))
+    if settings.app.log_format == "json":
+
+        @app.before_request
+        def _route_for_the_log():
+            from flask import request
+
+            if request.url_rule is not None:
+                request.environ[ROUTE_KEY] = request.url_rule.rule
+
+
+def register_request_log(app: Flask, settings: Settings) -> None:
+    if settings.app.log_format == "json":
+        from app.logs import RequestLog
+
+        app.wsgi_app = RequestLog(app.wsgi_app)  # type: ignore[method-assign]
 
 
 def register_extensions(app: Flask) -> None:

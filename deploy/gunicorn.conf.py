@@ -39,6 +39,10 @@ max_requests_jitter = 20_000
 _json_logs = _settings.app.get("log_format") == "json"
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", None if _json_logs else "-")
 errorlog = "-"
+if _json_logs:  # gunicorn's own lines (booting, worker exits) in the same JSON shape as the app's
+    from app.logs import gunicorn_logconfig
+
+    logconfig_dict = gunicorn_logconfig()
 proc_name = "wxsurvey-web"
 forwarded_allow_ips = "127.0.0.1,::1"  # gunicorn's own view; the app believes app.trusted_proxies
 
