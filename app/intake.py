@@ -49,8 +49,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload
 
-from app.errors import Conflict, Invalid, NotFound, Unavailable
+from app.errors import Conflict, DomainError, Invalid, NotFound, Unavailable
 from app.intake_store import AnswerTriple, Submission, write_responses
+from app.metrics import ACCEPTED, SUBMISSIONS
 from app.models import Department, Question, Response, Survey
 from app.redis_store import ScriptRunner
 from app.respondents import respondent_key
@@ -452,7 +453,30 @@ def previous_answer(session: Session, redis: Redis, form: SurveyForm, dept: Depa
     return found
 
 
-def record_response(
+def record_response(*args, **kwargs) -> Outcome:
+    """Validate and accept one submission (see _record_response), counted for /metrics by outcome."""
+    try:
+        outcome = _record_response(*args, **kwargs)
+    except DomainError as exc:
+        count_refusal(exc.field if exc.field in REFUSAL_FIELDS else exc.code)
+        raise
+    if outcome.kind == "accepted" and not outcome.degraded:
+        ACCEPTED.inc()
+    else:
+        SUBMISSIONS.labels(outcome.kind, "", "true" if outcome.degraded else "false").inc()
+    return outcome
+
+
+def count_refusal(reason: str) -> None:
+    SUBMISSIONS.labels("refused", reason, "false").inc()
+
+
+# Refusals are counted by these fields (the survey's state, a forged or stale form token, a bad
+# channel); any other refusal by its error code (invalid answers, unavailable).
+REFUSAL_FIELDS = ("state", "form_token", "channel")
+
+
+def _record_response(
     session: Session,
     redis: Redis,
     settings,

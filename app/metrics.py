@@ -59,13 +59,22 @@ TOKEN_REFRESHES = Counter(
 )
 
 
-def observe_drain_batch(entry_ids: list[str]) -> None:
-    """One batch committed: its size, and the lag of its oldest entry (stream ids are ms stamps)."""
+def count_drained(entry_ids: list[str], inserted: int, duplicates: int, malformed: int) -> None:
+    """One batch committed and acknowledged: its size, results, and the lag of its oldest entry
+    (a stream id is the millisecond its answer was queued, i.e. its thank-you page)."""
     if not entry_ids:
         return
     DRAIN_BATCH.observe(len(entry_ids))
-    oldest_ms = int(str(entry_ids[0]).split("-", 1)[0])  # ids increase along the stream
+    for result, n in (("inserted", inserted), ("duplicate", duplicates), ("malformed", malformed)):
+        if n:
+            DRAINED.labels(result).inc(n)
+    oldest_ms = min(_stamp_ms(i) for i in entry_ids[:1] + entry_ids[-1:])
     DRAIN_LAG.observe(max(0.0, time.time() - oldest_ms / 1000))
+
+
+def _stamp_ms(entry_id: str | bytes) -> int:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return int(text.split("-", 1)[0])
 
 
 # --- scrape ---------------------------------------------------------------------------------------
