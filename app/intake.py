@@ -49,7 +49,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload
 
-from app.errors import Conflict, DomainError, Invalid, NotFound, Unavailable
+from app.errors import Conflict, Invalid, NotFound, Unavailable
 from app.intake_store import AnswerTriple, Submission, write_responses
 from app.metrics import ACCEPTED, SUBMISSIONS
 from app.models import Department, Question, Response, Survey
@@ -454,26 +454,14 @@ def previous_answer(session: Session, redis: Redis, form: SurveyForm, dept: Depa
 
 
 def record_response(*args, **kwargs) -> Outcome:
-    """Validate and accept one submission (see _record_response), counted for /metrics by outcome."""
-    try:
-        outcome = _record_response(*args, **kwargs)
-    except DomainError as exc:
-        count_refusal(exc.field if exc.field in REFUSAL_FIELDS else exc.code)
-        raise
+    """Validate and accept one submission (see _record_response), counted for /metrics by outcome.
+    Refusals are counted where they are answered, by the questionnaire view (count_refusal)."""
+    outcome = _record_response(*args, **kwargs)
     if outcome.kind == "accepted" and not outcome.degraded:
         ACCEPTED.inc()
     else:
         SUBMISSIONS.labels(outcome.kind, "", "true" if outcome.degraded else "false").inc()
     return outcome
-
-
-def count_refusal(reason: str) -> None:
-    SUBMISSIONS.labels("refused", reason, "false").inc()
-
-
-# Refusals are counted by these fields (the survey's state, a forged or stale form token, a bad
-# channel); any other refusal by its error code (invalid answers, unavailable).
-REFUSAL_FIELDS = ("state", "form_token", "channel")
 
 
 def _record_response(

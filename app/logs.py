@@ -84,6 +84,7 @@ def gunicorn_logconfig() -> dict[str, Any]:
             "stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
         },
         "loggers": {"gunicorn.error": {"handlers": ["stderr"], "level": "INFO", "propagate": False}},
+        "root": {"level": "INFO", "handlers": []},  # the app's own handler (configure) goes here
     }
 
 
@@ -146,5 +147,5 @@ def route_of(path: str) -> str:
     if path == "/wechat":
         return "/wechat"
     if path.startswith("/q/"):
-        return "/q/<survey>/<department>"
+        return "/q/<survey_slug>/<department_code>"
     return "<unrouted>"

@@ -59,6 +59,17 @@ TOKEN_REFRESHES = Counter(
 )
 
 
+# Refusals are counted by these fields (the survey's state, a forged or stale form token, a bad
+# channel); any other by its error's code (invalid answers, unavailable).
+REFUSAL_FIELDS = ("state", "form_token", "channel")
+
+
+def count_refusal(exc) -> None:
+    """A submission refused (a DomainError answered by the questionnaire view)."""
+    reason = exc.field if exc.field in REFUSAL_FIELDS else exc.code
+    SUBMISSIONS.labels("refused", reason, "false").inc()
+
+
 def count_drained(entry_ids: list[str], inserted: int, duplicates: int, malformed: int) -> None:
     """One batch committed and acknowledged: its size, results, and the lag of its oldest entry
     (a stream id is the millisecond its answer was queued, i.e. its thank-you page)."""
