@@ -229,4 +229,10 @@ def allowed(settings, headers: Any, remote_addr: str | None) -> bool:
         address = ipaddress.ip_address(remote_addr or "")
     except ValueError:
         return False
-    return address.is_loopback or address.is_private
+    return address.is_loopback or any(address in network for network in INTERNAL)
+
+
+# Loopback aside, the addresses that may read /metrics without a token: RFC 1918 and IPv6 ULA.
+INTERNAL = tuple(
+    ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+)
