@@ -33,6 +33,7 @@ def create_app(config: Settings | Mapping[str, Mapping[str, Any]] | None = None)
     register_extensions(app)
     register_blueprints(app, settings)
     register_error_pages(app)
+    register_static_versions(app)
     register_fast_paths(app)
     register_request_log(app, settings)
     return app
@@ -92,6 +93,29 @@ def register_fast_paths(app: Flask) -> None:
     from app.wechat.fast_webhook import WebhookFastPath
 
     app.wsgi_app = SubmissionFastPath(app, WebhookFastPath(app, app.wsgi_app))  # type: ignore[method-assign]
+
+
+def register_static_versions(app: Flask) -> None:
+    """Static URLs carry ?v=<hash of the file>: nginx caches them for a month (deploy/), and an
+    upgrade that changes a stylesheet changes its URL."""
+    import hashlib
+    from pathlib import Path
+
+    versions: dict[str, str] = {}
+
+    @app.url_defaults
+    def _static_version(endpoint: str, values: dict) -> None:
+        name = values.get("filename")
+        if endpoint != "static" or not name or "v" in values:
+            return
+        if name not in versions:
+            try:
+                data = (Path(app.static_folder or "") / name).read_bytes()
+                versions[name] = hashlib.sha256(data).hexdigest()[:12]
+            except OSError:
+                versions[name] = ""
+        if versions[name]:
+            values["v"] = versions[name]
 
 
 def register_error_pages(app: Flask) -> None:

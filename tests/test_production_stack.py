@@ -276,3 +276,76 @@ def test_metrics_after_a_small_load_and_logs_without_secrets(stack):
         ("GET", page, 200),
         ("GET", "/metrics", 200),
     } <= routes
+
+
+def test_nginx_site_in_front_of_the_stack(stack, tmp_path):
+    """deploy/nginx-wxsurvey.conf as installed by deploy/install.sh, on free ports: TLS, the redirect,
+    static files from nginx with a month's caching, /wechat proxied, body limits, /metrics fenced."""
+    from tests.test_deploy import into_root, need, self_signed
+
+    nginx = need("nginx")
+    root = tmp_path / "root"
+    scratch = {"DESTDIR": str(root), "WXSURVEY_VENV": str(ROOT / ".venv")}
+    installed = subprocess.run(["sh", str(ROOT / "deploy/install.sh")], capture_output=True, text=True,
+                               env={**os.environ, **scratch})  # fmt: skip
+    assert installed.returncode == 0, installed.stderr
+    self_signed(root / "etc/ssl/wxsurvey")
+    (root / "var/log/nginx").mkdir(parents=True)
+    http_port, https_port = free_port(), free_port()
+    site = into_root((root / "etc/nginx/sites-available/wxsurvey.conf").read_text(), root)
+    for old, new in [("listen 80;", f"listen 127.0.0.1:{http_port};"), ("listen [::]:80;", ""),
+                     ("listen 443 ssl http2;", f"listen 127.0.0.1:{https_port} ssl http2;"),
+                     ("listen [::]:443 ssl http2;", ""), ("127.0.0.1:5000", f"127.0.0.1:{stack.port}")]:  # fmt: skip
+        site = site.replace(old, new)
+    prefix = tmp_path / "nginx"
+    prefix.mkdir()
+    (prefix / "site.conf").write_text(site)
+    user = "user root;\n" if os.geteuid() == 0 else ""  # the scratch root is private to this user
+    (prefix / "nginx.conf").write_text(
+        f"{user}daemon off;\npid {prefix}/nginx.pid;\nerror_log {prefix}/error.log;\nevents {{}}\n"
+        f"http {{\n  include /etc/nginx/mime.types;\n  client_body_temp_path {prefix}/body;\n"
+        f"  proxy_temp_path {prefix}/proxy;\n  include {prefix}/site.conf;\n}}\n"
+    )
+    stack.start(
+        "nginx", [nginx, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(prefix / "e.log")]
+    )
+    https = f"https://127.0.0.1:{https_port}"
+
+    def serving() -> bool:
+        try:
+            return requests.get(https + "/healthz", verify=False, timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    import urllib3
+
+    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # our own self-signed cert
+    stack.wait_until(serving, "nginx to proxy /healthz")
+
+    plain = requests.get(f"http://127.0.0.1:{http_port}{URL}?a=1", allow_redirects=False, timeout=5)
+    assert plain.status_code == 301 and plain.headers["Location"] == f"https://127.0.0.1{URL}?a=1"
+
+    page = requests.get(https + URL, verify=False, timeout=10)
+    assert page.status_code == 200 and "max-age=31536000" in page.headers["Strict-Transport-Security"]
+    css_url = re.search(r'href="(/static/citizen\.css\?v=[0-9a-f]+)"', page.text).group(1)
+    css = requests.get(https + css_url, verify=False, timeout=5)
+    assert css.status_code == 200 and css.content == (ROOT / "app/static/citizen.css").read_bytes()
+    assert "max-age=2592000" in css.headers["Cache-Control"] and "X-Request-Id" not in css.headers  # nginx's
+
+    from app.config import load_settings
+
+    wechat = load_settings(Path(stack.env["WXSURVEY_CONFIG"]), environ=stack.env).wechat
+    from app.dev.wechat_server import event_xml, seal
+
+    sealed = seal(event_xml("gh_0123456789ab", "oNGINXscan0001", "SCAN", "d:D08"), wechat, "safe")
+    delivered = requests.post(f"{https}/wechat?{urlencode(sealed.params)}", data=sealed.body, verify=False,
+                              timeout=10)  # fmt: skip
+    assert delivered.status_code == 200 and "<Encrypt>" in delivered.text
+    huge = requests.post(f"{https}/wechat?{urlencode(sealed.params)}", data=b"x" * 100_000, verify=False,
+                         timeout=10)  # fmt: skip
+    assert huge.status_code == 413 and "nginx" in huge.text  # refused in front, never reaches gunicorn
+    # /metrics through nginx: the monitoring network only, and the app asks for its token.
+    assert requests.get(https + "/metrics", verify=False, timeout=5).status_code == 404
+    scraped = requests.get(https + "/metrics", verify=False, timeout=5,
+                           headers={"Authorization": f"Bearer {stack.metrics_token}"})  # fmt: skip
+    assert scraped.status_code == 200 and "wxsurvey_webhook_deliveries_total" in scraped.text
