@@ -295,7 +295,8 @@ def test_nginx_site_in_front_of_the_stack(stack, tmp_path):
     site = into_root((root / "etc/nginx/sites-available/wxsurvey.conf").read_text(), root)
     for old, new in [("listen 80;", f"listen 127.0.0.1:{http_port};"), ("listen [::]:80;", ""),
                      ("listen 443 ssl http2;", f"listen 127.0.0.1:{https_port} ssl http2;"),
-                     ("listen [::]:443 ssl http2;", ""), ("127.0.0.1:5000", f"127.0.0.1:{stack.port}")]:  # fmt: skip
+                     ("listen [::]:443 ssl http2;", ""),
+                     ("127.0.0.1:5000", f"127.0.0.1:{stack.port}")]:  # fmt: skip
         site = site.replace(old, new)
     prefix = tmp_path / "nginx"
     prefix.mkdir()
