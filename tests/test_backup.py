@@ -100,12 +100,15 @@ def test_backup_mid_campaign_restores_every_answer(app, session, demo, redis_cli
     target_env = {**cli_env, "WXSURVEY_DATABASE_URL": url, "WXSURVEY_REDIS_URL": redis_url}
     result = run_cli("restore", str(out), env=target_env)
     assert result.returncode == 0, result.stderr
-    assert "20 queued answers" in result.stdout
+    assert "20 queued answers (a drain job is waiting for the workers)" in result.stdout
 
     engine = create_engine(url)
     target_redis = redis_lib.Redis.from_url(redis_url, decode_responses=True)
     try:
         assert target_redis.xlen(intake.STREAM) == 20
+        from rq import Queue
+
+        assert Queue("intake", connection=redis_lib.Redis.from_url(redis_url)).count == 1  # a drain, waiting
         with Session(engine) as target:
             assert counts(target)[0] == 30
             report = drain.drain_backlog(target, target_redis)

@@ -39,7 +39,12 @@ def restore_command(file: Path) -> None:
     from app.backup import restore
 
     result = restore(db.engine, redis_store.raw, file)
+    if result["queued"]:
+        from app.jobs.intake import drain_intake
+        from app.queues import enqueue
+
+        enqueue("intake", drain_intake)  # the first worker to start drains them
     click.echo(
-        f"restored {file} (taken {result['created_at']}): database, {result['queued']} queued answers, "
-        f"{result['marks']} marks, {result['tickets']} QR tickets; start the workers to drain them"
+        f"restored {file} (taken {result['created_at']}): database, {result['queued']} queued answers "
+        f"(a drain job is waiting for the workers), {result['marks']} marks, {result['tickets']} QR tickets"
     )
