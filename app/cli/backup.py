@@ -44,7 +44,8 @@ def restore_command(file: Path) -> None:
         from app.queues import enqueue
 
         enqueue("intake", drain_intake)  # the first worker to start drains them
+    waiting = " (a drain job is waiting for the workers)" if result["queued"] else ""
     click.echo(
-        f"restored {file} (taken {result['created_at']}): database, {result['queued']} queued answers "
-        f"(a drain job is waiting for the workers), {result['marks']} marks, {result['tickets']} QR tickets"
+        f"restored {file} (taken {result['created_at']}): database, {result['queued']} queued answers"
+        f"{waiting}, {result['marks']} marks, {result['tickets']} QR tickets"
     )
