@@ -23,7 +23,10 @@ class Periodic:
 
 # Providers return more Periodic entries from the settings (e.g. [[exports.schedules]]).
 PROVIDERS: list[Callable[[Any], list[Periodic]]] = []
-PERIODIC: list[Periodic] = []
+PERIODIC: list[Periodic] = [
+    # The shared WeChat access token renewed ahead of its expiry (app/wechat_api.py, refresh_ahead).
+    Periodic("wechat-token", "app.jobs.wechat.refresh_access_token", "wechat", interval=60),
+]
 
 
 def periodic_jobs(settings) -> list[Periodic]:

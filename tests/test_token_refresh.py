@@ -65,3 +65,15 @@ def test_the_job_is_a_no_op_without_credentials(app):
     app.config["SETTINGS"]["wechat"]["secret"] = ""
     with app.app_context():
         assert refresh_access_token() == "no WeChat credentials"
+
+
+def test_the_scheduler_runs_the_refresh_every_minute(app):
+    from app.schedule import periodic_jobs
+
+    jobs = {job.name: job for job in periodic_jobs(app.config["SETTINGS"])}
+    refresh = jobs["wechat-token"]
+    assert (refresh.func, refresh.queue, refresh.interval) == (
+        "app.jobs.wechat.refresh_access_token",
+        "wechat",
+        60,
+    )
