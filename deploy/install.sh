@@ -35,6 +35,8 @@ else
     [ -x "$R/opt/wxsurvey/venv/bin/python" ] || python3 -m venv "$R/opt/wxsurvey/venv"
     "$R/opt/wxsurvey/venv/bin/pip" install --quiet --upgrade pip
     "$R/opt/wxsurvey/venv/bin/pip" install --quiet "$R/opt/wxsurvey/src"
+    # The services cannot write under /opt (ProtectSystem=strict): compile the bytecode now.
+    "$R/opt/wxsurvey/venv/bin/python" -m compileall -q "$R/opt/wxsurvey/venv" >/dev/null || true
 fi
 
 # 3. Settings: gunicorn's file is ours and replaced; config.toml and the secrets are the operator's.
