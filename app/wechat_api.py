@@ -18,7 +18,7 @@ from redis import Redis
 
 from app.config import DEFAULTS
 from app.errors import Invalid, Unavailable
-from app.metrics import TOKEN_REFRESHES, WECHAT_API
+from app.ops.metrics import TOKEN_REFRESHES, WECHAT_API
 from qr import SHOWQRCODE_BASE, permanent_scene_payload, showqrcode_url
 
 SIMULATOR_PATH = "/dev/wechat"

@@ -40,7 +40,7 @@ _json_logs = _settings.app.get("log_format") == "json"
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", None if _json_logs else "-")
 errorlog = "-"
 if _json_logs:  # gunicorn's own lines (booting, worker exits) in the same JSON shape as the app's
-    from app.logs import gunicorn_logconfig
+    from app.ops.logs import gunicorn_logconfig
 
     logconfig_dict = gunicorn_logconfig()
 proc_name = "wxsurvey-web"

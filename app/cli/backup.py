@@ -1,4 +1,4 @@
-"""`wxsurvey backup --out FILE` and `wxsurvey restore FILE` (app/backup.py)."""
+"""`wxsurvey backup --out FILE` and `wxsurvey restore FILE` (app/ops/backup.py)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def register(cli: click.Group) -> None:
               help="The backup file to write (replaced atomically).")  # fmt: skip
 def backup_command(out: Path) -> None:
     """Back up the database and the answers still queued in Redis into one file."""
-    from app.backup import backup
+    from app.ops.backup import backup
 
     report = backup(db.engine, redis_store.raw, out)
     click.echo(
@@ -36,7 +36,7 @@ def backup_command(out: Path) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def restore_command(file: Path) -> None:
     """Restore a backup into an empty database and Redis; the workers then drain the queued answers."""
-    from app.backup import restore
+    from app.ops.backup import restore
 
     result = restore(db.engine, redis_store.raw, file)
     if result["queued"]:

@@ -8,10 +8,10 @@ from datetime import timedelta
 from flask import current_app
 from rq import get_current_job
 
-from app import exports
 from app.db import db
-from app.metrics import EXPORTS
 from app.models import ExportRun, utcnow
+from app.ops.metrics import EXPORTS
+from app.tally import exports
 
 log = logging.getLogger(__name__)
 

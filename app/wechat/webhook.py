@@ -10,9 +10,9 @@ from wechatpy.exceptions import InvalidSignatureException
 from wechatpy.utils import check_signature
 
 from app.db import db
-from app.metrics import WEBHOOK, WEBHOOK_SECONDS
+from app.ops.metrics import WEBHOOK, WEBHOOK_SECONDS
 from app.redis_store import redis_store
-from app.wechat import bp
+from app.wechat.blueprint import bp
 from app.wechat.delivery import Delivery, Rejected, receive
 from handlers import HandlerContext
 
@@ -47,7 +47,7 @@ def receive_delivery():
 
 def answer(app: Flask, delivery: Delivery) -> tuple[int, str, str]:
     """(status, body, content type) for a delivery: its reply, or why it is refused. In an app
-    context; the view and the fast path in front of Flask (app/wechat/fast_webhook.py) share it."""
+    context; the view and the fast path in front of Flask (app/fast/webhook.py) share it."""
     started = time.perf_counter()
     routes = app.extensions["wxsurvey_routes"]
     ctx = HandlerContext(db.session, redis_store.client, app.config["SETTINGS"], date.today(), routes)

@@ -1,0 +1,6 @@
+"""Operators' endpoints (/healthz, /readyz, /metrics in views) over the readiness checks (health),
+Prometheus metrics (metrics), logging (logs) and backup/restore (backup)."""
+
+from app.ops.views import bp
+
+__all__ = ["bp"]

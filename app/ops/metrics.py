@@ -1,0 +1,238 @@
+"""Prometheus metrics for /metrics. Counters and histograms are bumped in-process by web, workers
+and scheduler (no Redis round trip: with PROMETHEUS_MULTIPROC_DIR set, prometheus_client's
+multiprocess mode keeps them in per-process files that the scrape adds up); the state of the intake
+stream, the queues, Redis memory and quarantined responses is read at scrape time.
+
+PROMETHEUS_MULTIPROC_DIR must be in the environment before prometheus_client is first imported:
+the systemd units set it, `wxsurvey run` sets it for its children (var/metrics).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import REGISTRY, Collector
+
+log = logging.getLogger(__name__)
+
+SUBMISSIONS = Counter(
+    "wxsurvey_submissions_total",
+    "Questionnaire submissions by outcome (accepted, resent, already, refused), the refusal's reason, "
+    "and whether Redis was down so the answer went straight to SQL (degraded)",
+    ["outcome", "reason", "degraded"],
+)
+ACCEPTED = SUBMISSIONS.labels("accepted", "", "false")  # the hot path's child, bound once
+WEBHOOK = Counter("wxsurvey_webhook_deliveries_total", "WeChat deliveries to /wechat by kind", ["kind"])
+WEBHOOK_SECONDS = Histogram(
+    "wxsurvey_webhook_seconds",
+    "Time to answer a WeChat delivery (WeChat retries after 5 s)",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+DRAIN_LAG = Histogram(
+    "wxsurvey_drain_lag_seconds",
+    "Per drained batch: from the thank-you page of its oldest answer to the answer's commit in SQL",
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0),
+)
+DRAIN_BATCH = Histogram(
+    "wxsurvey_drain_batch_size",
+    "Answers per drain transaction",
+    buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000),
+)
+DRAINED = Counter(
+    "wxsurvey_drained_total", "Stream entries handled by the drain by result", ["result"]
+)  # inserted, duplicate, malformed
+EXPORTS = Counter("wxsurvey_export_runs_total", "Scheduled export runs and pushes by result", ["result"])
+WECHAT_API = Counter(
+    "wxsurvey_wechat_api_calls_total", "WeChat API calls by endpoint and result", ["endpoint", "result"]
+)
+TOKEN_REFRESHES = Counter(
+    "wxsurvey_wechat_token_refreshes_total",
+    "Access tokens fetched from WeChat by trigger (scheduled ahead of expiry, missing, stale)",
+    ["trigger"],
+)
+
+
+# Refusals are counted by these fields (the survey's state, a forged or stale form token, a bad
+# channel); any other by its error's code (invalid answers, unavailable).
+REFUSAL_FIELDS = ("state", "form_token", "channel")
+
+
+def count_refusal(exc) -> None:
+    """A submission refused (a DomainError answered by the questionnaire view)."""
+    reason = exc.field if exc.field in REFUSAL_FIELDS else exc.code
+    SUBMISSIONS.labels("refused", reason, "false").inc()
+
+
+def count_drained(entry_ids: list[str], inserted: int, duplicates: int, malformed: int) -> None:
+    """One batch committed and acknowledged: its size, results, and the lag of its oldest entry
+    (a stream id is the millisecond its answer was queued, i.e. its thank-you page)."""
+    if not entry_ids:
+        return
+    DRAIN_BATCH.observe(len(entry_ids))
+    for result, n in (("inserted", inserted), ("duplicate", duplicates), ("malformed", malformed)):
+        if n:
+            DRAINED.labels(result).inc(n)
+    oldest_ms = min(_stamp_ms(i) for i in entry_ids[:1] + entry_ids[-1:])
+    DRAIN_LAG.observe(max(0.0, time.time() - oldest_ms / 1000))
+
+
+def _stamp_ms(entry_id: str | bytes) -> int:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return int(text.split("-", 1)[0])
+
+
+# --- scrape ---------------------------------------------------------------------------------------
+
+
+class StateCollector(Collector):
+    """Gauges read when Prometheus scrapes: never on a citizen's path."""
+
+    def __init__(self, session, redis, raw) -> None:
+        self.session, self.redis, self.raw = session, redis, raw
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield from self._intake()
+        yield from self._queues()
+        yield from self._redis_memory()
+        yield from self._responses()
+        yield from self._token()
+
+    def _gauge(self, name: str, doc: str, value: float | None, labels: dict[str, str] | None = None):
+        family = GaugeMetricFamily(name, doc, labels=list(labels or {}))
+        if value is not None:
+            family.add_metric(list((labels or {}).values()), value)
+        return family
+
+    def _intake(self) -> Iterator[GaugeMetricFamily]:
+        from app.intake.drain import intake_status
+
+        try:
+            status = intake_status(self.session, self.redis)
+        except Exception as exc:  # Redis down: the scrape still answers, the "up" gauge says so
+            log.warning("metrics: intake state unavailable (%s)", type(exc).__name__)
+            yield self._gauge("wxsurvey_redis_up", "1 when Redis answered this scrape", 0)
+            return
+        yield self._gauge("wxsurvey_redis_up", "1 when Redis answered this scrape", 1)
+        yield self._gauge("wxsurvey_intake_backlog", "Answers queued in the intake stream", status["backlog"])
+        yield self._gauge(
+            "wxsurvey_intake_pending", "Queued answers handed to a drain, not yet acked", status["pending"]
+        )
+        yield self._gauge(
+            "wxsurvey_intake_oldest_age_seconds",
+            "Age of the oldest queued answer (0 when the stream is empty)",
+            status["oldest_seconds"] or 0.0,
+        )
+        yield self._gauge("wxsurvey_intake_dead_letters", "Unparseable entries", status["dead_letters"])
+
+    def _queues(self) -> Iterator[GaugeMetricFamily]:
+        from app.ops.health import queue_lag
+
+        try:
+            lag = queue_lag(self.raw)
+        except Exception:
+            return
+        waiting = GaugeMetricFamily("wxsurvey_queue_jobs_waiting", "RQ jobs waiting", labels=["queue"])
+        oldest = GaugeMetricFamily(
+            "wxsurvey_queue_oldest_age_seconds", "Age of the oldest waiting job per queue", labels=["queue"]
+        )
+        for name, info in lag.items():
+            waiting.add_metric([name], info["waiting"])
+            oldest.add_metric([name], info["oldest_seconds"] or 0.0)
+        yield waiting
+        yield oldest
+
+    def _redis_memory(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            memory = self.redis.info("memory")
+        except Exception:
+            return
+        yield self._gauge("wxsurvey_redis_used_memory_bytes", "Redis used_memory", memory.get("used_memory"))
+        yield self._gauge(
+            "wxsurvey_redis_maxmemory_bytes", "Redis maxmemory (0 = no limit)", memory.get("maxmemory", 0)
+        )
+
+    def _responses(self) -> Iterator[GaugeMetricFamily]:
+        from sqlalchemy import func, select
+
+        from app.models import Response
+
+        family = GaugeMetricFamily(
+            "wxsurvey_responses_held", "Responses left out of official figures", labels=["status"]
+        )
+        try:
+            rows = dict(
+                self.session.execute(
+                    select(Response.status, func.count())
+                    .where(Response.status.in_(("quarantined", "rejected")))
+                    .group_by(Response.status)
+                ).all()
+            )
+            self.session.rollback()
+        except Exception as exc:
+            self.session.rollback()
+            log.warning("metrics: SQL unavailable (%s)", type(exc).__name__)
+            yield self._gauge("wxsurvey_database_up", "1 when the database answered this scrape", 0)
+            return
+        yield self._gauge("wxsurvey_database_up", "1 when the database answered this scrape", 1)
+        for status in ("quarantined", "rejected"):
+            family.add_metric([status], rows.get(status, 0))
+        yield family
+
+    def _token(self) -> Iterator[GaugeMetricFamily]:
+        from app.wechat_api import TOKEN_KEY
+
+        try:
+            ttl = self.redis.ttl(TOKEN_KEY)
+            fetched = self.redis.get(f"wx:api:token_fetches:{time.strftime('%Y%m%d')}")
+        except Exception:
+            return
+        yield self._gauge(
+            "wxsurvey_wechat_token_ttl_seconds",
+            "Seconds the shared access token has left (0 = none cached)",
+            max(0, int(ttl or 0)),
+        )
+        yield self._gauge(
+            "wxsurvey_wechat_token_fetches_today", "Tokens fetched today (limit 2,000)", int(fetched or 0)
+        )
+
+
+def exposition(session, redis, raw) -> tuple[bytes, str]:
+    """The text Prometheus reads: every process's counters plus the state gauges."""
+    counters = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        counters = CollectorRegistry()
+        multiprocess.MultiProcessCollector(counters)
+    state = CollectorRegistry()
+    state.register(StateCollector(session, redis, raw))
+    return generate_latest(counters) + generate_latest(state), CONTENT_TYPE_LATEST
+
+
+def allowed(settings, headers: Any, remote_addr: str | None) -> bool:
+    """With app.metrics_token set, the bearer token must match; without one, only a loopback or
+    private address may read the metrics."""
+    import hmac
+
+    token = settings.app.get("metrics_token") or ""
+    if token:
+        given = headers.get("Authorization", "")
+        return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+    try:
+        address = ipaddress.ip_address(remote_addr or "")
+    except ValueError:
+        return False
+    return address.is_loopback or any(address in network for network in INTERNAL)
+
+
+# Loopback aside, the addresses that may read /metrics without a token: RFC 1918 and IPv6 ULA.
+INTERNAL = tuple(
+    ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+)
