@@ -217,14 +217,17 @@ def exposition(session, redis, raw) -> tuple[bytes, str]:
 
 
 def allowed(settings, headers: Any, remote_addr: str | None) -> bool:
-    """With app.metrics_token set, the bearer token must match; without one, only a loopback or
-    private address may read the metrics."""
+    """With app.metrics_token set, the bearer token must match. Without one, only a loopback or
+    private address reaching the app directly may read the metrics: a request forwarded by a proxy
+    (X-Forwarded-For) may come from anywhere, so it needs the token."""
     import hmac
 
     token = settings.app.get("metrics_token") or ""
     if token:
         given = headers.get("Authorization", "")
         return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+    if headers.get("X-Forwarded-For"):
+        return False
     try:
         address = ipaddress.ip_address(remote_addr or "")
     except ValueError:

@@ -24,14 +24,16 @@ def test_metrics_answer_internal_addresses_or_the_token_only(app, client):
     inside = client.get("/metrics")  # the test client comes from 127.0.0.1
     assert inside.status_code == 200 and inside.content_type.startswith("text/plain")
     assert "wxsurvey_intake_backlog" in inside.get_data(as_text=True)
-    outside = client.get("/metrics", environ_base={"REMOTE_ADDR": "203.0.113.7"})
+    outside = client.get("/metrics", environ_base={"REMOTE_ADDR": "8.8.8.8"})
     assert outside.status_code == 404
+    proxied = client.get("/metrics", headers={"X-Forwarded-For": "8.8.8.8"})  # nginx passing someone on
+    assert proxied.status_code == 404
     app.config["SETTINGS"]["app"]["metrics_token"] = "s3cret-metrics-token"
     assert client.get("/metrics").status_code == 404  # with a token set, the address is not enough
     wrong = client.get("/metrics", headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 404
     right = client.get("/metrics", headers={"Authorization": "Bearer s3cret-metrics-token"},
-                       environ_base={"REMOTE_ADDR": "203.0.113.7"})  # fmt: skip
+                       environ_base={"REMOTE_ADDR": "8.8.8.8"})  # fmt: skip
     assert right.status_code == 200
 
 
