@@ -22,6 +22,9 @@ from prometheus_client.registry import REGISTRY, Collector
 
 log = logging.getLogger(__name__)
 
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # a missing directory would stop every process at import
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
 SUBMISSIONS = Counter(
     "wxsurvey_submissions_total",
     "Questionnaire submissions by outcome (accepted, resent, already, refused), the refusal's reason, "

@@ -1,8 +1,8 @@
 """The production-style stack as deploy/ runs it: gunicorn with deploy/gunicorn.conf.py (2 worker
-processes), an RQ worker, Prometheus multiprocess mode and JSON logs. A small load goes through
-the real paths (WeChat scans, OAuth and submissions, the drain, a token refresh, an export); then
-/metrics must show each metric with the right value, and the logs of the whole run must be JSON
-lines that carry no openid, secret or token.
+processes), an RQ worker, the cron scheduler, Prometheus multiprocess mode and JSON logs. A small
+load goes through the real paths (WeChat scans, OAuth and submissions, the drain, a token refresh,
+an export); then /metrics must show each metric with the right value, and the logs of the whole
+run must be JSON lines that carry no openid, secret or token.
 """
 
 from __future__ import annotations
@@ -111,6 +111,7 @@ def stack(tmp_path):
         stack.start("web", [str(ROOT / ".venv/bin/gunicorn"), "-c", str(ROOT / "deploy/gunicorn.conf.py"),
                             "app.wsgi:app"])  # fmt: skip
         stack.start("worker", [sys.executable, str(ROOT / "worker.py"), "--name", "stack-worker"])
+        stack.start("scheduler", [sys.executable, str(ROOT / "worker.py"), "--cron"])
 
         def up() -> bool:
             try:
