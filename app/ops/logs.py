@@ -72,6 +72,8 @@ def configure(level: str = "INFO", fmt: str = "text") -> None:
         handler.wxsurvey = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    # urllib3 logs every URL at DEBUG, the WeChat API's access_token query parameter included.
+    logging.getLogger("urllib3").setLevel(max(root.level, logging.WARNING))
 
 
 def gunicorn_logconfig() -> dict[str, Any]:
