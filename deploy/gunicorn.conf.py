@@ -36,7 +36,7 @@ max_requests_jitter = 20_000
 # Access log on standard output (journald); the app's own log on standard error. With
 # app.log_format = "json" the app logs one JSON object a line with the request id and duration,
 # so gunicorn's access log is off there (GUNICORN_ACCESS_LOG=- in the environment keeps both).
-_json_logs = _settings.app.get("log_format") == "json"
+_json_logs = _settings.app.log_format == "json"
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", None if _json_logs else "-")
 errorlog = "-"
 if _json_logs:  # gunicorn's own lines (booting, worker exits) in the same JSON shape as the app's

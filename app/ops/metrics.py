@@ -225,7 +225,7 @@ def allowed(settings, headers: Any, remote_addr: str | None) -> bool:
     (X-Forwarded-For) may come from anywhere, so it needs the token."""
     import hmac
 
-    token = settings.app.get("metrics_token") or ""
+    token = settings.app.metrics_token
     if token:
         given = headers.get("Authorization", "")
         return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())

@@ -28,7 +28,7 @@ def test_metrics_answer_internal_addresses_or_the_token_only(app, client):
     assert outside.status_code == 404
     proxied = client.get("/metrics", headers={"X-Forwarded-For": "8.8.8.8"})  # nginx passing someone on
     assert proxied.status_code == 404
-    app.config["SETTINGS"]["app"]["metrics_token"] = "s3cret-metrics-token"
+    app.config["SETTINGS"].app.metrics_token = "s3cret-metrics-token"
     assert client.get("/metrics").status_code == 404  # with a token set, the address is not enough
     wrong = client.get("/metrics", headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 404

@@ -23,7 +23,7 @@ def test_a_token_near_expiry_is_renewed_once_by_one_of_many_processes(
     app, live_server, redis_client, redis_url
 ):
     settings = app.config["SETTINGS"]
-    settings["app"]["base_url"] = live_server.url  # the simulator's fake WeChat on real HTTP
+    settings.app.base_url = live_server.url  # the simulator's fake WeChat on real HTTP
     old = WeChatApi(settings, redis_client).access_token()
     assert fetches(redis_client) == 1
 
@@ -62,7 +62,7 @@ def test_a_token_near_expiry_is_renewed_once_by_one_of_many_processes(
 def test_the_job_is_a_no_op_without_credentials(app):
     from app.jobs.wechat import refresh_access_token
 
-    app.config["SETTINGS"]["wechat"]["secret"] = ""
+    app.config["SETTINGS"].wechat.secret = ""
     with app.app_context():
         assert refresh_access_token() == "no WeChat credentials"
 
