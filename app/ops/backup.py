@@ -148,6 +148,11 @@ def _pg_tool(name: str) -> str:
     return path
 
 
+def _last_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else "no message"
+
+
 def _schema(engine: Engine) -> str:
     with engine.connect() as conn:
         return str(conn.execute(text("SELECT current_schema()")).scalar())
@@ -180,7 +185,7 @@ def _dump_sql(engine: Engine, directory: Path) -> Path:
         argv.append(f"--schema={schema}")
     result = subprocess.run([*argv, f"--dbname={uri}"], env=env, capture_output=True, text=True)
     if result.returncode != 0:
-        raise Unavailable(f"pg_dump failed: {result.stderr.strip().splitlines()[-1:]}")
+        raise Unavailable(f"pg_dump failed: {_last_line(result.stderr)}")
     return target
 
 
@@ -200,8 +205,10 @@ def _restore_sql(engine: Engine, dump: Path, dialect: str) -> None:
         )
     engine.dispose()
     if dialect == "sqlite":
+        path = Path(str(make_url(str(engine.url)).database))
+        path.parent.mkdir(parents=True, exist_ok=True)
         source = sqlite3.connect(str(dump))
-        target = sqlite3.connect(str(make_url(str(engine.url)).database))
+        target = sqlite3.connect(str(path))
         try:
             with target:
                 source.backup(target)
@@ -214,7 +221,7 @@ def _restore_sql(engine: Engine, dump: Path, dialect: str) -> None:
             "--single-transaction", "--exit-on-error", f"--dbname={uri}", str(dump)]  # fmt: skip
     result = subprocess.run(argv, env=env, capture_output=True, text=True)
     if result.returncode != 0:
-        raise Unavailable(f"pg_restore failed: {result.stderr.strip().splitlines()[-1:]}")
+        raise Unavailable(f"pg_restore failed: {_last_line(result.stderr)}")
 
 
 # --- the file ------------------------------------------------------------------------------------
@@ -266,6 +273,8 @@ def read_manifest(path: Path) -> dict[str, Any]:
         manifest = None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise Invalid(f"{path}: not a wxsurvey backup file", field="file")
+    if manifest.get("database") not in ("database.sqlite", "database.pgdump"):
+        raise Invalid(f"{path}: a wxsurvey backup without its database", field="file")
     if int(manifest.get("version", 0)) > VERSION:
         raise Invalid(f"{path}: made by a newer wxsurvey (format {manifest['version']})", field="file")
     return manifest
