@@ -9,8 +9,8 @@ from flask import current_app
 from rq import get_current_job
 
 from app.db import db
+from app.metrics import EXPORTS
 from app.models import ExportRun, utcnow
-from app.ops.metrics import EXPORTS
 from app.tally import exports
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def run_scheduled_export(name: str) -> str:
         log.info("export %s: slot %s already run, skipped", name, outcome.slot)
         return f"duplicate {outcome.slot}"
     EXPORTS.labels("written").inc()
-    if schedule.destination:
+    if schedule.destination and outcome.run is not None:
         push_export(outcome.run.id)
     return f"ran {outcome.slot}"
 

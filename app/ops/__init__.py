@@ -1,5 +1,5 @@
 """Operators' endpoints (/healthz, /readyz, /metrics in views) over the readiness checks (health),
-Prometheus metrics (metrics), logging (logs) and backup/restore (backup)."""
+the Prometheus exposition (prometheus), logging (logs) and backup/restore (backup)."""
 
 from app.ops.views import bp
 

@@ -72,13 +72,13 @@ def _redis_records(redis: Redis) -> Iterator[dict[str, Any]]:
     for stream in sorted(_scan(redis, STREAM_PATTERN, "stream")):
         start = "-"
         while True:
-            entries = redis.xrange(stream, min=start, count=PAGE)
+            entries: list[Any] = redis.xrange(stream, min=start, count=PAGE) or []
             for entry_id, fields in entries:
                 yield {
                     "t": "entry",
                     "k": stream,
                     "id": s(entry_id),
-                    "f": {s(k): s(v) for k, v in fields.items()},
+                    "f": {s(k): s(v) for k, v in (fields or {}).items()},
                 }
             if len(entries) < PAGE:
                 break
@@ -239,13 +239,14 @@ def backup(engine: Engine, redis: Redis, out: Path) -> BackupReport:
                 fh.write(json.dumps(record, ensure_ascii=False).encode() + b"\n")
                 counts[record["t"]] += 1
         dump = _dump_sql(engine, work)
-        manifest = {
+        revision = _revision(engine)
+        manifest: dict[str, Any] = {
             "format": FORMAT,
             "version": VERSION,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "dialect": engine.dialect.name,
             "database": dump.name,
-            "revision": _revision(engine),
+            "revision": revision,
             "queued": counts["entry"],
             "marks": counts["mark"],
             "tickets": counts["ticket"],
@@ -261,7 +262,7 @@ def backup(engine: Engine, redis: Redis, out: Path) -> BackupReport:
         os.chmod(partial, 0o600)
         os.replace(partial, out)
     return BackupReport(out, engine.dialect.name, counts["entry"], counts["mark"], counts["ticket"],
-                        out.stat().st_size, manifest["revision"])  # fmt: skip
+                        out.stat().st_size, revision)  # fmt: skip
 
 
 def read_manifest(path: Path) -> dict[str, Any]:

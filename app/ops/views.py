@@ -25,7 +25,7 @@ def readyz():
 
 @bp.get("/metrics")
 def metrics():
-    from app.ops.metrics import allowed, exposition
+    from app.ops.prometheus import allowed, exposition
 
     if not allowed(current_app.config["SETTINGS"], request.headers, request.remote_addr):
         abort(404)  # no hint to the outside that something is here

@@ -4,6 +4,8 @@
 # does not answer (errors, refusals, no identity) arrives here.
 from __future__ import annotations
 
+from typing import Any
+
 from flask import current_app, make_response, render_template, request, session
 
 from app.db import db
@@ -19,7 +21,7 @@ from app.intake import (
 )
 from app.intake.respondents import respondent_key
 from app.jobs.intake import request_drain
-from app.ops.metrics import SUBMISSIONS, count_refusal
+from app.metrics import SUBMISSIONS, count_refusal
 from app.public.blueprint import bp
 from app.public.identity import begin_identity, current_channel, current_openid
 from app.public.pages import local_date, outcome_page
@@ -49,7 +51,7 @@ def questionnaire(survey_slug: str, department_code: str):
     if text_size in ("large", "normal"):
         session["large_text"] = text_size == "large"
     form, dept = load_form(db.session, survey_slug, department_code)
-    context = {"form": form, "department": dept}
+    context: dict[str, Any] = {"form": form, "department": dept}
     state = refusal(form, dept)
     if state:
         status = 409 if request.method == "POST" else 200

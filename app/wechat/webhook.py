@@ -10,11 +10,10 @@ from wechatpy.exceptions import InvalidSignatureException
 from wechatpy.utils import check_signature
 
 from app.db import db
-from app.ops.metrics import WEBHOOK, WEBHOOK_SECONDS
+from app.metrics import WEBHOOK, WEBHOOK_SECONDS
 from app.redis_store import redis_store
 from app.wechat.blueprint import bp
-from app.wechat.delivery import Delivery, Rejected, receive
-from handlers import HandlerContext
+from app.wechat.delivery import Delivery, Inbox, Rejected, receive
 
 
 def _plain(text: str, status: int = 200) -> Response:
@@ -50,7 +49,7 @@ def answer(app: Flask, delivery: Delivery) -> tuple[int, str, str]:
     context; the view and the fast path in front of Flask (app/fast/webhook.py) share it."""
     started = time.perf_counter()
     routes = app.extensions["wxsurvey_routes"]
-    ctx = HandlerContext(db.session, redis_store.client, app.config["SETTINGS"], date.today(), routes)
+    ctx = Inbox(db.session, redis_store.client, app.config["SETTINGS"], date.today(), routes)
     try:
         received = receive(delivery, ctx)
     except Rejected as exc:
