@@ -25,6 +25,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "web_workers": 2,
         "web_threads": 4,
         "log_level": "INFO",
+        "trusted_proxies": "",
     },
     "database": {
         "url": "",
@@ -197,6 +198,12 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
     if not app["base_url"].startswith(("http://", "https://")):
         raise ConfigError(f"app.base_url: must start with http:// or https://, got {app['base_url']!r}")
     app["base_url"] = app["base_url"].rstrip("/")
+    from app.client_address import parse_trusted_proxies
+
+    try:
+        parse_trusted_proxies(app["trusted_proxies"])
+    except ValueError as exc:
+        raise ConfigError(f"app.trusted_proxies: {exc}") from None
     aes = values["wechat"]["encoding_aes_key"]
     if aes and len(aes) != 43:
         raise ConfigError(f"wechat.encoding_aes_key: must be 43 characters, got {len(aes)}")

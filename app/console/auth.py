@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import redirect, render_template, request, url_for
+from flask import current_app, redirect, render_template, request, url_for
 
 from app import accounts
+from app.client_address import client_address
 from app.console import bp
 from app.console.guard import sign_in, sign_out
 from app.db import db
@@ -23,10 +24,9 @@ def login():
     error, status = None, 200
     if request.method == "POST":
         username = request.form.get("username", "").strip()
+        ip = client_address(request.environ, current_app.config["SETTINGS"])
         try:
-            admin = accounts.authenticate(
-                db.session, username, request.form.get("password", ""), ip=request.remote_addr
-            )
+            admin = accounts.authenticate(db.session, username, request.form.get("password", ""), ip=ip)
         except Forbidden as exc:
             db.session.rollback()
             error, status = exc.message, 403

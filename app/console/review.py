@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import current_app, flash, redirect, render_template, request, url_for
 
 from app import review as service
+from app.client_address import client_address
 from app.console import bp
 from app.console.guard import actor, require_role, scope_ids
 from app.db import db
@@ -50,7 +51,7 @@ def decide(response_id: int):
             request.form.get("reason", ""),
             actor=actor(),
             department_ids=scope_ids(),
-            ip=request.remote_addr,
+            ip=client_address(request.environ, current_app.config["SETTINGS"]),
         )
     except Invalid as exc:
         db.session.rollback()

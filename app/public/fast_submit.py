@@ -21,6 +21,7 @@ import re
 from flask import Flask, render_template
 from werkzeug.http import parse_cookie
 
+from app.client_address import client_address
 from app.db import db
 from app.errors import DomainError
 from app.fast_paths import form_fields, respond
@@ -107,7 +108,7 @@ class SubmissionFastPath:
                     form_token=(fields.get("form_token") or [""])[0],
                     channel=channel_of(session),
                     user_agent=environ.get("HTTP_USER_AGENT", ""),
-                    remote_addr=environ.get("REMOTE_ADDR"),
+                    remote_addr=client_address(environ, self.app.config["SETTINGS"]),
                 )
             except DomainError:  # raised before anything was stored: the view answers it
                 return None

@@ -7,6 +7,7 @@ from __future__ import annotations
 from flask import current_app, make_response, render_template, request, session
 
 from app import drain  # noqa: F401  (registers the intake readiness check and the periodic drain)
+from app.client_address import client_address
 from app.db import db
 from app.errors import Conflict, Invalid
 from app.intake import (
@@ -78,7 +79,7 @@ def questionnaire(survey_slug: str, department_code: str):
             form_token=form_token,
             channel=current_channel(),
             user_agent=request.headers.get("User-Agent", ""),
-            remote_addr=request.remote_addr,
+            remote_addr=client_address(request.environ, settings),
         )
     except Invalid as exc:
         if exc.field == "form_token":
