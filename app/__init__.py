@@ -33,6 +33,7 @@ def create_app(config: Settings | Mapping[str, Mapping[str, Any]] | None = None)
     register_extensions(app)
     register_blueprints(app, settings)
     register_error_pages(app)
+    register_security_headers(app)
     register_fast_paths(app)
     return app
 
@@ -73,6 +74,12 @@ def register_fast_paths(app: Flask) -> None:
     from app.wechat.fast_webhook import WebhookFastPath
 
     app.wsgi_app = SubmissionFastPath(app, WebhookFastPath(app, app.wsgi_app))  # type: ignore[method-assign]
+
+
+def register_security_headers(app: Flask) -> None:
+    from app.security_headers import register
+
+    register(app)
 
 
 def register_error_pages(app: Flask) -> None:

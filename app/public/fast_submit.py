@@ -68,6 +68,7 @@ class SubmissionFastPath:
             "text/html; charset=utf-8",
             ("Cache-Control", "no-store"),
             ("Vary", "Cookie"),
+            *self.app.config["SECURITY_HEADERS"],
         )
 
     def _reader(self) -> SignedReader | None:
