@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, jsonify, make_response, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from app.errors import DomainError
@@ -41,7 +41,11 @@ def register(app: Flask) -> None:
     def _http_error(exc: HTTPException):
         status = exc.code or 500
         detail = exc.description if _wants_json() and status < 500 else None
-        return render_error(status, detail)
+        response = make_response(render_error(status, detail))
+        for name, value in exc.get_headers():  # Allow on a 405, Retry-After on a 429 or 503
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(UnicodeDecodeError)
     def _not_utf8(exc: UnicodeDecodeError):  # a query string or body that is not UTF-8: the client's
