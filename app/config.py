@@ -68,6 +68,13 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "qr": {
         "font_path": "",
     },
+    "limits": {
+        "window": 60,
+        "submissions_per_prefix": 1200,
+        "logins_per_prefix": 30,
+        "api_per_token": 1200,
+        "webhook_per_openid": 60,
+    },
 }
 
 MODES = ("dev", "production")
@@ -220,6 +227,11 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
     for key in ("min_sample", "text_max_length", "drain_batch_size"):
         if values["survey"][key] < 1:
             raise ConfigError(f"survey.{key}: must be at least 1")
+    if values["limits"]["window"] < 1:
+        raise ConfigError("limits.window: must be at least 1 (seconds)")
+    for key in ("submissions_per_prefix", "logins_per_prefix", "api_per_token", "webhook_per_openid"):
+        if values["limits"][key] < 0:
+            raise ConfigError(f"limits.{key}: must be 0 (off) or more")
     for key in ("push_timeout", "push_retries", "push_backoff"):
         if values["exports"][key] < 1:
             raise ConfigError(f"exports.{key}: must be at least 1")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask, jsonify, make_response, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from app.errors import DomainError
+from app.errors import DomainError, TooMany
 
 MESSAGES = {
     400: ("请求有误", "提交的内容不完整或格式不对，请返回重试。"),
@@ -35,7 +35,10 @@ def render_error(status: int, detail: str | None = None, code: str | None = None
 def register(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def _domain_error(exc: DomainError):
-        return render_error(exc.status, exc.message, exc.code)
+        response = make_response(render_error(exc.status, exc.message or None, exc.code))
+        if isinstance(exc, TooMany):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

@@ -220,6 +220,12 @@ def openapi_document(base_url: str) -> dict[str, Any]:
                     "401": _ERROR,
                     "403": _ERROR,
                     "404": _ERROR,
+                    "429": {
+                        **_ERROR,
+                        "description": "rate limit of the token (limits.api_per_token); "
+                        "retry after Retry-After seconds",
+                        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                    },
                 },
             }
         }

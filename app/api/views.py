@@ -16,6 +16,8 @@ from app.api.openapi import DEFAULT_LIMIT, ENDPOINT_PARAMETERS, MAX_LIMIT, opena
 from app.db import db
 from app.departments import department_dict, list_departments
 from app.errors import DomainError, Forbidden, Invalid
+from app.rate_limits import hit, limit_for
+from app.redis_store import redis_store
 from app.satisfaction import index_dict, satisfaction_index
 from app.surveys import get_survey, list_surveys, survey_dict
 from app.tally import department_scope, row_columns, tally_dict, tally_report
@@ -39,6 +41,7 @@ def _authenticate() -> None:
     token = verify_token(db.session, secret.strip())
     if token is None:
         raise Unauthorized("unknown or revoked token")
+    hit(redis_store.client, limit_for(current_app.config["SETTINGS"], "api"), str(token.id))
     g.api_token = token
 
 

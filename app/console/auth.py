@@ -10,6 +10,9 @@ from app.console import bp
 from app.console.guard import sign_in, sign_out
 from app.db import db
 from app.errors import Forbidden
+from app.intake import ip_prefix
+from app.rate_limits import hit, limit_for
+from app.redis_store import redis_store
 
 
 def _safe_next(target: str | None) -> str:
@@ -24,7 +27,9 @@ def login():
     error, status = None, 200
     if request.method == "POST":
         username = request.form.get("username", "").strip()
-        ip = client_address(request.environ, current_app.config["SETTINGS"])
+        settings = current_app.config["SETTINGS"]
+        ip = client_address(request.environ, settings)
+        hit(redis_store.client, limit_for(settings, "login"), ip_prefix(ip))  # 429 past the limit
         try:
             admin = accounts.authenticate(db.session, username, request.form.get("password", ""), ip=ip)
         except Forbidden as exc:

@@ -23,7 +23,8 @@ from werkzeug.http import parse_cookie
 
 from app.client_address import client_address
 from app.db import db
-from app.errors import DomainError
+from app.error_pages import render_error
+from app.errors import DomainError, TooMany
 from app.fast_paths import form_fields, respond
 from app.intake import load_form, record_response
 from app.public.identity import channel_of, openid_of
@@ -60,7 +61,7 @@ class SubmissionFastPath:
         page = self._submit(environ, match.group(1), match.group(2), openid, session, body)
         if page is None:
             return self.wsgi_app(environ, start_response)
-        status, html = page
+        status, html, *extra = page
         return respond(
             start_response,
             status,
@@ -68,6 +69,7 @@ class SubmissionFastPath:
             "text/html; charset=utf-8",
             ("Cache-Control", "no-store"),
             ("Vary", "Cookie"),
+            *extra,
             *self.app.config["SECURITY_HEADERS"],
         )
 
@@ -91,7 +93,8 @@ class SubmissionFastPath:
         return data if isinstance(data, dict) else None
 
     def _submit(self, environ, slug: str, code: str, openid: str, session: dict, body: bytes):
-        """(status, html) of an accepted, resent or already-evaluated submission, or None."""
+        """(status, html[, header]) of an accepted, resent, already-evaluated or rate-limited
+        submission, or None."""
         fields = form_fields(body)
         if fields is None:
             return None
@@ -111,6 +114,10 @@ class SubmissionFastPath:
                     user_agent=environ.get("HTTP_USER_AGENT", ""),
                     remote_addr=client_address(environ, self.app.config["SETTINGS"]),
                 )
+            except TooMany as exc:  # a flood is answered here, at the fast path's cost
+                with self.app.request_context(environ):
+                    html = render_error(exc.status, exc.message)[0]
+                return exc.status, html, ("Retry-After", str(exc.retry_after))
             except DomainError:  # raised before anything was stored: the view answers it
                 return None
 

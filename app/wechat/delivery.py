@@ -25,6 +25,7 @@ from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 from wechatpy.replies import BaseReply, TextReply
 from wechatpy.utils import check_signature
 
+from app.rate_limits import limit_for
 from app.redis_store import ScriptRunner
 from app.scenes import GENERATION_KEY
 from handlers import DeferredWrites, HandlerContext, dispatch
@@ -193,11 +194,13 @@ def receive(delivery: Delivery, ctx: HandlerContext, now: float | None = None) -
     return Received(reply_xml, "application/xml; charset=utf-8")
 
 
-# KEYS: nonce, message, routing generation, then one per deferred write.
-# ARGV: dedup key, nonce window, reply, REPLY_TTL, expected generation ("" = any), then a value
-# and a TTL per deferred write. Returns {verdict, the stored reply or "", the generation}.
-# Verdicts: "stale" (computed under another generation), "replay" (the nonce belongs to another
-# message), "retry" (the message has its reply already): nothing written; "first": all written.
+# KEYS: nonce, message, routing generation, the sender's rate-limit counter, then one per deferred
+# write. ARGV: dedup key, nonce window, reply, REPLY_TTL, expected generation ("" = any), deliveries
+# allowed per window ("" = no limit), the counter's TTL, then a value and a TTL per deferred write.
+# Returns {verdict, the stored reply or "", the generation}. Verdicts: "stale" (computed under
+# another generation), "replay" (the nonce belongs to another message), "retry" (the message has
+# its reply already), "limited" (a new message past the sender's rate limit): nothing written
+# (but the counter); "first": all written.
 COMMIT = ScriptRunner("""
 local generation = redis.call('GET', KEYS[3]) or '0'
 if ARGV[5] ~= '' and ARGV[5] ~= generation then
@@ -208,10 +211,19 @@ if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
     return {'replay', '', generation}
   end
 end
-if not redis.call('SET', KEYS[2], ARGV[3], 'NX', 'EX', ARGV[4]) then
-  return {'retry', redis.call('GET', KEYS[2]) or '', generation}
+local stored = redis.call('GET', KEYS[2])
+if stored then
+  return {'retry', stored, generation}
 end
-for i = 4, #KEYS do
+if ARGV[6] ~= '' then
+  local count = redis.call('INCR', KEYS[4])
+  if count == 1 then redis.call('EXPIRE', KEYS[4], ARGV[7]) end
+  if count > tonumber(ARGV[6]) then
+    return {'limited', '', generation}
+  end
+end
+redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
+for i = 5, #KEYS do
   redis.call('SET', KEYS[i], ARGV[2 * i - 2], 'EX', ARGV[2 * i - 1])
 end
 return {'first', '', generation}
@@ -219,11 +231,21 @@ return {'first', '', generation}
 
 
 def _commit(
-    ctx: HandlerContext, delivery: Delivery, key: str, reply_xml: str, writes: DeferredWrites, expected: str
+    ctx: HandlerContext,
+    delivery: Delivery,
+    key: str,
+    reply_xml: str,
+    writes: DeferredWrites,
+    expected: str,
+    sender: str = "",
 ) -> tuple[str, str, str]:
     window = 2 * ctx.settings.wechat.timestamp_tolerance + 60
-    keys = [f"wx:nonce:{delivery.timestamp}:{delivery.nonce}", f"wx:msg:{key}", GENERATION_KEY]
+    limit = limit_for(ctx.settings, "webhook")
+    now = time.time()
+    counter = limit.key(sender, now) if limit is not None else "wx:rl:webhook:off"
+    keys = [f"wx:nonce:{delivery.timestamp}:{delivery.nonce}", f"wx:msg:{key}", GENERATION_KEY, counter]
     args: list[str | int] = [key, window, reply_xml, REPLY_TTL, expected]
+    args += [limit.allowed, limit.ttl] if limit is not None else ["", 0]
     for name, value, ttl in writes.pending:
         keys.append(name)
         args += [value, ttl]
@@ -248,9 +270,12 @@ def _reply_once(ctx: HandlerContext, delivery: Delivery, message, key: str) -> s
             return TextReply(message=message, content=BUSY).render()  # nothing stored: a retry runs again
         reply_xml = (reply.render() if isinstance(reply, BaseReply) else SUCCESS) or SUCCESS
         expected = generation if attempt < ATTEMPTS else ""  # the last attempt takes any generation
-        verdict, stored, current = _commit(ctx, delivery, key, reply_xml, writes, expected)
+        verdict, stored, current = _commit(ctx, delivery, key, reply_xml, writes, expected, message.source)
         if verdict == "first":
             return reply_xml
+        if verdict == "limited":
+            log.info("webhook: a follower is past its rate limit (%s); no reply", message.type)
+            return SUCCESS
         if verdict == "retry":
             return stored or SUCCESS
         generation = routes.observe(current)  # stale: routes changed since; route again, from SQL
