@@ -39,7 +39,7 @@ DEPARTMENT = _param(
 # The period grammar as a pattern. It leaves out what the server also takes but a pattern cannot
 # tell from an impossible date (days 29-31, week 53, A..B ranges): those are in the description.
 _YEAR = r"(19|20)[0-9]{2}"
-_RANGE = (rf"{_YEAR}(-Q[1-4]|-W(0[1-9]|[1-4][0-9]|5[0-2])|-(0[1-9]|1[0-2])(-(0[1-9]|1[0-9]|2[0-8]))?)?")
+_RANGE = rf"{_YEAR}(-Q[1-4]|-W(0[1-9]|[1-4][0-9]|5[0-2])|-(0[1-9]|1[0-2])(-(0[1-9]|1[0-9]|2[0-8]))?)?"
 _BUCKET = "(" + "|".join(PERIOD_BUCKETS) + ")"
 PERIOD_PATTERN = rf"^({_BUCKET}|({_BUCKET}:)?{_RANGE})$"
 _DIMENSION = "(" + "|".join(GROUP_DIMENSIONS) + ")"
