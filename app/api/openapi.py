@@ -245,7 +245,8 @@ def openapi_document(base_url: str) -> dict[str, Any]:
             "version": "1",
             "description": "Read-only tallies for the performance-evaluation platform. Authenticate with "
             "`Authorization: Bearer <token>` (`wxsurvey token create NAME [--survey SLUG]`). "
-            "Unknown query parameters are refused with 400.",
+            "Unknown, repeated or empty query parameters are refused with 400 naming the parameter; "
+            "If-None-Match compares weakly; past the token's rate limit: 429 with Retry-After.",
         },
         "servers": [{"url": f"{base_url}/api/v1"}],
         "security": [{"bearer": []}],
