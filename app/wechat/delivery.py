@@ -141,16 +141,43 @@ def _parse(xml: str):
         message = parse_message(xml)
     except ValueError as exc:  # wechatpy refuses XML entities with ValueError
         raise Rejected(400, f"refused XML: {exc}") from None
-    except Exception as exc:
-        raise Rejected(400, f"not a WeChat message: {type(exc).__name__}") from None
+    except Exception as exc:  # wechatpy trips on a field that holds elements: try it emptied, once
+        flat = _text_fields_only(xml)
+        try:
+            message = parse_message(flat) if flat is not None else None
+        except Exception:
+            message = None
+        if message is None:
+            raise Rejected(400, f"not a WeChat message: {type(exc).__name__}") from None
     if message is None or not isinstance(message.source, str) or not message.source:
         raise Rejected(400, "not a WeChat message")
-    for name, value in list(message._data.items()):
-        if isinstance(value, dict | list):  # nested elements where WeChat sends text: broken CDATA
-            log.info("wechat: %s of a %s delivery holds XML elements, not text; read as empty", name,
-                     message.type)  # fmt: skip
-            message._data[name] = ""
+    nested = [name for name, value in message._data.items() if isinstance(value, dict | list)]
+    if nested:
+        _log_nested(nested, message.type)
+        message._data.update(dict.fromkeys(nested, ""))
     return message
+
+
+def _log_nested(names: list[str], kind: str) -> None:
+    # Elements where WeChat sends text: a sender broke out of a CDATA section. One line, no traceback.
+    log.info(
+        "wechat: %s of a %s delivery holds XML elements, not text; read as empty", ", ".join(names), kind
+    )
+
+
+def _text_fields_only(xml: str) -> str | None:
+    """The message with each field that holds elements emptied, or None when none does."""
+    try:
+        fields = xmltodict.parse(xml, disable_entities=True)["xml"]
+    except Exception:
+        return None
+    if not isinstance(fields, dict):
+        return None
+    nested = [name for name, value in fields.items() if isinstance(value, dict | list)]
+    if not nested:
+        return None
+    _log_nested(nested, str(fields.get("MsgType") or "?"))
+    return xmltodict.unparse({"xml": {k: ("" if k in nested else v) for k, v in fields.items()}})
 
 
 def dedup_key(message) -> str:
