@@ -13,6 +13,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from app.errors import ConfigError
+
+__all__ = ["ConfigError", "Settings", "load_settings"]
+
 DEFAULTS: dict[str, dict[str, Any]] = {
     "app": {
         "secret_key": "",
@@ -99,10 +103,6 @@ DEV_WECHAT = {
 
 # Variables of the same prefix that are not settings: the config path, test and bench switches, debug.
 NOT_SETTINGS = ("WXSURVEY_CONFIG", "WXSURVEY_DEBUG", "WXSURVEY_TEST_", "WXSURVEY_BENCH_")
-
-
-class ConfigError(Exception):
-    """A setting is missing or malformed; the message names it on one line."""
 
 
 class Section(dict):
@@ -235,7 +235,7 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
     for key in ("push_timeout", "push_retries", "push_backoff"):
         if values["exports"][key] < 1:
             raise ConfigError(f"exports.{key}: must be at least 1")
-    from app.exports import parse_schedules  # late: it needs the tally module, which needs config
+    from app.tally.exports import parse_schedules  # late: it needs the tally module, which needs config
 
     if any(s.destination for s in parse_schedules(values["exports"]["schedules"])):
         if not values["exports"]["push_secret"]:

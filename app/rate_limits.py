@@ -2,7 +2,7 @@
 # API, per openid on the webhook. Set in [limits]; a campaign's normal peak is never near them.
 """Fixed-window counters: key `wx:rl:<kind>:<subject>:<window number>`, one INCR per request.
 
-The submission's counter is folded into the record script (app.intake) and the webhook's into
+The submission's counter is folded into the record script (app.intake.record) and the webhook's into
 its commit script (app.wechat.delivery), so neither hot path pays a second round trip; sign-ins
 and the API pipeline INCR and EXPIRE through `hit`. Redis unreachable: the limit is not applied
 (the submission then goes straight to SQL, as it would anyway).

@@ -2,7 +2,7 @@
 # allows no inline script and no framing, nosniff, a referrer policy, and HSTS in production on https.
 """`security_headers(settings)`: the header pairs; `register(app)` adds them to Flask's responses.
 
-The fast paths in front of Flask (app/public/fast_submit.py, app/wechat/fast_webhook.py) send the
+The fast paths in front of Flask (app/fast/submit.py, app/fast/webhook.py) send the
 same pairs, read from app.config["SECURITY_HEADERS"]. Inline `style` attributes stay allowed (the
 console's bars are sized by them) but `<style>` elements and every inline script are refused.
 """

@@ -1,4 +1,4 @@
-"""Console sign-in and sign-out; failures are counted and accounts locked by app.accounts."""
+"""Console sign-in and sign-out; failures are counted and accounts locked by app.accounts.admins."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from flask import current_app, redirect, render_template, request, url_for
 
 from app import accounts
 from app.client_address import client_address
-from app.console import bp
+from app.console.blueprint import bp
 from app.console.guard import sign_in, sign_out
 from app.db import db
 from app.errors import Forbidden

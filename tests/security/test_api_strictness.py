@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_api import survey, token  # noqa: F401  (fixtures)
+from tests.api.test_api import survey, token  # noqa: F401  (fixtures)
 
 BASE = "/api/v1"
 

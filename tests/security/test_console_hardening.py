@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from app import accounts
+from app.accounts import admins as accounts
 from app.queues import get_queue
-from tests.test_console import PASSWORD, admins, login, post  # noqa: F401  (admins is a fixture)
+from tests.console.test_console import PASSWORD, admins, login, post  # noqa: F401  (admins is a fixture)
 
 
 def alert(response) -> str:

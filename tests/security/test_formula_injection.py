@@ -12,8 +12,8 @@ import pytest
 from openpyxl import load_workbook
 
 from app import accounts
-from app.departments import update_department
-from app.tally_files import FORMULA_STARTS, csv_bytes, xlsx_bytes
+from app.org.departments import update_department
+from app.tally.files import FORMULA_STARTS, csv_bytes, xlsx_bytes
 from tests.conftest import run_cli
 from tests.factories import hand_made_responses
 
@@ -83,7 +83,7 @@ def test_api_downloads_are_inert(client, session, poisoned):
 
 
 def test_console_downloads_are_inert(client, session, poisoned):
-    from tests.test_console import PASSWORD, login
+    from tests.console.test_console import PASSWORD, login
 
     accounts.create_admin(session, username="city", password=PASSWORD, role="city_admin")
     session.commit()
@@ -109,8 +109,8 @@ def test_cli_downloads_are_inert(poisoned, cli_env, tmp_path):
 def test_scheduled_exports_are_inert(tmp_path, database_url, redis_url, redis_client):
     from app import create_app
     from app.db import db
-    from app.demo import load_demo
-    from app.exports import run_export
+    from app.org.demo import load_demo
+    from app.tally.exports import run_export
     from tests.conftest import empty_tables, settings_for
 
     schedule = {"name": "nightly", "cron": "0 2 * * *", "survey": "demo-departments",

@@ -8,8 +8,8 @@ import logging
 import pytest
 
 from app.dev.wechat_server import Sealed, event_xml, seal
-from tests.test_fast_webhook import _post, _view_client
-from tests.test_wechat_webhook import ACCOUNT, new_openid
+from tests.fast.test_fast_webhook import _post, _view_client
+from tests.wechat.test_wechat_webhook import ACCOUNT, new_openid
 
 # What a signed sender gets by breaking out of the CDATA section of EventKey (the review's probe).
 MALFORMED_KEYS = ["d:D08]]><Content>x</Content><![CDATA[", "qrscene_s:]]><a><b>1</b></a><![CDATA[:D08"]

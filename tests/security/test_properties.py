@@ -13,14 +13,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from werkzeug import Request
 
-from app import fast_paths, intake
+from app import intake
 from app.dev.wechat_server import event_xml, seal, text_xml
 from app.errors import Invalid
-from app.scenes import parse_scene
+from app.fast import forms as fast_paths
+from app.org.scenes import parse_scene
 from app.wechat.delivery import Rejected, _parse
 from survey_templates import Template, TemplateError, builtin_dir, load_template, parse_template
-from tests.test_fast_webhook import _post
-from tests.test_wechat_webhook import ACCOUNT, new_openid
+from tests.fast.test_fast_webhook import _post
+from tests.wechat.test_wechat_webhook import ACCOUNT, new_openid
 
 BOUNDED = settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 FEW = settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))

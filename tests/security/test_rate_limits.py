@@ -12,11 +12,11 @@ import pytest
 from app import accounts, create_app, intake
 from app.config import ConfigError, load_settings
 from app.dev.wechat_server import event_xml, seal
-from app.respondents import respondent_key, scanned_recently
+from app.intake.respondents import respondent_key, scanned_recently
 from tests.conftest import empty_tables, settings_for
-from tests.test_fast_webhook import _post, _view_client
-from tests.test_questionnaire import URL, answers, login, token_of
-from tests.test_wechat_webhook import ACCOUNT, new_openid
+from tests.fast.test_fast_webhook import _post, _view_client
+from tests.public.test_questionnaire import URL, answers, login, token_of
+from tests.wechat.test_wechat_webhook import ACCOUNT, new_openid
 
 
 @pytest.fixture
@@ -30,8 +30,8 @@ def limited_app(tmp_path, database_url, redis_url, redis_client):
         empty_tables(app.extensions["wxsurvey_db"].engine)
         with app.app_context():
             from app.db import db
-            from app.demo import load_demo
-            from app.surveys import sync_templates
+            from app.org.demo import load_demo
+            from app.org.surveys import sync_templates
 
             sync_templates(db.session)
             load_demo(db.session, app.config["SETTINGS"].var_dir)
@@ -90,8 +90,8 @@ def test_a_campaign_peak_is_never_throttled(app, session, demo, redis_client):
 
 
 def test_console_sign_in_is_limited_per_ip_prefix(limited_app):
-    from tests.test_console import PASSWORD
-    from tests.test_console import login as console_login
+    from tests.console.test_console import PASSWORD
+    from tests.console.test_console import login as console_login
 
     app = limited_app(logins_per_prefix=2)
     with app.app_context():

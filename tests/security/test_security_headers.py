@@ -11,7 +11,7 @@ import pytest
 from app import accounts
 from app.security_headers import CSP
 from tests.conftest import settings_for
-from tests.test_questionnaire import URL, answers, login, token_of
+from tests.public.test_questionnaire import URL, answers, login, token_of
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "app" / "templates"
 EXPECTED = {
@@ -64,9 +64,9 @@ def test_every_kind_of_page_is_hardened(app, client, demo, session, redis_client
 
 def test_webhook_fast_path_answers_are_hardened(app, client, demo, redis_client):
     from app.dev.wechat_server import event_xml, seal
-    from tests.test_fast_submit import dispatched
-    from tests.test_fast_webhook import _post
-    from tests.test_wechat_webhook import ACCOUNT, new_openid
+    from tests.fast.test_fast_submit import dispatched
+    from tests.fast.test_fast_webhook import _post
+    from tests.wechat.test_wechat_webhook import ACCOUNT, new_openid
 
     sealed = seal(event_xml(ACCOUNT, new_openid(), "SCAN", "d:D08"), app.config["SETTINGS"].wechat, "safe")
     with dispatched(app) as seen:

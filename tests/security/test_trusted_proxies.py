@@ -9,10 +9,10 @@ from sqlalchemy import select
 from app import accounts, intake
 from app.client_address import client_address, parse_trusted_proxies
 from app.config import ConfigError, load_settings
-from app.intake_store import Submission
+from app.intake.store import Submission
 from app.models import AuditEntry
 from tests.conftest import settings_for
-from tests.test_questionnaire import URL, answers, login, token_of
+from tests.public.test_questionnaire import URL, answers, login, token_of
 
 
 def settings(value: str):
@@ -69,8 +69,8 @@ def proxied_app(tmp_path, database_url, redis_url, redis_client):
         empty_tables(app.extensions["wxsurvey_db"].engine)
         with app.app_context():
             from app.db import db
-            from app.demo import load_demo
-            from app.surveys import sync_templates
+            from app.org.demo import load_demo
+            from app.org.surveys import sync_templates
 
             sync_templates(db.session)
             load_demo(db.session, app.config["SETTINGS"].var_dir)
@@ -99,8 +99,8 @@ def test_submissions_record_the_client_behind_the_proxy(proxied_app, redis_clien
 
 
 def test_console_login_audits_the_client_behind_the_proxy(proxied_app):
-    from tests.test_console import PASSWORD
-    from tests.test_console import login as console_login
+    from tests.console.test_console import PASSWORD
+    from tests.console.test_console import login as console_login
 
     app = proxied_app("1")
     with app.app_context():
