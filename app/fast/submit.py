@@ -10,7 +10,9 @@ and is answered with the same cached thanks / already-evaluated pages (app.publi
 
 Every other request — and every submission the service refuses (validation errors, a closed
 survey, a forged pair, an outage) — is handed to the Flask view with its body put back. The
-service has no side effect before it refuses, so the view running it again is safe.
+service has no side effect before it refuses, so the view running it again is safe. One refusal
+is answered here, as the view would: past the IP prefix's rate limit, a 429 page with Retry-After
+(a flood should not cost Flask's dispatch too). Every answer carries the app's security headers.
 """
 
 from __future__ import annotations
