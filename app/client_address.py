@@ -72,7 +72,7 @@ def _valid(address: str) -> bool:
 def client_address(environ: Mapping[str, Any], settings) -> str | None:
     """The client's address for this WSGI environ under settings.app.trusted_proxies."""
     remote = environ.get("REMOTE_ADDR")
-    proxies = parse_trusted_proxies(settings["app"].get("trusted_proxies", ""))
+    proxies = parse_trusted_proxies(settings.app.trusted_proxies)
     if not proxies.count and not proxies.networks:
         return remote
     chain = forwarded_chain(environ)

@@ -57,9 +57,8 @@ class Limit:
 
 def limit_for(settings, kind: str) -> Limit | None:
     """The limit of this kind, or None when it is switched off (0)."""
-    section = settings["limits"]
-    allowed = int(section[KINDS[kind]])
-    return Limit(kind, allowed, int(section["window"])) if allowed > 0 else None
+    allowed = int(getattr(settings.limits, KINDS[kind]))
+    return Limit(kind, allowed, int(settings.limits.window)) if allowed > 0 else None
 
 
 def hit(redis: Redis, limit: Limit | None, subject: str | None, now: float | None = None) -> None:

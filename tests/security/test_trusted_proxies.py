@@ -8,15 +8,15 @@ from sqlalchemy import select
 
 from app import accounts, intake
 from app.client_address import client_address, parse_trusted_proxies
-from app.config import ConfigError, load_settings
+from app.config import AppSettings, ConfigError, Settings, load_settings
 from app.intake.store import Submission
 from app.models import AuditEntry
 from tests.conftest import settings_for
 from tests.public.test_questionnaire import URL, answers, login, token_of
 
 
-def settings(value: str):
-    return {"app": {"trusted_proxies": value}}
+def settings(value: str) -> Settings:
+    return Settings(app=AppSettings(trusted_proxies=value))
 
 
 @pytest.mark.parametrize(
