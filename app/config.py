@@ -33,7 +33,7 @@ class AppSettings:
     web_workers: int = 2
     web_threads: int = 4
     log_level: str = "INFO"
-    trusted_proxies: str = ""  # app.client_address: count of proxy hops or comma-separated CIDRs
+    trusted_proxies: str = ""  # app.security.client_address: count of proxy hops or comma-separated CIDRs
 
 
 @dataclass
@@ -91,7 +91,7 @@ class QrSettings:
 
 @dataclass
 class LimitsSettings:
-    """Rate limits (app.rate_limits): requests per `window` seconds; 0 switches one off."""
+    """Rate limits (app.security.rate_limits): requests per `window` seconds; 0 switches one off."""
 
     window: int = 60
     submissions_per_prefix: int = 1200
@@ -228,7 +228,7 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
     if not app["base_url"].startswith(("http://", "https://")):
         raise ConfigError(f"app.base_url: must start with http:// or https://, got {app['base_url']!r}")
     app["base_url"] = app["base_url"].rstrip("/")
-    from app.client_address import parse_trusted_proxies
+    from app.security.client_address import parse_trusted_proxies
 
     try:
         parse_trusted_proxies(app["trusted_proxies"])

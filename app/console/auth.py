@@ -5,14 +5,14 @@ from __future__ import annotations
 from flask import current_app, redirect, render_template, request, url_for
 
 from app import accounts
-from app.client_address import client_address
 from app.console.blueprint import bp
 from app.console.guard import sign_in, sign_out
 from app.db import db
 from app.errors import Forbidden
 from app.intake import ip_prefix
-from app.rate_limits import hit, limit_for
 from app.redis_store import redis_store
+from app.security.client_address import client_address
+from app.security.rate_limits import hit, limit_for
 
 
 def _safe_next(target: str | None) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import current_app, flash, redirect, render_template, request, url_for
 
-from app.client_address import client_address
 from app.console.blueprint import bp
 from app.console.guard import actor, require_role, scope_ids
 from app.db import db
@@ -12,6 +11,7 @@ from app.errors import Invalid
 from app.integrity import review as service
 from app.models import Department, Question
 from app.org.surveys import list_surveys
+from app.security.client_address import client_address
 
 
 @bp.get("/review")

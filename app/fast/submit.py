@@ -23,7 +23,6 @@ import re
 from flask import Flask, render_template
 from werkzeug.http import parse_cookie
 
-from app.client_address import client_address
 from app.db import db
 from app.error_pages import render_error
 from app.errors import DomainError, TooMany
@@ -34,6 +33,7 @@ from app.jobs.intake import request_drain
 from app.public.identity import channel_of, openid_of
 from app.public.pages import outcome_page
 from app.redis_store import redis_store
+from app.security.client_address import client_address
 
 FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_BODY = 64 * 1024  # the questionnaire's body is ~1 KB; a larger one takes the view's limits
@@ -57,7 +57,7 @@ class SubmissionFastPath:
             length = -1
         session = self._session(environ)
         openid = openid_of(session) if session else None
-        if not 0 <= length <= MAX_BODY or openid is None:
+        if not 0 <= length <= MAX_BODY or openid is None or session is None:
             return self.wsgi_app(environ, start_response)
         body = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(body)  # for the view, if it has to answer after all
@@ -81,7 +81,7 @@ class SubmissionFastPath:
         built once per secret key instead of a serializer per request."""
         key = self.app.secret_key
         if self._signing is None or self._signing[0] != key:
-            serializer = self.app.session_interface.get_signing_serializer(self.app)
+            serializer = self.app.session_interface.get_signing_serializer(self.app)  # type: ignore[attr-defined]
             self._signing = (key, SignedReader(serializer) if serializer is not None else None)
         return self._signing[1]
 

@@ -4,9 +4,10 @@
 # does not answer (errors, refusals, no identity) arrives here.
 from __future__ import annotations
 
+from typing import Any
+
 from flask import current_app, make_response, render_template, request, session
 
-from app.client_address import client_address
 from app.db import db
 from app.errors import Conflict, Invalid
 from app.intake import (
@@ -24,6 +25,7 @@ from app.public.blueprint import bp
 from app.public.identity import begin_identity, current_channel, current_openid
 from app.public.pages import local_date, outcome_page
 from app.redis_store import redis_store
+from app.security.client_address import client_address
 
 
 def _page(template: str, status: int = 200, **context):
@@ -49,7 +51,7 @@ def questionnaire(survey_slug: str, department_code: str):
     if text_size in ("large", "normal"):
         session["large_text"] = text_size == "large"
     form, dept = load_form(db.session, survey_slug, department_code)
-    context = {"form": form, "department": dept}
+    context: dict[str, Any] = {"form": form, "department": dept}
     state = refusal(form, dept)
     if state:
         status = 409 if request.method == "POST" else 200

@@ -167,7 +167,7 @@ def test_limits_are_configurable_and_checked(tmp_path):
         0,
         5,
     )
-    from app.rate_limits import limit_for
+    from app.security.rate_limits import limit_for
 
     assert limit_for(settings, "api") is None and limit_for(settings, "login").allowed == 5
     with pytest.raises(ConfigError, match="limits.submissions_per_prefix"):

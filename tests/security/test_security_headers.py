@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from app import accounts
-from app.security_headers import CSP
+from app.security.headers import CSP
 from tests.conftest import settings_for
 from tests.public.test_questionnaire import URL, answers, login, token_of
 

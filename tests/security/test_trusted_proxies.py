@@ -7,10 +7,10 @@ import pytest
 from sqlalchemy import select
 
 from app import accounts, intake
-from app.client_address import client_address, parse_trusted_proxies
 from app.config import AppSettings, ConfigError, Settings, load_settings
 from app.intake.store import Submission
 from app.models import AuditEntry
+from app.security.client_address import client_address, parse_trusted_proxies
 from tests.conftest import settings_for
 from tests.public.test_questionnaire import URL, answers, login, token_of
 
