@@ -7,10 +7,13 @@ database; tables are emptied and Redis flushed before every test.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,9 +32,61 @@ for _name in list(os.environ):
     if _name.startswith("WXSURVEY_") and not _name.startswith("WXSURVEY_TEST_"):
         del os.environ[_name]
 
+# Every process the suite starts inherits this mark (run_cli keeps it: it is no WXSURVEY_ key),
+# even one that daemonizes; at the end the controller lists the marked processes still running.
+SUITE_MARK = "PYTEST_WXSURVEY_RUN"
+os.environ.setdefault(SUITE_MARK, uuid.uuid4().hex)
+
 PG_URL = os.environ.get("WXSURVEY_TEST_DATABASE_URL", "")
 REDIS_URL = os.environ.get("WXSURVEY_TEST_REDIS_URL", "")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+
+
+def processes_with_env(entry: str) -> list[tuple[int, str]]:
+    """(pid, command line) of the running processes (zombies aside) whose environment holds
+    `entry` ("NAME=value"), this one excepted."""
+    found, needle = [], entry.encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if needle not in (proc / "environ").read_bytes().split(b"\0"):
+                continue
+            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                continue
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        found.append((int(proc.name), command.strip()))
+    return found
+
+
+def wait_for_no_processes_with_env(entry: str, timeout: float) -> list[tuple[int, str]]:
+    deadline = time.monotonic() + timeout
+    while (left := processes_with_env(entry)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session, exitstatus):
+    """No stray processes: once the tests (and xdist's workers) are done, nothing the suite
+    started may still run, embedded redis-servers included, whether tests passed, failed or
+    were interrupted. Any left are listed, killed, and the run fails."""
+    if os.environ.get("PYTEST_XDIST_WORKER") or not Path("/proc/self/environ").exists():
+        return
+    left = wait_for_no_processes_with_env(f"{SUITE_MARK}={os.environ[SUITE_MARK]}", timeout=20)
+    if not left:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = [f"  pid {pid}: {command}" for pid, command in left]
+    message = "processes started by the suite still running after it ended (killed now):\n"
+    if reporter is not None:
+        reporter.write_line("\n" + message + "\n".join(lines), red=True)
+    for pid, _ in left:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def worker_index(config) -> int:
@@ -59,7 +114,7 @@ def redis_url(tmp_path_factory, request) -> Iterator[str]:
         client.flushdb()
         client.close()
         return
-    from app.redis_store import ensure_embedded, stop_embedded
+    from app.embedded_redis import ensure_embedded, stop_embedded
 
     var = tmp_path_factory.mktemp("redis")
     url = ensure_embedded(var, appendfsync="no")

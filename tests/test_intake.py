@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 
 from app import drain, intake, intake_store
+from app.embedded_redis import ensure_embedded, stop_embedded
 from app.errors import Invalid, Unavailable
 from app.models import Answer, Response, TallyRow
-from app.redis_store import ensure_embedded, stop_embedded
 from tests.conftest import settings_for
 
 ROOT = Path(__file__).resolve().parent.parent

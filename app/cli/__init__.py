@@ -9,6 +9,7 @@ import click
 from flask.cli import FlaskGroup
 
 from app.config import ConfigError
+from app.embedded_redis import EmbeddedRedisError
 from app.errors import DomainError
 
 
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         click.echo(f"wxsurvey: error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
-    except (ConfigError, DomainError) as exc:
+    except (ConfigError, DomainError, EmbeddedRedisError) as exc:
         click.echo(f"wxsurvey: error: {exc}", err=True)
         sys.exit(1)
     except click.exceptions.Abort:
