@@ -16,7 +16,7 @@ from typing import Any
 DEFAULTS: dict[str, dict[str, Any]] = {
     "app": {
         "secret_key": "",
-        "base_url": "http://127.0.0.1:5000",
+        "base_url": "",  # empty: in dev mode http://{host}:{port}; production must set it (https)
         "mode": "dev",
         "host": "127.0.0.1",
         "port": 5000,
@@ -194,7 +194,7 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
         raise ConfigError(f"app.mode: must be one of {', '.join(MODES)}, got {app['mode']!r}")
     if not 0 < app["port"] < 65536:
         raise ConfigError(f"app.port: must be 1..65535, got {app['port']}")
-    if not app["base_url"].startswith(("http://", "https://")):
+    if app["base_url"] and not app["base_url"].startswith(("http://", "https://")):
         raise ConfigError(f"app.base_url: must start with http:// or https://, got {app['base_url']!r}")
     app["base_url"] = app["base_url"].rstrip("/")
     aes = values["wechat"]["encoding_aes_key"]
@@ -221,6 +221,15 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
     if any(s.destination for s in parse_schedules(values["exports"]["schedules"])):
         if not values["exports"]["push_secret"]:
             raise ConfigError("exports.push_secret: needed to sign pushes: a schedule has a destination")
+
+
+def dev_base_url(host: str, port: int) -> str:
+    """Where a browser on this machine reaches a dev server bound to host:port."""
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 def _dev_secrets(values: dict[str, dict[str, Any]]) -> None:
@@ -282,6 +291,13 @@ def load_settings(
                 raise ConfigError(f"production mode needs {section}.{key} (or {env}); it is not set")
         if values["app"]["secret_key"] and len(values["app"]["secret_key"]) < 16:
             raise ConfigError("app.secret_key: must be at least 16 characters in production")
+        if not values["app"]["base_url"].startswith("https://"):
+            raise ConfigError(
+                "production mode needs app.base_url (or WXSURVEY_APP_BASE_URL), the public https:// "
+                f"address WeChat reaches; got {values['app']['base_url'] or 'nothing'}"
+            )
     else:
         _dev_secrets(values)
+        if not values["app"]["base_url"]:
+            values["app"]["base_url"] = dev_base_url(values["app"]["host"], values["app"]["port"])
     return Settings({section: Section(keys) for section, keys in values.items()})

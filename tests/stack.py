@@ -51,7 +51,7 @@ def wait_until(check, timeout: float, what: str):
 class Stack:
     """`wxsurvey run` on the embedded defaults under tmp_path/var (or the given env)."""
 
-    def __init__(self, tmp_path: Path, **env: str) -> None:
+    def __init__(self, tmp_path: Path, base_url: bool = True, **env: str) -> None:
         self.port = free_port()
         self.var = tmp_path / "var"
         (tmp_path / "none.toml").write_text("")
@@ -67,6 +67,8 @@ class Stack:
             "WXSURVEY_SURVEY_RESPONDENT_SECRET": RESPONDENT_SECRET,
             **env,
         })  # fmt: skip
+        if not base_url:  # dev mode's default: follows host and port
+            del self.env["WXSURVEY_APP_BASE_URL"]
         self.process: subprocess.Popen | None = None
         self.log = tmp_path / "stack.log"
         self.acknowledged: list[str] = []  # openids that got a thank-you page
