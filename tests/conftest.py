@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from app import create_app
 from app.config import load_settings
 from app.migrate import upgrade
 from app.models import Base
+from chaos.stack import wait_for_no_processes_with_env
 
 for _name in list(os.environ):
     if _name.startswith("WXSURVEY_") and not _name.startswith("WXSURVEY_TEST_"):
@@ -40,32 +40,6 @@ os.environ.setdefault(SUITE_MARK, uuid.uuid4().hex)
 PG_URL = os.environ.get("WXSURVEY_TEST_DATABASE_URL", "")
 REDIS_URL = os.environ.get("WXSURVEY_TEST_REDIS_URL", "")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
-
-
-def processes_with_env(entry: str) -> list[tuple[int, str]]:
-    """(pid, command line) of the running processes (zombies aside) whose environment holds
-    `entry` ("NAME=value"), this one excepted."""
-    found, needle = [], entry.encode()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            if needle not in (proc / "environ").read_bytes().split(b"\0"):
-                continue
-            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
-                continue
-            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        found.append((int(proc.name), command.strip()))
-    return found
-
-
-def wait_for_no_processes_with_env(entry: str, timeout: float) -> list[tuple[int, str]]:
-    deadline = time.monotonic() + timeout
-    while (left := processes_with_env(entry)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return left
 
 
 @pytest.hookimpl(trylast=True)
