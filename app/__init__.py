@@ -10,8 +10,8 @@ from flask import Flask
 
 from app.config import Settings, load_settings
 from app.db import db
+from app.fast.signing import SessionInterface
 from app.redis_store import redis_store
-from app.signing import SessionInterface
 
 
 def create_app(config: Settings | Mapping[str, Mapping[str, Any]] | None = None) -> Flask:
@@ -31,6 +31,7 @@ def create_app(config: Settings | Mapping[str, Mapping[str, Any]] | None = None)
     app.json.ensure_ascii = False
     register_logging(app, settings)
     register_extensions(app)
+    register_routing(app)
     register_blueprints(app, settings)
     register_error_pages(app)
     register_fast_paths(app)
@@ -48,12 +49,20 @@ def register_extensions(app: Flask) -> None:
     redis_store.init_app(app)
 
 
+def register_routing(app: Flask) -> None:
+    """The scan router's cache of scene -> questionnaire, dropped whenever a commit changes routing."""
+    from app.org.scenes import RouteCache, watch_routing_changes
+
+    app.extensions["wxsurvey_routes"] = RouteCache()
+    watch_routing_changes(app.extensions["wxsurvey_db"].session, app.extensions["wxsurvey_redis"]["text"])
+
+
 def register_blueprints(app: Flask, settings: Settings) -> None:
-    from app.api import bp as api_bp
-    from app.console import bp as console_bp
+    from app.api.blueprint import bp as api_bp
+    from app.console.blueprint import bp as console_bp
     from app.ops import bp as ops_bp
-    from app.public import bp as public_bp
-    from app.wechat import bp as wechat_bp
+    from app.public.blueprint import bp as public_bp
+    from app.wechat.blueprint import bp as wechat_bp
 
     app.register_blueprint(ops_bp)
     app.register_blueprint(wechat_bp)
@@ -61,16 +70,16 @@ def register_blueprints(app: Flask, settings: Settings) -> None:
     app.register_blueprint(console_bp, url_prefix="/console")
     app.register_blueprint(api_bp, url_prefix="/api/v1")
     if not settings.is_production and settings.wechat.simulator:
-        from app.dev import bp as dev_bp
+        from app.dev.blueprint import bp as dev_bp
 
         app.register_blueprint(dev_bp, url_prefix="/dev")
 
 
 def register_fast_paths(app: Flask) -> None:
     """Ordinary questionnaire submissions and WeChat deliveries answered in front of Flask
-    (app/public/fast_submit.py, app/wechat/fast_webhook.py)."""
-    from app.public.fast_submit import SubmissionFastPath
-    from app.wechat.fast_webhook import WebhookFastPath
+    (app/fast/submit.py, app/fast/webhook.py)."""
+    from app.fast.submit import SubmissionFastPath
+    from app.fast.webhook import WebhookFastPath
 
     app.wsgi_app = SubmissionFastPath(app, WebhookFastPath(app, app.wsgi_app))  # type: ignore[method-assign]
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names it on one line."""
+
+
 class DomainError(Exception):
     """A rule of the domain was broken; `message` is one line a person can act on."""
 

@@ -1,14 +1,15 @@
-"""Periodic work, declared in one list with stable names so a restart never duplicates a schedule.
+"""Periodic work, declared in one list with stable names so a restart never duplicates a schedule
+(the cron scheduler of worker.py registers exactly these, and nothing registers itself by import).
 
 Each entry: (name, dotted function path, queue, interval seconds or None, cron expression or None).
-Scheduled exports from the config are added by app.exports when that module declares them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from app.config import Settings
 
 
 @dataclass(frozen=True)
@@ -21,17 +22,29 @@ class Periodic:
     args: tuple[Any, ...] = ()
 
 
-# Providers return more Periodic entries from the settings (e.g. [[exports.schedules]]).
-PROVIDERS: list[Callable[[Any], list[Periodic]]] = []
-PERIODIC: list[Periodic] = []
+# Always on: the drain's safety net (submissions enqueue a drain when a backlog appears; this
+# catches whatever they could not, e.g. after a worker crash or while Redis was down).
+FIXED: tuple[Periodic, ...] = (
+    Periodic("intake-drain", "app.jobs.intake.drain_intake", "intake", interval=30),
+)
 
 
-def periodic_jobs(settings) -> list[Periodic]:
-    import app.exports  # noqa: F401  (declares the [[exports.schedules]] provider)
+def periodic_jobs(settings: Settings) -> list[Periodic]:
+    """Every periodic job of this configuration: the fixed ones, then one per export schedule."""
+    from app.tally.exports import schedules
 
-    jobs = list(PERIODIC)
-    for provider in PROVIDERS:
-        jobs.extend(provider(settings))
+    jobs = list(FIXED)
+    jobs.extend(
+        Periodic(
+            f"export:{s.name}",
+            "app.jobs.exports.run_scheduled_export",
+            "exports",
+            interval=s.interval,
+            cron=s.cron,
+            args=(s.name,),
+        )  # fmt: skip
+        for s in schedules(settings).values()
+    )
     names = [job.name for job in jobs]
     duplicates = {name for name in names if names.count(name) > 1}
     if duplicates:

@@ -188,8 +188,8 @@ def http_ok(url: str) -> bool:
 
 
 def gunicorn_argv(wsgi: str, port: int, workers: int, threads: int) -> list[str]:
-    """The production gunicorn settings (app.supervisor.web_argv), without the access log."""
-    from app.supervisor import web_argv
+    """The production gunicorn settings (app.cli.supervisor.web_argv), without the access log."""
+    from app.cli.supervisor import web_argv
 
     argv = web_argv("127.0.0.1", port, workers, threads)
     argv[argv.index("app.wsgi:app")] = wsgi

@@ -205,7 +205,7 @@ def run_campaign(ctx: Context) -> list[Result]:
         app = stack.app()
         with app.app_context():
             from app.db import db
-            from app.tally_rows import tally_total
+            from app.tally.rows import tally_total
 
             tallied = tally_total(db.session, 1)
     ok = in_sql == accepted and tallied == accepted and lag <= 30 and accepted == total
@@ -300,8 +300,10 @@ def run_drain(ctx: Context) -> list[Result]:
         with app.app_context():
             from sqlalchemy import select
 
-            from app import drain, intake, intake_store
+            from app import intake
             from app.db import db
+            from app.intake import drain
+            from app.intake import store as intake_store
             from app.models import Response
             from app.redis_store import redis_store
 

@@ -51,11 +51,11 @@ def _setup(app, n: int) -> dict[str, Any]:
     """The org chart grown to ~370 units, a survey over all of them, and n responses in bulk."""
     from sqlalchemy import select, text
 
-    from app import departments, surveys
-    from app.accounts import create_token
+    from app.accounts.tokens import create_token
     from app.db import db
     from app.models import Department
-    from app.tally_rows import month_counts, response_tally_keys
+    from app.org import departments, surveys
+    from app.tally.rows import month_counts, response_tally_keys
 
     with app.app_context():
         session = db.session

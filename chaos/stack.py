@@ -239,7 +239,7 @@ class Stack:
 
     def exactly_once(self, timeout: float = 120) -> dict[str, int]:
         """Wait for every acknowledged answer to reach SQL; count the lost, doubled and stray ones."""
-        from app.respondents import respondent_key
+        from app.intake.respondents import respondent_key
 
         with self._lock:
             wanted = {respondent_key(RESPONDENT_SECRET, o) for o in self.acknowledged}

@@ -16,7 +16,7 @@ from redis import Redis
 from sqlalchemy.orm import Session
 from wechatpy.replies import BaseReply
 
-from app.scenes import RouteCache
+from app.org.scenes import RouteCache
 
 
 @dataclass(frozen=True)

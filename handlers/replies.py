@@ -6,7 +6,7 @@ from typing import Any
 
 from wechatpy.replies import TextReply
 
-from app.scenes import Route
+from app.org.scenes import Route
 
 HOW_TO = (
     "参与评价很简单：\n"

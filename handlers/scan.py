@@ -6,7 +6,7 @@ from typing import Any
 
 from wechatpy.replies import BaseReply
 
-from app.scenes import route_scan
+from app.org.scenes import route_scan
 from handlers import HandlerContext
 from handlers.replies import route_text, text_reply
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from wechatpy.replies import BaseReply
 
-from app.scenes import routes_for_keyword
+from app.org.scenes import routes_for_keyword
 from handlers import HandlerContext
 from handlers.menu import HELP
 from handlers.replies import HOW_TO, NOT_FOUND, link, route_text, text_reply

@@ -174,7 +174,7 @@ def app(tmp_path, database_url, redis_client, redis_url):
     database = app.extensions["wxsurvey_db"]
     empty_tables(database.engine)
     with app.app_context():
-        from app.surveys import sync_templates
+        from app.org.surveys import sync_templates
 
         sync_templates(database.session)
         database.session.commit()
@@ -215,7 +215,7 @@ def cli_env(app, database_url, redis_url, tmp_path) -> dict[str, str]:
 @pytest.fixture
 def demo(app, session):
     """The demo org chart and its open surveys."""
-    from app.demo import load_demo
+    from app.org.demo import load_demo
 
     info = load_demo(session, app.config["SETTINGS"].var_dir)
     session.commit()

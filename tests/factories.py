@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.departments import get_department
 from app.models import Answer, Department, Response, Survey, TallyMonth, TallyRow
-from app.surveys import get_survey
-from app.tally_rows import apply_tally, response_tally_keys
+from app.org.departments import get_department
+from app.org.surveys import get_survey
+from app.tally.rows import apply_tally, response_tally_keys
 
 
 def add_response(
@@ -134,7 +134,7 @@ def hand_made_responses(session: Session) -> Survey:
 
 def stored_tallies(session: Session, survey: Survey) -> tuple[Counter, Counter]:
     """(the daily tally rows summed per month, the monthly rollup rows) of a survey, zeros left out."""
-    from app.tally_rows import KEY_COLUMNS, MONTH_COLUMNS, month_counts
+    from app.tally.rows import KEY_COLUMNS, MONTH_COLUMNS, month_counts
 
     def read(model, columns) -> Counter:
         selected = [getattr(model, c) for c in columns]

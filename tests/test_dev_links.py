@@ -10,8 +10,8 @@ import pytest
 import requests
 
 from app.config import ConfigError, load_settings
+from tests.public.test_oauth import WECHAT_UA
 from tests.stack import Stack
-from tests.test_oauth import WECHAT_UA
 
 
 def settings(tmp_path, **env: str):

@@ -1,7 +1,6 @@
 """The pull API for the city's performance-evaluation platform (bearer tokens, read only)."""
 
-from flask import Blueprint
+from app.api import views  # noqa: F401  (its views join the blueprint)
+from app.api.blueprint import bp
 
-bp = Blueprint("api", __name__)
-
-from app.api import views  # noqa: E402,F401
+__all__ = ["bp"]

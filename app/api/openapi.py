@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.tally import GROUP_DIMENSIONS, PERIOD_BUCKETS
-from app.tally_files import FORMATS
+from app.tally.files import FORMATS
+from app.tally.params import GROUP_DIMENSIONS, PERIOD_BUCKETS
 
 MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 1_000

@@ -1,6 +1,6 @@
 """The pull API's endpoints: bearer-token check, parameter parsing, pagination, formats and ETags.
 
-Every figure comes from app.tally / app.satisfaction; this module only translates HTTP.
+Every figure comes from app.tally.queries / app.tally.index; this module only translates HTTP.
 """
 
 from __future__ import annotations
@@ -10,16 +10,16 @@ from typing import Any
 
 from flask import Response, current_app, g, request, url_for
 
-from app.accounts import verify_token
-from app.api import bp
+from app.accounts.tokens import verify_token
+from app.api.blueprint import bp
 from app.api.openapi import DEFAULT_LIMIT, ENDPOINT_PARAMETERS, MAX_LIMIT, openapi_document
 from app.db import db
-from app.departments import department_dict, list_departments
 from app.errors import DomainError, Forbidden, Invalid
-from app.satisfaction import index_dict, satisfaction_index
-from app.surveys import get_survey, list_surveys, survey_dict
-from app.tally import department_scope, row_columns, tally_dict, tally_report
-from app.tally_files import FORMATS, render
+from app.org.departments import department_dict, list_departments
+from app.org.surveys import get_survey, list_surveys, survey_dict
+from app.tally.files import FORMATS, render
+from app.tally.index import index_dict, satisfaction_index
+from app.tally.report import department_scope, row_columns, tally_dict, tally_report
 
 PUBLIC_ENDPOINTS = {"api.openapi"}
 

@@ -24,7 +24,7 @@ def register(cli: click.Group) -> None:
 @click.option("--survey", "surveys", multiple=True, help="Limit the token to this survey slug (repeatable).")
 def token_create(name: str, surveys: tuple[str, ...]) -> None:
     """Create a token and print it once (only its hash is kept)."""
-    from app.surveys import get_survey
+    from app.org.surveys import get_survey
 
     for slug in surveys:
         get_survey(db.session, slug)

@@ -8,8 +8,8 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from app import exports as service
 from app.db import db
+from app.tally import exports as service
 
 group = AppGroup("exports", help="Scheduled exports ([[exports.schedules]] in the config).")
 

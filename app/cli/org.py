@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 from flask.cli import AppGroup
 
-from app import departments as service
 from app.db import db
+from app.org import departments as service
 
 group = AppGroup("departments", help="The org chart: city departments, counties, townships.")
 

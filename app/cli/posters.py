@@ -7,11 +7,11 @@ from pathlib import Path
 import click
 from flask import current_app
 
-from app import posters as service
 from app.cli.qr import group
 from app.db import db
+from app.org import posters as service
+from app.org.surveys import get_survey, list_surveys
 from app.redis_store import redis_store
-from app.surveys import get_survey, list_surveys
 
 
 def register(cli: click.Group) -> None:

@@ -9,9 +9,9 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from app.db import db
+from app.org.scenes import scene_rows
 from app.queues import enqueue
 from app.redis_store import redis_store
-from app.scenes import scene_rows
 
 group = AppGroup("qr", help="QR codes and printable posters for departments' surveys.")
 wechat_group = AppGroup("wechat", help="The WeChat official account: menu and access token.")

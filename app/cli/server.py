@@ -10,7 +10,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from app.supervisor import Child, Supervisor, web_argv, worker_argv
+from app.cli.supervisor import Child, Supervisor, web_argv, worker_argv
 
 
 def register(cli: click.Group) -> None:
@@ -19,7 +19,7 @@ def register(cli: click.Group) -> None:
 
 
 def _links(settings) -> list[str]:
-    from app.demo import ADMIN_USERNAME, DEPARTMENT_SURVEY
+    from app.org.demo import ADMIN_USERNAME, DEPARTMENT_SURVEY
 
     base = settings.app.base_url
     password_file = settings.var_dir / "demo-admin-password.txt"

@@ -19,7 +19,7 @@ def register(cli: click.Group) -> None:
 def init() -> None:
     """Migrate the database to the latest schema and load the built-in templates."""
     from app.migrate import upgrade
-    from app.surveys import sync_templates
+    from app.org.surveys import sync_templates
 
     upgrade(db.engine)
     names = sync_templates(db.session)
@@ -31,7 +31,7 @@ def init() -> None:
 @with_appcontext
 def demo() -> None:
     """Load the demo org chart, open the demo surveys, create the demo admin (idempotent)."""
-    from app.demo import load_demo
+    from app.org.demo import load_demo
 
     settings = current_app.config["SETTINGS"]
     if settings.is_production:

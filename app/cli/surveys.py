@@ -8,8 +8,8 @@ from datetime import date
 import click
 from flask.cli import AppGroup
 
-from app import surveys as service
 from app.db import db
+from app.org import surveys as service
 
 group = AppGroup("surveys", help="Surveys: create from a template, open, close.")
 

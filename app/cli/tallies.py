@@ -7,10 +7,12 @@ import sys
 import click
 from flask.cli import AppGroup, with_appcontext
 
-from app import tally as service
 from app.db import db
-from app.surveys import get_survey, list_surveys
-from app.tally_files import FORMATS, render
+from app.org.surveys import get_survey, list_surveys
+from app.tally.files import FORMATS, render
+from app.tally.params import GROUP_DIMENSIONS
+from app.tally.report import row_columns, tally_dict, tally_report
+from app.tally.verify import verify_tallies
 
 
 def register(cli: click.Group) -> None:
@@ -25,7 +27,7 @@ def register(cli: click.Group) -> None:
 )
 @click.option("--survey", "survey_slug", help="Survey slug (required unless running a subcommand).")
 @click.option("--department", help="A department code; a county includes its townships.")
-@click.option("--by", "group_by", default="", help=f"Comma-separated: {','.join(service.GROUP_DIMENSIONS)}.")
+@click.option("--by", "group_by", default="", help=f"Comma-separated: {','.join(GROUP_DIMENSIONS)}.")
 @click.option("--period", help="BUCKET, RANGE or BUCKET:RANGE, e.g. month, 2024-Q2, week:2024-05.")
 @click.option("--since", help="Only groups changed since this ISO 8601 time.")
 @click.option("--segment", help="Question key used as the segment dimension (default: respondent type).")
@@ -43,11 +45,11 @@ def group(ctx, survey_slug, department, group_by, period, since, segment, fmt, o
         raise click.UsageError("--survey is required")
     if fmt == "xlsx" and not out and sys.stdout.isatty():
         raise click.UsageError("XLSX is binary: pass --out FILE or redirect standard output")
-    result = service.tally_report(
+    result = tally_report(
         db.session, survey_slug, department=department, group_by=group_by, period=period, since=since,
         segment=segment,
     )  # fmt: skip
-    data = render(fmt, service.tally_dict(result), service.row_columns(result))
+    data = render(fmt, tally_dict(result), row_columns(result))
     if out:
         with open(out, "wb") as fh:
             fh.write(data)
@@ -65,7 +67,7 @@ def verify_command(survey_slug: str | None, limit: int) -> None:
     surveys = [get_survey(db.session, survey_slug)] if survey_slug else list_surveys(db.session)
     total = 0
     for survey in surveys:
-        differences = service.verify_tallies(db.session, survey)
+        differences = verify_tallies(db.session, survey)
         for difference in differences[: max(limit - total, 0)]:
             click.echo(f"{survey.slug}: {difference.describe()}")
         total += len(differences)

@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 from flask.cli import AppGroup
 
-from app import surveys as service
 from app.db import db
+from app.org import surveys as service
 from survey_templates import TemplateError, load_template
 
 group = AppGroup("templates", help="Questionnaire templates (TOML).")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import render_template, request
 
-from app.console import bp
+from app.console.blueprint import bp
 from app.console.guard import require_role
 from app.db import db
-from app.review import audit_entries
+from app.integrity.review import audit_entries
 
 
 @bp.get("/audit")

@@ -1,11 +1,11 @@
-"""Console sign-in and sign-out; failures are counted and accounts locked by app.accounts."""
+"""Console sign-in and sign-out; failures are counted and accounts locked by app.accounts.admins."""
 
 from __future__ import annotations
 
 from flask import redirect, render_template, request, url_for
 
 from app import accounts
-from app.console import bp
+from app.console.blueprint import bp
 from app.console.guard import sign_in, sign_out
 from app.db import db
 from app.errors import Forbidden

@@ -7,12 +7,12 @@ import secrets
 
 from flask import flash, redirect, render_template, request, url_for
 
-from app import departments as service
-from app.console import bp
+from app.console.blueprint import bp
 from app.console.guard import actor, can_write, check_scope, current_admin, require_role, scope_ids
 from app.db import db
 from app.errors import Forbidden, Invalid
 from app.models.org import CATEGORIES, LEVEL_NAMES
+from app.org import departments as service
 from app.redis_store import redis_store
 
 IMPORT_TTL = 1800  # seconds a previewed file waits for confirmation

@@ -12,11 +12,11 @@ import time
 
 from flask import g, redirect, request, session, url_for
 
-from app.console import bp
+from app.console.blueprint import bp
 from app.db import db
-from app.departments import subtree_ids
 from app.errors import Forbidden, Invalid
 from app.models import AdminUser, Department
+from app.org.departments import subtree_ids
 from app.redis_store import redis_store
 
 SESSION_HOURS = 12

@@ -9,16 +9,16 @@ from flask import Response, current_app, jsonify, redirect, render_template, req
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
-from app import posters as service
-from app.console import bp
+from app.console.blueprint import bp
 from app.console.guard import check_scope, current_admin, scope_ids
 from app.db import db
-from app.departments import get_department
 from app.errors import Forbidden, Invalid, NotFound
 from app.jobs.posters import BATCH_FORMATS, batch_path, build_poster_batch
+from app.org import posters as service
+from app.org.departments import get_department
+from app.org.surveys import get_survey, list_surveys
 from app.queues import enqueue
 from app.redis_store import redis_store
-from app.surveys import get_survey, list_surveys
 
 
 def _chosen_survey():

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 from flask import Response, current_app, render_template, request
 
-from app.console import bp
+from app.console.blueprint import bp
 from app.console.guard import check_scope, scope_ids
 from app.db import db
-from app.departments import get_department, list_departments
 from app.errors import Invalid
-from app.results import filtered_codes, question_charts
-from app.satisfaction import satisfaction_index
-from app.surveys import get_survey, list_surveys
-from app.tally import row_columns, tallies, tally_dict
-from app.tally_files import FORMATS, render
+from app.org.departments import get_department, list_departments
+from app.org.surveys import get_survey, list_surveys
+from app.tally.files import FORMATS, render
+from app.tally.index import satisfaction_index
+from app.tally.queries import tallies
+from app.tally.report import row_columns, tally_dict
+from app.tally.results import filtered_codes, question_charts
 
 DOWNLOAD_FORMATS = tuple(FORMATS)
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
 
-from app import review as service
-from app.console import bp
+from app.console.blueprint import bp
 from app.console.guard import actor, require_role, scope_ids
 from app.db import db
 from app.errors import Invalid
+from app.integrity import review as service
 from app.models import Department, Question
-from app.surveys import list_surveys
+from app.org.surveys import list_surveys
 
 
 @bp.get("/review")

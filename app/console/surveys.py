@@ -8,13 +8,13 @@ from datetime import date
 
 from flask import flash, redirect, render_template, request, url_for
 
-from app import surveys as service
-from app.console import bp
+from app.console.blueprint import bp
 from app.console.guard import actor, require_role, scope_ids
 from app.db import db
 from app.errors import Invalid
 from app.models.org import LEVEL_NAMES
-from app.results import response_counts
+from app.org import surveys as service
+from app.tally.results import response_counts
 
 
 def _date(name: str) -> date:

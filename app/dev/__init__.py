@@ -1,7 +1,6 @@
 """Dev mode only: the WeChat simulator (phone page, fake WeChat API and OAuth)."""
 
-from flask import Blueprint
+from app.dev import fake_wechat, phone  # noqa: F401  (their views join the blueprint)
+from app.dev.blueprint import bp
 
-bp = Blueprint("dev", __name__)
-
-from app.dev import fake_wechat, phone  # noqa: E402,F401
+__all__ = ["bp"]

@@ -12,7 +12,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from flask import Response, current_app, jsonify, make_response, redirect, request
 
-from app.dev import bp
+from app.dev.blueprint import bp
 from app.redis_store import redis_store
 from qr import url_qr_png
 

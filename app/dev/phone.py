@@ -13,13 +13,13 @@ from flask import abort, current_app, redirect, render_template, request, sessio
 from markupsafe import Markup, escape
 
 from app.db import db
-from app.dev import bp
+from app.dev.blueprint import bp
 from app.dev.fake_wechat import browser_openid, remember_openid, ticket_scene
 from app.dev.wechat_server import MODE_NAMES, MODES, event_xml, open_reply, seal, text_xml
+from app.org.scenes import scene_rows
+from app.org.surveys import list_surveys
 from app.public.identity import SIMULATED_BROWSER_KEY, local_path
 from app.redis_store import redis_store
-from app.scenes import scene_rows
-from app.surveys import list_surveys
 
 ACCOUNT = "gh_wxsurvey_sim"
 CHAT_LIMIT = 30

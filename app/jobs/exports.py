@@ -8,9 +8,9 @@ from datetime import timedelta
 from flask import current_app
 from rq import get_current_job
 
-from app import exports
 from app.db import db
 from app.models import utcnow
+from app.tally import exports
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,12 @@
 # RQ jobs of the intake: drain the response stream into SQL (enqueued by submissions and every 30 s).
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
 
 DRAIN_SECONDS = 30.0  # one job drains at most this long, then hands over to a fresh job
 # Under steady traffic one job follows the stream (waiting up to LINGER for more) and writes a
@@ -19,8 +24,7 @@ def drain_intake(max_seconds: float = DRAIN_SECONDS) -> dict[str, Any]:
     from flask import current_app
 
     from app.db import db
-    from app.drain import drain_backlog
-    from app.intake import request_drain
+    from app.intake.drain import drain_backlog
     from app.redis_store import redis_store
 
     settings = current_app.config["SETTINGS"]
@@ -46,3 +50,14 @@ def other_work_waiting() -> bool:
     from app.queues import get_queue
 
     return any(get_queue(name).count for name in served_queues if name != "intake")
+
+
+def request_drain() -> None:
+    """Enqueue a drain job: called by the submission paths when record_response says a drain is
+    wanted, and by a drain stopped by its clock (needs an app context for the RQ connection)."""
+    from app.queues import enqueue
+
+    try:
+        enqueue("intake", drain_intake)
+    except RedisError:
+        log.warning("intake: could not enqueue a drain job; the periodic drain will pick the backlog up")

@@ -8,7 +8,7 @@ from flask import current_app
 from rq import get_current_job
 
 from app.db import db
-from app.posters import write_batch
+from app.org.posters import write_batch
 from app.redis_store import redis_store
 
 BATCH_FORMATS = ("zip", "pdf")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import current_app
 
 from app.db import db
+from app.org.scenes import scene_rows
 from app.redis_store import redis_store
-from app.scenes import scene_rows
 from app.wechat_api import WeChatApi, default_menu
 
 

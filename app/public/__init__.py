@@ -1,7 +1,6 @@
 """The citizen's questionnaire pages, opened in WeChat's browser."""
 
-from flask import Blueprint
+from app.public import identity, questionnaire  # noqa: F401  (their views join the blueprint)
+from app.public.blueprint import bp
 
-bp = Blueprint("public", __name__)
-
-from app.public import identity, questionnaire  # noqa: E402,F401
+__all__ = ["bp"]

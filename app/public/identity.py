@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from flask import Response, current_app, redirect, render_template, request, session, url_for
 
 from app.errors import Invalid
-from app.public import bp
+from app.public.blueprint import bp
 from app.wechat_api import (
     WeChatApiError,
     exchange_oauth_code,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from app.tally_rows import CITY_TZ
+from app.tally.rows import CITY_TZ
 
 RENDERED_PAGES_MAX = 4096  # bounded: cleared when full (the date in the pages changes daily)
 _rendered: dict[tuple, str] = {}

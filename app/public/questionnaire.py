@@ -1,27 +1,28 @@
 # The questionnaire page /q/<survey>/<department>: shows the frozen questions, takes the answers,
-# and hands them to app.intake; thanks, already-evaluated and closed pages. No SQL here.
-# Ordinary submissions are answered by app.public.fast_submit before Flask sees them; what it
+# and hands them to app.intake.record; thanks, already-evaluated and closed pages. No SQL here.
+# Ordinary submissions are answered by app.fast.submit before Flask sees them; what it
 # does not answer (errors, refusals, no identity) arrives here.
 from __future__ import annotations
 
 from flask import current_app, make_response, render_template, request, session
 
-from app import drain  # noqa: F401  (registers the intake readiness check and the periodic drain)
 from app.db import db
 from app.errors import Conflict, Invalid
 from app.intake import (
     STATE_MESSAGES,
+    drain,  # noqa: F401  (registers the intake readiness check and the periodic drain)
     issue_form_token,
     load_form,
     previous_answer,
     record_response,
     refusal,
 )
-from app.public import bp
+from app.intake.respondents import respondent_key
+from app.jobs.intake import request_drain
+from app.public.blueprint import bp
 from app.public.identity import begin_identity, current_channel, current_openid
 from app.public.pages import local_date, outcome_page
 from app.redis_store import redis_store
-from app.respondents import respondent_key
 
 
 def _page(template: str, status: int = 200, **context):
@@ -90,4 +91,6 @@ def questionnaire(survey_slug: str, department_code: str):
         )  # fmt: skip
     except Conflict as exc:
         return _page("public/closed.html", 409, message=exc.message, **context)
+    if outcome.drain_wanted:
+        request_drain()
     return _outcome_page(outcome, form, dept)

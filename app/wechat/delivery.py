@@ -25,8 +25,8 @@ from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 from wechatpy.replies import BaseReply, TextReply
 from wechatpy.utils import check_signature
 
+from app.org.scenes import GENERATION_KEY
 from app.redis_store import ScriptRunner
-from app.scenes import GENERATION_KEY
 from handlers import DeferredWrites, HandlerContext, dispatch
 
 log = logging.getLogger(__name__)

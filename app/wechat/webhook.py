@@ -10,7 +10,7 @@ from wechatpy.utils import check_signature
 
 from app.db import db
 from app.redis_store import redis_store
-from app.wechat import bp
+from app.wechat.blueprint import bp
 from app.wechat.delivery import Delivery, Rejected, receive
 from handlers import HandlerContext
 
@@ -45,7 +45,7 @@ def receive_delivery():
 
 def answer(app: Flask, delivery: Delivery) -> tuple[int, str, str]:
     """(status, body, content type) for a delivery: its reply, or why it is refused. In an app
-    context; the view and the fast path in front of Flask (app/wechat/fast_webhook.py) share it."""
+    context; the view and the fast path in front of Flask (app/fast/webhook.py) share it."""
     routes = app.extensions["wxsurvey_routes"]
     ctx = HandlerContext(db.session, redis_store.client, app.config["SETTINGS"], date.today(), routes)
     try:

@@ -1,0 +1,5 @@
+"""The dev blueprint object, apart from its views so that they import it without a cycle."""
+
+from flask import Blueprint
+
+bp = Blueprint("dev", __name__)

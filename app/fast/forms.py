@@ -1,0 +1,44 @@
+# What the WSGI fast paths in front of Flask share (app/fast/submit.py for submissions,
+# app/fast/webhook.py for WeChat deliveries): url-encoded fields as werkzeug reads them, and
+# a response written straight to WSGI.
+from __future__ import annotations
+
+from urllib.parse import unquote_plus
+
+from werkzeug.http import HTTP_STATUS_CODES
+
+
+def form_fields(data: bytes) -> dict[str, list[str]] | None:
+    """A url-encoded body or query string as werkzeug decodes it (name -> values, blanks kept), or
+    None when it is not UTF-8. Only the pieces that are percent- or plus-encoded go through unquote."""
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        return None
+    fields: dict[str, list[str]] = {}
+    for piece in text.split("&"):
+        if not piece:
+            continue
+        name, _, value = piece.partition("=")
+        if "%" in name or "+" in name:
+            name = unquote_plus(name, errors="werkzeug.url_quote")
+        if "%" in value or "+" in value:
+            value = unquote_plus(value, errors="werkzeug.url_quote")
+        values = fields.get(name)
+        if values is None:
+            fields[name] = [value]
+        else:
+            values.append(value)
+    return fields
+
+
+def respond(
+    start_response, status: int, body: str, content_type: str, *headers: tuple[str, str]
+) -> list[bytes]:
+    """The status line Flask would send (werkzeug's upper-case reason), the body and its length."""
+    data = body.encode()
+    start_response(
+        f"{status} {HTTP_STATUS_CODES[status].upper()}",
+        [("Content-Type", content_type), ("Content-Length", str(len(data))), *headers],
+    )
+    return [data]

@@ -1,0 +1,122 @@
+# The questionnaire's ordinary submissions (POST /q/<survey>/<department>) answered without Flask's
+# per-request machinery: the hot path of a campaign. Everything else goes to the Flask view.
+"""A WSGI middleware in front of the Flask app (installed by create_app).
+
+"Ordinary" means: no query string, a url-encoded UTF-8 body of at most MAX_BODY bytes, and a
+session cookie signed as Flask signs it with the current key, within the same maximum age
+(app.fast.signing.SignedReader; a cookie signed with a fallback key is left to Flask), carrying an
+openid. Such a submission runs through the same service as the view (app.intake.record_response)
+and is answered with the same cached thanks / already-evaluated pages (app.public.pages).
+
+Every other request — and every submission the service refuses (validation errors, a closed
+survey, a forged pair, an outage) — is handed to the Flask view with its body put back. The
+service has no side effect before it refuses, so the view running it again is safe.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+
+from flask import Flask, render_template
+from werkzeug.http import parse_cookie
+
+from app.db import db
+from app.errors import DomainError
+from app.fast.forms import form_fields, respond
+from app.fast.signing import SignedReader
+from app.intake import load_form, record_response
+from app.jobs.intake import request_drain
+from app.public.identity import channel_of, openid_of
+from app.public.pages import outcome_page
+from app.redis_store import redis_store
+
+FORM_TYPE = "application/x-www-form-urlencoded"
+MAX_BODY = 64 * 1024  # the questionnaire's body is ~1 KB; a larger one takes the view's limits
+_PATH = re.compile(r"/q/([^/]{1,40})/([^/]{1,20})")
+
+
+class SubmissionFastPath:
+    def __init__(self, app: Flask, wsgi_app) -> None:
+        self.app, self.wsgi_app = app, wsgi_app
+        self._signing: tuple | None = None
+
+    def __call__(self, environ, start_response):
+        if environ.get("REQUEST_METHOD") != "POST" or environ.get("QUERY_STRING"):
+            return self.wsgi_app(environ, start_response)
+        match = _PATH.fullmatch(environ.get("PATH_INFO", ""))
+        if match is None or not environ.get("CONTENT_TYPE", "").startswith(FORM_TYPE):
+            return self.wsgi_app(environ, start_response)
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or -1)
+        except ValueError:
+            length = -1
+        session = self._session(environ)
+        openid = openid_of(session) if session else None
+        if not 0 <= length <= MAX_BODY or openid is None:
+            return self.wsgi_app(environ, start_response)
+        body = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = io.BytesIO(body)  # for the view, if it has to answer after all
+        page = self._submit(environ, match.group(1), match.group(2), openid, session, body)
+        if page is None:
+            return self.wsgi_app(environ, start_response)
+        status, html = page
+        return respond(
+            start_response,
+            status,
+            html,
+            "text/html; charset=utf-8",
+            ("Cache-Control", "no-store"),
+            ("Vary", "Cookie"),
+        )
+
+    def _reader(self) -> SignedReader | None:
+        """A reader for Flask's own session serializer (same keys, salt, digest, derivation),
+        built once per secret key instead of a serializer per request."""
+        key = self.app.secret_key
+        if self._signing is None or self._signing[0] != key:
+            serializer = self.app.session_interface.get_signing_serializer(self.app)
+            self._signing = (key, SignedReader(serializer) if serializer is not None else None)
+        return self._signing[1]
+
+    def _session(self, environ) -> dict | None:
+        """The session as Flask's SecureCookieSessionInterface opens it, or None (then the view,
+        with Flask's own session handling, answers)."""
+        value = parse_cookie(environ.get("HTTP_COOKIE", "")).get(self.app.config["SESSION_COOKIE_NAME"])
+        reader = self._reader()
+        if not value or reader is None:
+            return None
+        data = reader.loads(value, max_age=int(self.app.permanent_session_lifetime.total_seconds()))
+        return data if isinstance(data, dict) else None
+
+    def _submit(self, environ, slug: str, code: str, openid: str, session: dict, body: bytes):
+        """(status, html) of an accepted, resent or already-evaluated submission, or None."""
+        fields = form_fields(body)
+        if fields is None:
+            return None
+        with self.app.app_context():
+            try:
+                form, dept = load_form(db.session, slug, code)
+                outcome = record_response(
+                    db.session,
+                    redis_store.client,
+                    self.app.config["SETTINGS"],
+                    form=form,
+                    department=dept,
+                    openid=openid,
+                    data=fields,
+                    form_token=(fields.get("form_token") or [""])[0],
+                    channel=channel_of(session),
+                    user_agent=environ.get("HTTP_USER_AGENT", ""),
+                    remote_addr=environ.get("REMOTE_ADDR"),
+                )
+            except DomainError:  # raised before anything was stored: the view answers it
+                return None
+            if outcome.drain_wanted:
+                request_drain()
+
+            def render(template: str, when: str) -> str:
+                with self.app.request_context(environ):  # the page's layout reads the session
+                    return render_template(template, form=form, department=dept, when=when)
+
+            return outcome_page(outcome, form, dept, bool(session.get("large_text")), render)

@@ -1,0 +1,238 @@
+# Intake: a citizen's submission checked against the survey's frozen questions, held to one per
+# respondent per department per survey atomically in Redis, and queued on a stream for the drain.
+"""The rules, in one place:
+
+- One response per (survey, department, respondent). Redis decides first: a Lua script sets
+  `wx:done:<survey>:<department>:<respondent key>` and XADDs the response to the `wx:intake`
+  stream in one atomic step, so two simultaneous submissions by one person cannot both pass.
+  SQL backs it with a unique constraint: anything Redis let through twice (after its data
+  was lost, say) is dropped by the drain's ON CONFLICT DO NOTHING, never counted twice.
+  The done key lives until the survey's period ends (at most DONE_TTL_CAP); after that the
+  questionnaire page asks SQL whether the person already answered.
+- Idempotency: the form carries a signed token; the response's idempotency key is
+  SHA-256(respondent key : token), so a resent or double-clicked form is recognised (the
+  citizen sees "thank you" again) and two people can never share a key.
+- Integrity flags (stored in `Response.flags`, never a rejection): `straightline` (every
+  scored question given the same option, when there are at least
+  survey.straightline_min_questions of them), `no_scan` (no scan of this department's code by
+  this person within survey.scan_window_hours), `too_fast` (completed in under FAST_MS).
+  None of them quarantines by itself: a satisfied citizen ticks 非常满意 everywhere, and the
+  dev/web channels never scan. QUARANTINE_FLAGS (app.intake.store) names the flags that do
+  put a response under review (`status = "quarantined"`, left out of the official figures); it
+  is empty, so all responses are counted, and reviewers (the console) move flagged ones by hand.
+- Degraded mode: when Redis cannot be reached the response is written straight to SQL (the
+  unique constraint still holds one per person), logged, and reported by /readyz; when SQL
+  is down, the stream keeps buffering and the drain catches up when it returns.
+
+The response's wire form on the stream and the SQL writer the drain uses live in
+app/intake_store.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from redis import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from app.errors import Conflict, Invalid, Unavailable
+from app.intake.forms import STATE_MESSAGES, DepartmentInfo, SurveyForm, read_form_token, refusal
+from app.intake.respondents import respondent_key
+from app.intake.store import Submission, write_responses
+from app.intake.validation import FAST_MS, ip_prefix, parse_answers, straightlined, user_agent_class
+from app.models import Response
+from app.redis_store import ScriptRunner
+from app.tally.rows import local_day
+
+log = logging.getLogger(__name__)
+
+STREAM = "wx:intake"
+DEAD_LETTERS = "wx:intake:dead"
+DRAIN_FLAG = "wx:intake:drain-wanted"
+DRAIN_FLAG_TTL = 10  # seconds: at most one drain job is enqueued per this interval by submissions
+DONE_TTL_CAP = timedelta(days=35)
+CHANNELS = ("wechat", "dev", "web")
+# KEYS: done key, stream, scan key, drain flag. ARGV: done value, done ttl, payload, flag ttl.
+# Returns {0, prior done value} or {1, stream id, 1 if a drain job should be enqueued}.
+RECORD_SCRIPT = """
+local prior = redis.call('GET', KEYS[1])
+if prior then return {0, prior} end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
+local scanned = redis.call('EXISTS', KEYS[3])
+local id = redis.call('XADD', KEYS[2], '*', 'p', ARGV[3], 'ns', 1 - scanned)
+local kick = redis.call('SET', KEYS[4], '1', 'NX', 'EX', tonumber(ARGV[4]))
+if kick then return {1, id, 1} end
+return {1, id, 0}
+"""
+RECORD = ScriptRunner(RECORD_SCRIPT)
+
+
+# --- recording a submission -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """accepted: new; resent: the same form again (thank again); already: answered before."""
+
+    kind: str
+    submitted_at: datetime
+    degraded: bool = False
+    drain_wanted: bool = False  # the caller enqueues a drain job (the domain enqueues nothing)
+
+
+class _Degraded:
+    """When this process last had to write around Redis (for logs and /readyz)."""
+
+    since: float | None = None
+    last: float | None = None
+    direct_writes: int = 0
+
+
+degraded = _Degraded()
+
+
+def done_key(survey_id: int, department_id: int, rkey: str) -> str:
+    return f"wx:done:{survey_id}:{department_id}:{rkey}"
+
+
+def _done_ttl(form: SurveyForm, now: datetime) -> int:
+    end = datetime.combine(form.period_end + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    return max(3600, int(min(end - now, DONE_TTL_CAP).total_seconds()))
+
+
+def previous_answer(session: Session, redis: Redis, form: SurveyForm, dept: DepartmentInfo,
+                    rkey: str) -> datetime | None:  # fmt: skip
+    """When this respondent answered this pair, if they did (Redis first, then SQL)."""
+    try:
+        prior = redis.get(done_key(form.id, dept.id, rkey))
+    except RedisError:
+        prior = None
+    if prior:
+        return datetime.fromtimestamp(int(prior.split("|", 1)[1]) / 1000, UTC)
+    try:
+        found = session.scalar(
+            select(Response.submitted_at).where(
+                Response.survey_id == form.id,
+                Response.department_id == dept.id,
+                Response.respondent_key == rkey,
+            )
+        )
+        session.rollback()
+    except SQLAlchemyError:
+        session.rollback()
+        return None
+    if found is not None and found.tzinfo is None:
+        found = found.replace(tzinfo=UTC)
+    return found
+
+
+def record_response(
+    session: Session,
+    redis: Redis,
+    settings,
+    *,
+    form: SurveyForm,
+    department: DepartmentInfo,
+    openid: str,
+    data,
+    form_token: str,
+    channel: str = "wechat",
+    user_agent: str = "",
+    remote_addr: str | None = None,
+    now: datetime | None = None,
+) -> Outcome:
+    """Validate and accept one submission: queue it in Redis, or (Redis down) write it to SQL."""
+    now = now or datetime.now(UTC)
+    state = refusal(form, department, local_day(now))
+    if state:
+        raise Conflict(STATE_MESSAGES[state], field="state")
+    if channel not in CHANNELS:
+        raise Invalid("来源无效", field="channel")
+    token, started_ms = read_form_token(settings.app.secret_key, form_token)
+    answers = parse_answers(form, data, settings.survey.text_max_length)
+    rkey = respondent_key(settings.survey.respondent_secret, openid)
+    completion_ms = max(0, int(now.timestamp() * 1000) - started_ms)
+    flags = []
+    if straightlined(form, answers, settings.survey.straightline_min_questions):
+        flags.append("straightline")
+    if completion_ms < FAST_MS:
+        flags.append("too_fast")
+    submission = Submission(
+        idempotency_key=hashlib.sha256(f"{rkey}:{token}".encode()).hexdigest(),
+        survey_id=form.id,
+        department_id=department.id,
+        respondent_key=rkey,
+        submitted_at=now,
+        channel=channel,
+        answers=answers,
+        segment_question_id=form.segment_question_id,
+        meta={
+            "completion_ms": completion_ms,
+            "ua": user_agent_class(user_agent),
+            "ip": ip_prefix(remote_addr),
+        },
+        flags=flags,
+    )
+    try:
+        return _queue(redis, form, department, submission, token, now)
+    except RedisError as exc:
+        log.error("intake: Redis unreachable (%s); writing the response straight to SQL", type(exc).__name__)
+        return _write_directly(session, redis, settings, department, submission)
+
+
+def _queue(redis: Redis, form: SurveyForm, dept: DepartmentInfo, sub: Submission, token: str,
+           now: datetime) -> Outcome:  # fmt: skip
+    from app.intake.respondents import _scan_key  # the scan memory's own key format
+
+    stamp = int(now.timestamp() * 1000)
+    keys = [done_key(form.id, dept.id, sub.respondent_key), STREAM, _scan_key(sub.respondent_key, dept.code),
+            DRAIN_FLAG]  # fmt: skip
+    args = [f"{token}|{stamp}", _done_ttl(form, now), sub.encode(), DRAIN_FLAG_TTL]
+    result = RECORD(redis, keys, args)
+    if int(result[0]) == 0:
+        prior_token, _, prior_ms = str(result[1]).partition("|")
+        when = datetime.fromtimestamp(int(prior_ms or 0) / 1000, UTC)
+        return Outcome("resent" if prior_token == token else "already", when)
+    if degraded.since is not None:
+        log.warning("intake: Redis is back; queueing again")
+        degraded.since = None
+    return Outcome("accepted", now, drain_wanted=bool(int(result[2])))
+
+
+def _write_directly(session: Session, redis: Redis, settings, dept: DepartmentInfo,
+                    sub: Submission) -> Outcome:  # fmt: skip
+    now = time.time()
+    degraded.since = degraded.since or now
+    degraded.last = now
+    degraded.direct_writes += 1
+    sub.meta["via"] = "sql"
+    sub.meta["scanned"] = None  # the scan memory lives in Redis, which is unreachable
+    try:
+        inserted = write_responses(session, [sub])
+        session.commit()
+        if inserted:
+            return Outcome("accepted", sub.submitted_at, degraded=True)
+        prior = session.execute(
+            select(Response.idempotency_key, Response.submitted_at).where(
+                Response.survey_id == sub.survey_id,
+                Response.department_id == sub.department_id,
+                Response.respondent_key == sub.respondent_key,
+            )
+        ).first()
+        session.rollback()
+    except SQLAlchemyError as exc:
+        session.rollback()
+        log.error("intake: SQL unavailable too (%s); the submission is refused", type(exc).__name__)
+        raise Unavailable("系统繁忙，您的评价没有提交成功，请稍后再试。") from None
+    if prior is None:  # the idempotency key exists for another pair: a forged resend
+        raise Conflict("这份问卷已经提交过了。", field="form_token")
+    when = prior.submitted_at if prior.submitted_at.tzinfo else prior.submitted_at.replace(tzinfo=UTC)
+    kind = "resent" if prior.idempotency_key == sub.idempotency_key else "already"
+    return Outcome(kind, when, degraded=True)

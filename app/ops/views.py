@@ -1,0 +1,22 @@
+"""Operators' endpoints: /healthz (the process answers) and /readyz (its dependencies do)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from app.db import db
+from app.ops.health import readiness
+from app.redis_store import redis_store
+
+bp = Blueprint("ops", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz():
+    report, status = readiness(db.session, redis_store.client, redis_store.raw)
+    return jsonify(report), status

@@ -1,0 +1,175 @@
+"""OAuth identity for the questionnaire pages, against the simulator's fake WeChat over real HTTP."""
+
+from __future__ import annotations
+
+import io
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from flask import jsonify, request
+
+from app.public.identity import begin_identity, current_channel, current_openid
+
+WECHAT_UA = (
+    "Mozilla/5.0 (Linux; Android 13; V2049A) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/116.0 Mobile Safari/537.36 MicroMessenger/8.0.47.2560(0x28002F35) NetType/WIFI"
+)
+DESKTOP_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120 Safari/537.36"
+
+
+def add_whoami(app):
+    """A stand-in page that needs an identity, exactly as the questionnaire view asks for one."""
+
+    @app.get("/t/whoami")
+    def whoami():
+        openid = current_openid()
+        if openid is None:
+            return begin_identity(request.url)
+        return jsonify(openid=openid, channel=current_channel())
+
+
+@pytest.fixture
+def server(app, live_server):
+    add_whoami(app)
+    app.config["SETTINGS"].app.base_url = live_server.url
+    return live_server
+
+
+def with_args(url: str, extra: str) -> str:
+    """Add query arguments to an authorize URL (before its #wechat_redirect fragment)."""
+    base, _, fragment = url.partition("#")
+    return f"{base}&{extra}" + (f"#{fragment}" if fragment else "")
+
+
+def phone(ua=WECHAT_UA) -> requests.Session:
+    http = requests.Session()
+    http.headers["User-Agent"] = ua
+    return http
+
+
+def test_oauth_gives_openid_silently_and_refresh_does_not_reuse_code(server, redis_client):
+    http = phone()
+    first = http.get(server.url + "/t/whoami", allow_redirects=False)
+    assert first.status_code == 302
+    authorize = first.headers["Location"]
+    assert authorize.startswith(server.url + "/dev/wechat/connect/oauth2/authorize?")
+    query = parse_qs(urlsplit(authorize).query)
+    assert query["scope"] == ["snsapi_base"] and query["appid"] == ["wxdev0000simulator"]
+    assert query["redirect_uri"] == [server.url + "/oauth/callback"]
+
+    to_callback = http.get(authorize, allow_redirects=False)
+    callback = to_callback.headers["Location"]
+    assert callback.startswith(server.url + "/oauth/callback?code=")
+    landed = http.get(callback)
+    assert landed.status_code == 200
+    me = landed.json()
+    assert me["openid"].startswith("oSIM") and me["channel"] == "dev"
+    assert redis_client.keys("wx:sim:code:*") == []  # the code was used up
+
+    # A refresh of the callback must not send the (used) code again: it just goes back.
+    again = http.get(callback)
+    assert again.status_code == 200 and again.json() == me
+    # The same browser gets the same openid from the simulator next time (its own cookie).
+    fresh = phone()
+    for cookie in http.cookies:
+        if cookie.name != "session":
+            fresh.cookies.set_cookie(cookie)
+    assert fresh.get(server.url + "/t/whoami").json()["openid"] == me["openid"]
+    assert phone().get(server.url + "/t/whoami").json()["openid"] != me["openid"]
+
+
+def test_explicit_openid_and_snapshot_user_refused(server):
+    http = phone()
+    authorize = http.get(server.url + "/t/whoami", allow_redirects=False).headers["Location"]
+    landed = http.get(with_args(authorize, "openid=oTEST_citizen_0001"))
+    assert landed.json()["openid"] == "oTEST_citizen_0001"
+
+    snap = phone()
+    authorize = snap.get(server.url + "/t/whoami", allow_redirects=False).headers["Location"]
+    refused = snap.get(with_args(authorize, "snapshot=1"))
+    assert refused.status_code == 403
+    assert "使用完整服务" in refused.text
+    assert snap.get(server.url + "/t/whoami", allow_redirects=False).status_code == 302  # still nobody
+
+
+def test_state_must_match_the_session(server):
+    http = phone()
+    authorize = http.get(server.url + "/t/whoami", allow_redirects=False).headers["Location"]
+    callback = http.get(authorize, allow_redirects=False).headers["Location"]
+    forged = callback.rsplit("state=", 1)[0] + "state=forged"
+    refused = http.get(forged)
+    assert refused.status_code == 400 and "链接已过期" in refused.text
+    # another browser, with no state of its own, cannot use that code either
+    assert phone().get(callback).status_code == 400
+
+
+def test_a_used_code_is_refused_kindly(server):
+    first = phone()
+    authorize = first.get(server.url + "/t/whoami", allow_redirects=False).headers["Location"]
+    callback = first.get(authorize, allow_redirects=False).headers["Location"]
+    assert first.get(callback).status_code == 200
+    code = parse_qs(urlsplit(callback).query)["code"][0]
+
+    second = phone()
+    authorize2 = second.get(server.url + "/t/whoami", allow_redirects=False).headers["Location"]
+    state2 = parse_qs(urlsplit(authorize2).query)["state"][0]
+    reused = second.get(f"{server.url}/oauth/callback?code={code}&state={state2}")
+    assert reused.status_code == 400 and "授权已失效" in reused.text
+    assert "重新打开问卷" in reused.text
+
+
+def test_wechat_unreachable_is_a_503_page(app, server):
+    app.config["SETTINGS"].wechat.api_base_url = "http://127.0.0.1:9"  # nothing listens there
+    http = phone()
+    authorize = http.get(server.url + "/t/whoami", allow_redirects=False).headers["Location"]
+    failed = http.get(authorize)
+    assert failed.status_code == 503 and "稍后" in failed.text
+
+
+def test_outside_wechat_shows_open_in_wechat_with_its_qr(tmp_path, database_url, redis_url, redis_client):
+    import zxingcpp
+    from PIL import Image
+
+    from app import create_app
+    from tests.conftest import settings_for
+
+    settings = settings_for(tmp_path, database_url, redis_url, wechat={"simulator": False})
+    app = create_app(settings)
+    add_whoami(app)
+    client = app.test_client()
+    page = client.get("/t/whoami?x=1", headers={"User-Agent": DESKTOP_UA})
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "请在微信中打开" in html
+    import base64
+    import re
+
+    data = re.search(r'src="data:image/png;base64,([^"]+)"', html).group(1)
+    decoded = zxingcpp.read_barcodes(Image.open(io.BytesIO(base64.b64decode(data))))
+    assert [d.text for d in decoded] == ["http://wx.test/t/whoami?x=1"]
+    # In WeChat's browser the same app goes to the real OAuth address.
+    wechat = client.get("/t/whoami", headers={"User-Agent": WECHAT_UA})
+    assert wechat.headers["Location"].startswith("https://open.weixin.qq.com/connect/oauth2/authorize?")
+    app.extensions["wxsurvey_db"].engine.dispose()
+
+
+def test_dev_cookie_identity_outside_wechat(app, client):
+    add_whoami(app)
+    first = client.get("/t/whoami?a=b", headers={"User-Agent": DESKTOP_UA})
+    assert first.status_code == 302 and first.headers["Location"] == "/t/whoami?a=b"
+    me = client.get("/t/whoami", headers={"User-Agent": DESKTOP_UA}).get_json()
+    assert me["openid"].startswith("dev-") and me["channel"] == "dev"
+
+
+def test_return_to_never_leaves_the_site(app):
+    with app.test_request_context("/", headers={"User-Agent": DESKTOP_UA}):
+        assert begin_identity("https://evil.example/steal?x=1").headers["Location"] == "/steal?x=1"
+    with app.test_request_context("/", headers={"User-Agent": DESKTOP_UA}):
+        assert begin_identity("//evil.example").headers["Location"] == "/"
+
+
+def test_callback_without_a_session_is_a_kind_400(client):
+    page = client.get("/oauth/callback?code=abc&state=def")
+    assert page.status_code == 400 and "链接已过期" in page.get_data(as_text=True)
+    assert client.get("/oauth/callback").status_code == 400
