@@ -33,6 +33,7 @@ class AppSettings:
     web_workers: int = 2
     web_threads: int = 4
     log_level: str = "INFO"
+    timezone: str = "Asia/Shanghai"  # the city's clock (app.clock): its "today" and calendar days
 
 
 @dataclass
@@ -214,6 +215,12 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
     if app["base_url"] and not app["base_url"].startswith(("http://", "https://")):
         raise ConfigError(f"app.base_url: must start with http:// or https://, got {app['base_url']!r}")
     app["base_url"] = app["base_url"].rstrip("/")
+    from app.clock import check_zone
+
+    try:
+        check_zone(app["timezone"])
+    except ValueError as exc:
+        raise ConfigError(f"app.timezone: {exc}") from None
     aes = values["wechat"]["encoding_aes_key"]
     if aes and len(aes) != 43:
         raise ConfigError(f"wechat.encoding_aes_key: must be 43 characters, got {len(aes)}")

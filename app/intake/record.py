@@ -42,6 +42,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from app import clock
 from app.errors import Conflict, Invalid, Unavailable
 from app.intake.forms import STATE_MESSAGES, DepartmentInfo, SurveyForm, read_form_token, refusal
 from app.intake.respondents import respondent_key
@@ -49,7 +50,6 @@ from app.intake.store import Submission, write_responses
 from app.intake.validation import FAST_MS, ip_prefix, parse_answers, straightlined, user_agent_class
 from app.models import Response
 from app.redis_store import ScriptRunner
-from app.tally.rows import local_day
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +149,8 @@ def record_response(
     now: datetime | None = None,
 ) -> Outcome:
     """Validate and accept one submission: queue it in Redis, or (Redis down) write it to SQL."""
-    now = now or datetime.now(UTC)
-    state = refusal(form, department, local_day(now))
+    now = now or clock.now()
+    state = refusal(form, department, clock.day_of(now))
     if state:
         raise Conflict(STATE_MESSAGES[state], field="state")
     if channel not in CHANNELS:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 from flask import Flask, Response, current_app, request
 from wechatpy.exceptions import InvalidSignatureException
 from wechatpy.utils import check_signature
 
+from app import clock
 from app.db import db
 from app.redis_store import redis_store
 from app.wechat.blueprint import bp
@@ -47,7 +46,7 @@ def answer(app: Flask, delivery: Delivery) -> tuple[int, str, str]:
     """(status, body, content type) for a delivery: its reply, or why it is refused. In an app
     context; the view and the fast path in front of Flask (app/fast/webhook.py) share it."""
     routes = app.extensions["wxsurvey_routes"]
-    ctx = HandlerContext(db.session, redis_store.client, app.config["SETTINGS"], date.today(), routes)
+    ctx = HandlerContext(db.session, redis_store.client, app.config["SETTINGS"], clock.today(), routes)
     try:
         received = receive(delivery, ctx)
     except Rejected as exc:
