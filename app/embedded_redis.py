@@ -237,6 +237,14 @@ def own_embedded(var_dir: Path, appendfsync: str = "everysec", wait: float = 60.
     return server
 
 
+def keep_across_exec(var_dir: Path) -> None:
+    """Before this process execs another program (`wxsurvey serve` becomes gunicorn): keep the
+    owner's lock. The server, its child, still stops when the process ends."""
+    server = _owned.get(Path(var_dir).resolve())
+    if server is not None and server._lock_fd is not None:
+        os.set_inheritable(server._lock_fd, True)
+
+
 def stop_embedded(var_dir: Path) -> None:
     """Stop var/'s server if this process owns it; a guest leaves it to its owner."""
     server = _owned.get(Path(var_dir).resolve())

@@ -114,4 +114,8 @@ def serve(host: str | None, port: int | None) -> None:
         settings.app.web_workers,
         settings.app.web_threads,
     )
+    if not settings.redis.url:
+        from app.embedded_redis import keep_across_exec
+
+        keep_across_exec(settings.var_dir)  # gunicorn, in this process, stays the Redis's owner
     os.execv(argv[0], argv)
