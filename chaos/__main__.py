@@ -20,7 +20,7 @@ from chaos.stack import ROOT, Stack
 RESULTS = ROOT / "chaos-results"
 
 
-def embedded_round(work: Path, quick: bool) -> list[dict]:
+def embedded_round(work: Path, quick: bool, rounds: int) -> list[dict]:
     """`wxsurvey run` on its defaults (embedded Redis), the SQLite file on a small disk."""
     disk = SmallDisk(work)
     disk.mount()
@@ -31,10 +31,11 @@ def embedded_round(work: Path, quick: bool) -> list[dict]:
         load = faults.Load(stack).start()
         try:
             time.sleep(3)  # the load settles before the first fault
-            results.append(faults.kill_worker(stack, load))
-            results.append(faults.kill_embedded_redis(stack, load))
-            results.append(faults.fill_disk(stack, load, disk, hold=8 if quick else 20))
-            results.append(faults.retry_storm(stack, load, deliveries=200, tries=3, interval=5))
+            for _ in range(rounds):
+                results.append(faults.kill_worker(stack, load))
+                results.append(faults.kill_embedded_redis(stack, load))
+                results.append(faults.fill_disk(stack, load, disk, hold=8 if quick else 20))
+                results.append(faults.retry_storm(stack, load, deliveries=200, tries=3, interval=5))
         finally:
             load.stop()
     finally:
@@ -43,7 +44,7 @@ def embedded_round(work: Path, quick: bool) -> list[dict]:
     return results
 
 
-def server_round(work: Path, quick: bool) -> list[dict]:
+def server_round(work: Path, quick: bool, rounds: int) -> list[dict]:
     """The same stack on a Redis server configured as deploy/ ships it and on PostgreSQL."""
     redis_server, cluster = RedisServer(work), PostgresCluster(work)
     redis_server.start()
@@ -55,9 +56,9 @@ def server_round(work: Path, quick: bool) -> list[dict]:
         load = faults.Load(stack).start()
         try:
             time.sleep(3)
-            results.append(faults.kill_deploy_redis(stack, load, redis_server))
-            results.append(faults.restart_postgres(stack, load, cluster, hold=8 if quick else 20))
-            if not quick:
+            for _ in range(rounds):
+                results.append(faults.kill_deploy_redis(stack, load, redis_server))
+                results.append(faults.restart_postgres(stack, load, cluster, hold=8 if quick else 20))
                 results.append(faults.kill_worker(stack, load))
         finally:
             load.stop()
@@ -99,7 +100,7 @@ def table(results: list[dict]) -> str:
     return head + "\n".join(rows) + "\n"
 
 
-def write_report(results: list[dict], quick: bool, seconds: float, path: Path) -> None:
+def write_report(results: list[dict], quick: bool, rounds: int, seconds: float, path: Path) -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     command = "make chaos CHAOS_ARGS=--quick" if quick else "make chaos"
@@ -113,9 +114,10 @@ Each fault is injected into a real `wxsurvey run` stack while citizens submit an
 with no manual step, until the stack has recovered (database and Redis answer, the intake
 stream is empty, every acknowledged answer is in SQL) and checks answer by answer: every
 submission that got a thank-you page must be in SQL exactly once (lost and counted twice must
-read 0) and none that got an error page may be; `wxsurvey tallies verify` must pass. The counts
-are cumulative over the stack's run. "Outage" is how long the fault was held (a killed process
-is restarted by the supervisor or, for the Redis server, by the suite playing systemd 1 s
+read 0) and none that got an error page may be; `wxsurvey tallies verify` must pass. Each fault
+runs {rounds} time(s) in turn; the counts are cumulative over the stack's run. "Outage" is how
+long the fault was held (a killed process is restarted by the supervisor or, for the Redis
+server, by the suite playing systemd 1 s
 later); "recover" runs from the end of the outage to full recovery.
 
 Stacks: the embedded defaults (embedded Redis supervised by `wxsurvey run`, SQLite on a tmpfs
@@ -131,20 +133,22 @@ Reproduce: `make chaos` (as root on Linux: the suite mounts a tmpfs and runs Pos
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m chaos", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="one round of each fault, short outages")
+    parser.add_argument("--quick", action="store_true", help="one round, short outages (< 3 min)")
+    parser.add_argument("--rounds", type=int, help="rounds of every fault (default: 1 quick, 2 full)")
     parser.add_argument("--report", default=str(ROOT / "RELIABILITY.md"), help="where to write the report")
     parser.add_argument("--no-report", action="store_true", help="print the results only")
     args = parser.parse_args(argv)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="wxsurvey-chaos-") as tmp:
         os.chmod(tmp, 0o755)  # PostgreSQL runs as its own user under it
-        results = embedded_round(Path(tmp), args.quick) + server_round(Path(tmp), args.quick)
+        rounds = args.rounds or (1 if args.quick else 2)
+        results = embedded_round(Path(tmp), args.quick, rounds) + server_round(Path(tmp), args.quick, rounds)
     seconds = time.monotonic() - started
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"chaos-{'quick' if args.quick else 'full'}.json").write_text(json.dumps(results, indent=2))
     print(table(results))
     if not args.no_report:
-        write_report(results, args.quick, seconds, Path(args.report))
+        write_report(results, args.quick, rounds, seconds, Path(args.report))
     bad = [
         r["fault"]
         for r in results
