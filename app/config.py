@@ -34,6 +34,7 @@ class AppSettings:
     web_threads: int = 4
     log_level: str = "INFO"
     timezone: str = "Asia/Shanghai"  # the city's clock (app.clock): its "today" and calendar days
+    fast_paths: bool = True  # the WSGI fast paths in front of Flask (app/fast/); off: Flask answers all
 
 
 @dataclass

@@ -7,6 +7,7 @@ import hashlib
 import os
 import threading
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import redis
 from flask import Flask, current_app
@@ -18,8 +19,11 @@ from redis.retry import Retry
 
 from app.embedded_redis import ensure_embedded
 
+if TYPE_CHECKING:
+    from app.config import Settings
 
-def redis_url(settings) -> str:
+
+def redis_url(settings: Settings) -> str:
     if settings.redis.url:
         return settings.redis.url
     return ensure_embedded(settings.var_dir, settings.redis.embedded_appendfsync)
