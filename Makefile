@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= auto
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench chaos clean
 
 install: $(STAMP)
 
@@ -24,13 +24,16 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check app handlers qr survey_templates tests worker.py bench deploy
-	$(BIN)/ruff format --check app handlers qr survey_templates tests worker.py bench deploy
+	$(BIN)/ruff check app handlers qr survey_templates tests worker.py bench deploy chaos
+	$(BIN)/ruff format --check app handlers qr survey_templates tests worker.py bench deploy chaos
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
+chaos: $(STAMP)
+	$(BIN)/python -m chaos $(CHAOS_ARGS)
+
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache chaos-results

@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Flask
 
+from app import clock
 from app.config import Settings, load_settings
 from app.db import db
 from app.fast.signing import SessionInterface
@@ -17,6 +18,7 @@ from app.redis_store import redis_store
 def create_app(config: Settings | Mapping[str, Mapping[str, Any]] | None = None) -> Flask:
     """Build the app. `config` is ready Settings, or overrides on top of file and environment."""
     settings = config if isinstance(config, Settings) else load_settings(overrides=config)
+    clock.configure(settings.app.timezone)
     app = Flask(__name__)
     app.session_interface = SessionInterface()
     app.config.update(

@@ -24,7 +24,7 @@ __all__ = ["ConfigError", "Settings", "load_settings"]
 @dataclass
 class AppSettings:
     secret_key: str = ""
-    base_url: str = "http://127.0.0.1:5000"
+    base_url: str = ""  # empty: in dev mode http://{host}:{port}; production must set it (https)
     mode: str = "dev"
     host: str = "127.0.0.1"
     port: int = 5000
@@ -33,6 +33,7 @@ class AppSettings:
     web_workers: int = 2
     web_threads: int = 4
     log_level: str = "INFO"
+    timezone: str = "Asia/Shanghai"  # the city's clock (app.clock): its "today" and calendar days
     fast_paths: bool = True  # the WSGI fast paths in front of Flask (app/fast/); off: Flask answers all
     log_format: str = "text"
     metrics_token: str = ""
@@ -230,7 +231,7 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
         raise ConfigError(f"app.log_format: must be text or json, got {app['log_format']!r}")
     if not 0 < app["port"] < 65536:
         raise ConfigError(f"app.port: must be 1..65535, got {app['port']}")
-    if not app["base_url"].startswith(("http://", "https://")):
+    if app["base_url"] and not app["base_url"].startswith(("http://", "https://")):
         raise ConfigError(f"app.base_url: must start with http:// or https://, got {app['base_url']!r}")
     app["base_url"] = app["base_url"].rstrip("/")
     from app.security.client_address import parse_trusted_proxies
@@ -239,6 +240,12 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
         parse_trusted_proxies(app["trusted_proxies"])
     except ValueError as exc:
         raise ConfigError(f"app.trusted_proxies: {exc}") from None
+    from app.clock import check_zone
+
+    try:
+        check_zone(app["timezone"])
+    except ValueError as exc:
+        raise ConfigError(f"app.timezone: {exc}") from None
     aes = values["wechat"]["encoding_aes_key"]
     if aes and len(aes) != 43:
         raise ConfigError(f"wechat.encoding_aes_key: must be 43 characters, got {len(aes)}")
@@ -268,6 +275,15 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
     if any(s.destination for s in parse_schedules(values["exports"]["schedules"])):
         if not values["exports"]["push_secret"]:
             raise ConfigError("exports.push_secret: needed to sign pushes: a schedule has a destination")
+
+
+def dev_base_url(host: str, port: int) -> str:
+    """Where a browser on this machine reaches a dev server bound to host:port."""
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 def _dev_secrets(values: dict[str, dict[str, Any]]) -> None:
@@ -329,6 +345,13 @@ def load_settings(
                 raise ConfigError(f"production mode needs {section}.{key} (or {env}); it is not set")
         if values["app"]["secret_key"] and len(values["app"]["secret_key"]) < 16:
             raise ConfigError("app.secret_key: must be at least 16 characters in production")
+        if not values["app"]["base_url"].startswith("https://"):
+            raise ConfigError(
+                "production mode needs app.base_url (or WXSURVEY_APP_BASE_URL), the public https:// "
+                f"address WeChat reaches; got {values['app']['base_url'] or 'nothing'}"
+            )
     else:
         _dev_secrets(values)
+        if not values["app"]["base_url"]:
+            values["app"]["base_url"] = dev_base_url(values["app"]["host"], values["app"]["port"])
     return Settings(**{name: SECTIONS[name](**keys) for name, keys in values.items()})

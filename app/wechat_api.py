@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import date
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import requests
 from redis import Redis
 
+from app import clock
 from app.config import DEFAULTS
 from app.errors import Invalid, Unavailable
 from app.metrics import TOKEN_REFRESHES, WECHAT_API
@@ -197,7 +197,7 @@ class WeChatApi:
             raise WeChatApiError("微信接口没有返回 access_token")
         self.redis.set(TOKEN_KEY, token, ex=max(60, expires - TOKEN_MARGIN))
         TOKEN_REFRESHES.labels(trigger).inc()
-        day_key = f"wx:api:token_fetches:{date.today():%Y%m%d}"
+        day_key = f"wx:api:token_fetches:{clock.today():%Y%m%d}"
         self.redis.incr(day_key)  # WeChat allows 2,000 a day: watch this counter
         self.redis.expire(day_key, 2 * 86400)
         return token

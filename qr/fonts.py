@@ -1,15 +1,19 @@
-# Finds a font that can draw Chinese for the posters, with no manual set-up on common systems,
-# and loads the Simplified Chinese face out of .ttc collections.
+# Finds a font that can draw Chinese for the posters: the Noto Sans CJK that comes with the
+# install (a PyPI font package), else the system's; loads the Simplified Chinese face and weight.
 from __future__ import annotations
 
 import shutil
 import subprocess
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-INSTALL_HINT = "install fonts-noto-cjk (Debian/Ubuntu) or set qr.font_path"
+INSTALL_HINT = "reinstall wxsurvey (its font package manimgx-fonts-cjk) or set qr.font_path"
+
+# The OFL Noto Sans CJK variable font installed with wxsurvey's dependencies: (package, file).
+PACKAGED_FONT = ("manimgx_fonts_cjk", "NotoSansCJK-VF.otf.ttc")
 
 # Bold faces first within each family: posters use the bold face for headings and the
 # regular one (see `sibling_weight`) for body text.
@@ -74,30 +78,49 @@ def sc_face_index(path: Path) -> int:
 
 
 @lru_cache(maxsize=256)
-def load_font(path: Path, size: int) -> ImageFont.FreeTypeFont:
-    """`path` at `size` pixels, Simplified Chinese face selected."""
-    return ImageFont.truetype(str(path), size, index=sc_face_index(path))
-
-
-@lru_cache(maxsize=64)
-def draws_chinese(path: Path) -> bool:
-    """True if the font has real glyphs for Chinese, not the .notdef box or nothing at all."""
+def load_font(path: Path, size: int, weight: str = "Regular") -> ImageFont.FreeTypeFont:
+    """`path` at `size` pixels, Simplified Chinese face selected; a variable font is set to the
+    named instance `weight` ("Regular" or "Bold"; a static font is its own weight)."""
+    font = ImageFont.truetype(str(path), size, index=sc_face_index(path))
     try:
-        font = load_font(path, 48)
-    except OSError:
-        return False
+        names = [name.decode() if isinstance(name, bytes) else name for name in font.get_variation_names()]
+    except OSError:  # not a variable font
+        return font
+    if weight in names:
+        font.set_variation_by_name(weight)
+    return font
+
+
+def packaged_font() -> Path | None:
+    """The Noto Sans CJK file that comes with the install, if its package is there."""
+    package, name = PACKAGED_FONT
+    try:
+        path = Path(str(resources.files(package).joinpath(name)))
+    except ModuleNotFoundError:
+        return None
+    return path if path.is_file() else None
+
+
+def missing_glyphs(path: Path, text: str, weight: str = "Regular") -> str:
+    """The characters of `text` the font draws as its .notdef box or not at all (spaces aside)."""
+    font = load_font(path, 48, weight)
 
     def render(char: str) -> bytes:
         canvas = Image.new("L", (64, 64), 0)
         ImageDraw.Draw(canvas).text((8, 0), char, font=font, fill=255)
         return canvas.tobytes()
 
-    notdef = render("\U0010fffd")  # private use plane 16: no font maps it
-    blank = bytes(64 * 64)
-    for char in "中国评价":
-        if render(char) in (notdef, blank):
-            return False
-    return True
+    notdef, blank = render("\U0010fffd"), bytes(64 * 64)  # plane 16 private use: no font maps it
+    return "".join(c for c in dict.fromkeys(text) if not c.isspace() and render(c) in (notdef, blank))
+
+
+@lru_cache(maxsize=64)
+def draws_chinese(path: Path) -> bool:
+    """True if the font has real glyphs for Chinese, not the .notdef box or nothing at all."""
+    try:
+        return not missing_glyphs(path, "中国评价")
+    except OSError:
+        return False
 
 
 _WEIGHT_SWAPS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -137,7 +160,8 @@ def _fc_list_candidates() -> list[Path]:
 
 
 def find_cjk_font(preferred: str | Path | None = None) -> Path:
-    """A font file that can draw Chinese: `preferred` if given, else a well-known path, else fc-list."""
+    """A font file that can draw Chinese: `preferred` (qr.font_path) if given, else the packaged
+    Noto Sans CJK, else a well-known system path, else fc-list."""
     if preferred:
         path = Path(preferred).expanduser()
         if not path.is_file():
@@ -154,6 +178,9 @@ def find_cjk_font(preferred: str | Path | None = None) -> Path:
 @lru_cache(maxsize=1)
 def _discover() -> Path | None:
     # Cached: a batch renders hundreds of posters; fc-list need not run for each.
+    packaged = packaged_font()
+    if packaged is not None and draws_chinese(packaged):
+        return packaged
     for candidate in [Path(p) for p in WELL_KNOWN_FONTS] + _fc_list_candidates():
         if candidate.is_file() and draws_chinese(candidate):
             return candidate

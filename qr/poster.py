@@ -100,7 +100,14 @@ def _ellipsize(text: str, font: ImageFont.FreeTypeFont, width: float, lines: int
 
 
 def fit_text(
-    text: str, font_path: Path, *, max_size: int, min_size: int, width: float, max_lines: int
+    text: str,
+    font_path: Path,
+    *,
+    max_size: int,
+    min_size: int,
+    width: float,
+    max_lines: int,
+    weight: str = "Regular",
 ) -> tuple[ImageFont.FreeTypeFont, list[str]]:
     """The largest size at which `text` fits `width` in up to `max_lines` lines (2 at most).
 
@@ -109,20 +116,20 @@ def fit_text(
     """
     text = " ".join(text.split())
     sizes = range(max_size, min_size - 1, -2)
-    one = next((s for s in sizes if load_font(font_path, s).getlength(text) <= width), None)
+    one = next((s for s in sizes if load_font(font_path, s, weight).getlength(text) <= width), None)
     if one is not None and (max_lines == 1 or one >= 0.75 * max_size or len(text) < 2):
-        return load_font(font_path, one), [text]
+        return load_font(font_path, one, weight), [text]
     if max_lines >= 2:
         for size in sizes:
             if one is not None and one >= size:
                 break
-            font = load_font(font_path, size)
+            font = load_font(font_path, size, weight)
             lines = _two_lines(text, font)
             if all(font.getlength(line) <= width for line in lines):
                 return font, lines
     if one is not None:
-        return load_font(font_path, one), [text]
-    font = load_font(font_path, min_size)
+        return load_font(font_path, one, weight), [text]
+    font = load_font(font_path, min_size, weight)
     return font, _ellipsize(text, font, width, max_lines)
 
 
@@ -180,6 +187,7 @@ def render_poster(
         min_size=round(36 * s),
         width=text_width,
         max_lines=1,
+        weight="Bold",
     )
     title_fit = (
         fit_text(
@@ -212,6 +220,7 @@ def render_poster(
         min_size=round(56 * s),
         width=text_width,
         max_lines=2,
+        weight="Bold",
     )
     y = _draw_lines(
         draw, dept_font, dept_lines, centre_x=centre, top=band_height + round(56 * s), fill=INK, leading=1.25
@@ -246,6 +255,7 @@ def render_poster(
         min_size=round(40 * s),
         width=text_width,
         max_lines=2,
+        weight="Bold",
     )
     instr_height = instr_font.size * 1.3 * len(instr_lines)
     gap = round(24 * s)

@@ -7,8 +7,10 @@ database; tables are emptied and Redis flushed before every test.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import uuid
@@ -24,14 +26,41 @@ from app import create_app
 from app.config import load_settings
 from app.migrate import upgrade
 from app.models import Base
+from chaos.stack import wait_for_no_processes_with_env
 
 for _name in list(os.environ):
     if _name.startswith("WXSURVEY_") and not _name.startswith("WXSURVEY_TEST_"):
         del os.environ[_name]
 
+# Every process the suite starts inherits this mark (run_cli keeps it: it is no WXSURVEY_ key),
+# even one that daemonizes; at the end the controller lists the marked processes still running.
+SUITE_MARK = "PYTEST_WXSURVEY_RUN"
+os.environ.setdefault(SUITE_MARK, uuid.uuid4().hex)
+
 PG_URL = os.environ.get("WXSURVEY_TEST_DATABASE_URL", "")
 REDIS_URL = os.environ.get("WXSURVEY_TEST_REDIS_URL", "")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session, exitstatus):
+    """No stray processes: once the tests (and xdist's workers) are done, nothing the suite
+    started may still run, embedded redis-servers included, whether tests passed, failed or
+    were interrupted. Any left are listed, killed, and the run fails."""
+    if os.environ.get("PYTEST_XDIST_WORKER") or not Path("/proc/self/environ").exists():
+        return
+    left = wait_for_no_processes_with_env(f"{SUITE_MARK}={os.environ[SUITE_MARK]}", timeout=20)
+    if not left:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = [f"  pid {pid}: {command}" for pid, command in left]
+    message = "processes started by the suite still running after it ended (killed now):\n"
+    if reporter is not None:
+        reporter.write_line("\n" + message + "\n".join(lines), red=True)
+    for pid, _ in left:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def worker_index(config) -> int:
@@ -75,7 +104,7 @@ def redis_url(tmp_path_factory, request) -> Iterator[str]:
         client.flushdb()
         client.close()
         return
-    from app.redis_store import ensure_embedded, stop_embedded
+    from app.redis_store.embedded import ensure_embedded, stop_embedded
 
     var = tmp_path_factory.mktemp("redis")
     url = ensure_embedded(var, appendfsync="no")

@@ -74,6 +74,7 @@ def test_production_refuses_to_start_without_a_secret(tmp_path, missing, key):
         "WXSURVEY_WECHAT_APPID": "wx123",
         "WXSURVEY_WECHAT_SECRET": "sec",
         "WXSURVEY_WECHAT_TOKEN": "tok",
+        "WXSURVEY_APP_BASE_URL": "https://wx.example.gov.cn",
     }
     load_settings(write(tmp_path, ""), environ=env)  # complete: starts
     del env[missing]

@@ -3,48 +3,77 @@
 from __future__ import annotations
 
 import gc
+import json
+import os
+import signal
 import socket
 import subprocess
 import threading
 import time
 from multiprocessing import get_context
+from pathlib import Path
 
 import pytest
 import redis
 
-from app.redis_store import ScriptRunner, ensure_embedded, redis_server_binary, stop_embedded
+from app.redis_store import ScriptRunner
+from app.redis_store.embedded import ensure_embedded, redis_server_binary, stop_embedded
 
 
-def _start_from_child(var: str, queue) -> None:
-    queue.put(ensure_embedded(var, appendfsync="always"))
+def _own_until_released(var: str, queue, release: str) -> None:
+    queue.put((os.getpid(), ensure_embedded(var, appendfsync="always")))
+    deadline = time.monotonic() + 60
+    while not Path(release).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # a file, not an Event: one waiter is SIGKILLed
 
 
-def test_embedded_server_is_shared_append_only_and_survives_restart(tmp_path):
+def running(pid: int) -> bool:
+    """True while `pid` runs (a zombie waiting for a reaper does not count)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def test_embedded_server_has_one_owner_shares_it_and_ends_with_it(tmp_path):
+    """Concurrent starters share one server; it is its starter's child and dies with it, even
+    on SIGKILL (nothing left running); the next process starts it again from its AOF."""
     var = tmp_path / "var"
     ctx = get_context("spawn")
-    queue = ctx.Queue()
-    children = [ctx.Process(target=_start_from_child, args=(str(var), queue)) for _ in range(3)]
+    queue, release = ctx.Queue(), tmp_path / "release"
+    children = [
+        ctx.Process(target=_own_until_released, args=(str(var), queue, str(release))) for _ in range(3)
+    ]
     for child in children:
         child.start()
-    urls = {queue.get(timeout=60) for _ in children}
-    for child in children:
-        child.join(timeout=30)
+    started = [queue.get(timeout=60) for _ in children]
+    urls = {url for _, url in started}
     assert len(urls) == 1, "concurrent starters must share one server"
     url = urls.pop()
+    owner = json.loads((var / "redis.owner").read_text())
+    assert owner["state"] == "running" and owner["pid"] in {pid for pid, _ in started}
     client = redis.Redis.from_url(url, decode_responses=True)
     try:
         assert client.config_get("appendonly")["appendonly"] == "yes"
         client.xadd("wx:test", {"answer": "满意"})
         client.set("kept", "1")
-        stop_embedded(var)
+        server_pid = client.info("server")["process_id"]
+        os.kill(owner["pid"], signal.SIGKILL)
+        wait_for(lambda: not running(server_pid))
         with pytest.raises(redis.ConnectionError):
             client.ping()
-        assert ensure_embedded(var) == url
+        release.touch()
+        for child in children:
+            child.join(timeout=30)
+        assert ensure_embedded(var) == url  # this process owns it now
+        assert json.loads((var / "redis.owner").read_text())["pid"] == os.getpid()
         assert client.get("kept") == "1"
         assert client.xlen("wx:test") == 1
     finally:
+        release.touch()
         client.close()
         stop_embedded(var)
+    assert not (var / "redis.sock").exists()
 
 
 def free_port() -> int:

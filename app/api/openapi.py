@@ -48,8 +48,9 @@ PERIOD = _param(
     "period",
     "`BUCKET`, `RANGE` or `BUCKET:RANGE`. BUCKET groups rows by " + ", ".join(PERIOD_BUCKETS)
     + " (adds the `period` dimension; `survey` = the survey's whole period; weeks are ISO weeks "
-    "labelled 2024-W19). RANGE limits the days (city time, Asia/Shanghai): 2024, 2024-Q2, 2024-05, "
-    "2024-W19, 2024-05-03, or A..B between two of those, inclusive, either side may be empty. "
+    "labelled 2024-W19). RANGE limits the days (city time: app.timezone, Asia/Shanghai by default): "
+    "2024, 2024-Q2, 2024-05, 2024-W19, 2024-05-03, or A..B between two of those, inclusive, "
+    "either side may be empty. "
     "Grouping by period without a bucket uses month. Examples: `month`, `2024-Q2`, `week:2024-05`.",
     {"type": "string", "pattern": PERIOD_PATTERN},
 )  # fmt: skip

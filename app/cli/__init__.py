@@ -10,6 +10,7 @@ from flask.cli import FlaskGroup
 
 from app.config import ConfigError
 from app.errors import DomainError
+from app.redis_store.embedded import EmbeddedRedisError
 
 
 def _create_app():
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         click.echo(f"wxsurvey: error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
-    except (ConfigError, DomainError) as exc:
+    except (ConfigError, DomainError, EmbeddedRedisError) as exc:
         click.echo(f"wxsurvey: error: {exc}", err=True)
         sys.exit(1)
     except click.exceptions.Abort:

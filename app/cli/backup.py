@@ -41,7 +41,7 @@ def restore_command(file: Path) -> None:
     result = restore(db.engine, redis_store.raw, file)
     if result["queued"]:
         from app.jobs.intake import drain_intake
-        from app.queues import enqueue
+        from app.jobs.queues import enqueue
 
         enqueue("intake", drain_intake)  # the first worker to start drains them
     waiting = " (a drain job is waiting for the workers)" if result["queued"] else ""

@@ -9,8 +9,8 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from app.db import db
+from app.jobs.queues import enqueue
 from app.org.scenes import scene_rows
-from app.queues import enqueue
 from app.redis_store import redis_store
 
 group = AppGroup("qr", help="QR codes and printable posters for departments' surveys.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 from typing import TYPE_CHECKING
 
@@ -41,12 +42,32 @@ def _links(settings: Settings) -> list[str]:
     return lines
 
 
+def _embedded_child(settings):
+    """The embedded Redis as a supervised child: this process must own it (one owner per var/)."""
+    from app.redis_store.embedded import EmbeddedRedisError, own_embedded
+
+    try:
+        server = own_embedded(settings.var_dir, settings.redis.embedded_appendfsync)
+    except EmbeddedRedisError as exc:
+        raise click.ClickException(str(exc)) from None
+
+    def spawn():
+        server.process = server.spawn()  # from its append-only file, after a crash too
+        return server.process
+
+    def ready():
+        server.wait_ready()
+        server.mark("running")
+
+    return server, Child("redis", server.argv(), process=server.process, spawn=spawn, ready=ready)
+
+
 @click.command()
 @with_appcontext
 @click.option("--host", help="Bind address (default: app.host).")
 @click.option("--port", type=int, help="Port (default: app.port).")
 def run(host: str | None, port: int | None) -> None:
-    """Run web, worker and scheduler together until Ctrl-C."""
+    """Run the embedded Redis, web, worker and scheduler together until Ctrl-C."""
     settings = current_app.config["SETTINGS"]
     host, port = host or settings.app.host, port or settings.app.port
     env = dict(os.environ)
@@ -57,22 +78,26 @@ def run(host: str | None, port: int | None) -> None:
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    children, server = [], None
     if not settings.redis.url:
-        # Children connect to the embedded server this process started rather than racing to start one.
+        # The children connect to the server this process owns and supervises.
         from app.redis_store import redis_store
 
+        server, child = _embedded_child(settings)
+        children.append(child)
         env["WXSURVEY_REDIS_URL"] = redis_store.url
+    children += [
+        Child("web", web_argv(host, port, settings.app.web_workers, settings.app.web_threads)),
+        Child("worker", worker_argv()),
+        Child("scheduler", worker_argv("--cron")),
+    ]
     supervisor = Supervisor(
-        [
-            Child("web", web_argv(host, port, settings.app.web_workers, settings.app.web_threads)),
-            Child("worker", worker_argv()),
-            Child("scheduler", worker_argv("--cron")),
-        ],
-        env=env,
-        log=lambda message: click.echo(f"[wxsurvey] {message}", err=True),
+        children, env=env, log=lambda message: click.echo(f"[wxsurvey] {message}", err=True)
     )
-    supervisor.start()
+    signal.signal(signal.SIGINT, supervisor.request_stop)
+    signal.signal(signal.SIGTERM, supervisor.request_stop)
     try:
+        supervisor.start()
         if supervisor.wait_http(
             f"http://{host if host not in ('0.0.0.0', '::') else '127.0.0.1'}:{port}/healthz"
         ):
@@ -80,12 +105,11 @@ def run(host: str | None, port: int | None) -> None:
             sys.stdout.flush()
         supervisor.run_until_stopped()
     finally:
+        if server is not None:
+            server.mark("stopping")  # a new stack waits for this one instead of joining its Redis
         supervisor.stop()
-        if not settings.redis.url:
-            from app.redis_store import stop_embedded
-
-            stop_embedded(settings.var_dir)
-            click.echo("[wxsurvey] stopped embedded redis", err=True)
+        if server is not None:
+            server.stop()
 
 
 @click.command()
@@ -101,4 +125,8 @@ def serve(host: str | None, port: int | None) -> None:
         settings.app.web_workers,
         settings.app.web_threads,
     )
+    if not settings.redis.url:
+        from app.redis_store.embedded import keep_across_exec
+
+        keep_across_exec(settings.var_dir)  # gunicorn, in this process, stays the Redis's owner
     os.execv(argv[0], argv)

@@ -1,4 +1,5 @@
-"""Runs web, worker and cron scheduler as child processes for `wxsurvey run`; stops them all together."""
+"""Runs the embedded Redis, web, worker and cron scheduler as child processes for `wxsurvey run`:
+restarts whichever dies, with backoff, and stops them all together."""
 
 from __future__ import annotations
 
@@ -8,10 +9,17 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-RESTART_LIMIT = 5  # restarts of one child within RESTART_WINDOW seconds before giving up
-RESTART_WINDOW = 60.0
+from app.redis_store.embedded import die_with_parent
+
+# A child that dies is started again after a delay that doubles with each quick death (0.5 s up
+# to 30 s) and starts over once it has stayed up a while. The stack never gives up on a child:
+# web keeps serving (answers go straight to SQL while Redis is down) until the others are back.
+FIRST_DELAY = 0.5
+MAX_DELAY = 30.0
+STEADY_AFTER = 30.0  # seconds up after which a child's next death restarts it at once again
 
 
 @dataclass
@@ -19,6 +27,11 @@ class Child:
     name: str
     argv: list[str]
     process: subprocess.Popen | None = None
+    spawn: Callable[[], subprocess.Popen] | None = None  # instead of argv (the embedded Redis)
+    ready: Callable[[], None] | None = None  # waits until the child serves (others start after)
+    started_at: float = 0.0
+    failures: int = 0
+    restart_at: float | None = None
     restarts: list[float] = field(default_factory=list)
 
 
@@ -30,14 +43,22 @@ class Supervisor:
         self.stopping = False
 
     def _spawn(self, child: Child) -> None:
-        child.process = subprocess.Popen(child.argv, env=self.env)
+        if child.spawn is not None:
+            child.process = child.spawn()
+        else:
+            child.process = subprocess.Popen(child.argv, env=self.env, preexec_fn=die_with_parent)
+        child.started_at = time.monotonic()
+        child.restart_at = None
         self.log(f"started {child.name} (pid {child.process.pid})")
 
     def start(self) -> None:
         for child in self.children:
-            self._spawn(child)
+            if child.process is None or child.process.poll() is not None:
+                self._spawn(child)
+            if child.ready is not None:
+                child.ready()
 
-    def _on_signal(self, signum, _frame) -> None:
+    def request_stop(self, _signum=None, _frame=None) -> None:
         self.stopping = True
 
     def wait_http(self, url: str, timeout: float = 120.0) -> bool:
@@ -54,33 +75,44 @@ class Supervisor:
         return False
 
     def check_children(self) -> None:
+        now = time.monotonic()
         for child in self.children:
-            if child.process is None or child.process.poll() is None or self.stopping:
+            if self.stopping or child.process is None:
                 continue
-            now = time.monotonic()
-            child.restarts = [t for t in child.restarts if now - t < RESTART_WINDOW]
-            if len(child.restarts) >= RESTART_LIMIT:
-                self.log(f"{child.name} keeps exiting (code {child.process.returncode}); stopping")
-                self.stopping = True
-                return
-            self.log(f"{child.name} exited with code {child.process.returncode}; restarting")
-            child.restarts.append(now)
-            self._spawn(child)
+            if child.restart_at is not None:
+                if now >= child.restart_at:
+                    child.restarts.append(now)
+                    self._spawn(child)
+                continue
+            code = child.process.poll()
+            if code is None:
+                continue
+            if now - child.started_at >= STEADY_AFTER:
+                child.failures = 0
+            delay = 0.0 if child.failures == 0 else min(MAX_DELAY, FIRST_DELAY * 2 ** (child.failures - 1))
+            child.failures += 1
+            child.restart_at = now + delay
+            self.log(f"{child.name} exited with code {code}; restarting in {delay:g} s")
 
     def run_until_stopped(self) -> None:
-        signal.signal(signal.SIGINT, self._on_signal)
-        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGTERM, self.request_stop)
         while not self.stopping:
             self.check_children()
-            time.sleep(0.5)
+            time.sleep(0.2)
 
     def stop(self, grace: float = 15.0) -> None:
+        """Stop every child: web, worker and scheduler first, then the servers they use (Redis)."""
         self.stopping = True
-        for child in self.children:
+        self._stop_group([c for c in self.children if c.ready is None], grace)
+        self._stop_group([c for c in self.children if c.ready is not None], grace)
+
+    def _stop_group(self, children: list[Child], grace: float) -> None:
+        for child in children:
             if child.process and child.process.poll() is None:
                 child.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + grace
-        for child in self.children:
+        for child in children:
             if child.process is None:
                 continue
             try:

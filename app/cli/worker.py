@@ -12,7 +12,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from app.queues import QUEUES
+from app.jobs.queues import QUEUES
 
 
 def register(cli: click.Group) -> None:

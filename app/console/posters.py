@@ -14,10 +14,10 @@ from app.console.guard import check_scope, current_admin, scope_ids
 from app.db import db
 from app.errors import Forbidden, Invalid, NotFound
 from app.jobs.posters import BATCH_FORMATS, batch_path, build_poster_batch
+from app.jobs.queues import enqueue
 from app.org import posters as service
 from app.org.departments import get_department
 from app.org.surveys import get_survey, list_surveys
-from app.queues import enqueue
 from app.redis_store import redis_store
 
 

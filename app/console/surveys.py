@@ -8,6 +8,7 @@ from datetime import date
 
 from flask import flash, redirect, render_template, request, url_for
 
+from app import clock
 from app.console.blueprint import bp
 from app.console.guard import actor, require_role, scope_ids
 from app.db import db
@@ -27,7 +28,7 @@ def _date(name: str) -> date:
 def _surveys_page(form=None, errors=None, status: int = 200):
     surveys = service.list_surveys(db.session)
     counts = response_counts(db.session, [s.id for s in surveys], scope_ids())
-    today = date.today()
+    today = clock.today()
     return render_template(
         "console/surveys.html",
         nav="surveys",

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date
 
 import requests
 from flask import abort, current_app, redirect, render_template, request, session, url_for
 from markupsafe import Markup, escape
 
+from app import clock
 from app.db import db
 from app.dev.blueprint import bp
 from app.dev.fake_wechat import browser_openid, remember_openid, ticket_scene
@@ -81,7 +81,7 @@ def phone():
         modes=[(m, MODE_NAMES[m]) for m in MODES],
         mode=session.get(MODE_KEY, "safe"),
         follower=bool(redis_store.client.exists(_follower_key(openid))),
-        today=date.today(),
+        today=clock.today(),
     )
     response = current_app.make_response(html)
     return remember_openid(response, openid) if new else response

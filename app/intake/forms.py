@@ -10,7 +10,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -18,11 +18,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload
 
+from app import clock
 from app.errors import Invalid, NotFound, Unavailable
 from app.fast.signing import OnceDerivedSigner, SignedReader
 from app.models import Department, Question, Survey
 from app.org.surveys import accepting_state
-from app.tally.rows import local_day
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ def load_form(session: Session, slug: str, code: str) -> tuple[SurveyForm, Depar
 
 def refusal(form: SurveyForm, dept: DepartmentInfo, today: date | None = None) -> str | None:
     """Why this pair takes no answers now ("not_open", "closed", ...), or None."""
-    return accepting_state(form, dept, today or local_day(datetime.now(UTC)))  # type: ignore[arg-type]
+    return accepting_state(form, dept, today or clock.today())  # type: ignore[arg-type]
 
 
 # --- form tokens --------------------------------------------------------------------------------

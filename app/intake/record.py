@@ -43,6 +43,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from app import clock
 from app.errors import Conflict, Invalid, Unavailable
 from app.intake.forms import STATE_MESSAGES, DepartmentInfo, SurveyForm, read_form_token, refusal
 from app.intake.respondents import respondent_key
@@ -52,7 +53,6 @@ from app.metrics import ACCEPTED, SUBMISSIONS
 from app.models import Response
 from app.redis_store import ScriptRunner
 from app.security.rate_limits import Limit, limit_for
-from app.tally.rows import local_day
 
 if TYPE_CHECKING:
     from app.config import Settings
@@ -172,8 +172,8 @@ def _record_response(
     now: datetime | None = None,
 ) -> Outcome:
     """Validate and accept one submission: queue it in Redis, or (Redis down) write it to SQL."""
-    now = now or datetime.now(UTC)
-    state = refusal(form, department, local_day(now))
+    now = now or clock.now()
+    state = refusal(form, department, clock.day_of(now))
     if state:
         raise Conflict(STATE_MESSAGES[state], field="state")
     if channel not in CHANNELS:

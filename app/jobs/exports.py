@@ -47,7 +47,7 @@ def push_export(run_id: int) -> str:
         EXPORTS.labels({"ok": "pushed", "failed": "push_failed"}.get(run.status, "push_retry")).inc()
     if delay is None:
         return "done"
-    from app.queues import get_queue
+    from app.jobs.queues import get_queue
 
     get_queue("exports").enqueue_in(timedelta(seconds=delay), push_export, run_id)
     return f"retry in {delay}s"

@@ -53,7 +53,7 @@ def other_work_waiting() -> bool:
 def request_drain() -> None:
     """Enqueue a drain job: called by the submission paths when record_response says a drain is
     wanted, and by a drain stopped by its clock (needs an app context for the RQ connection)."""
-    from app.queues import enqueue
+    from app.jobs.queues import enqueue
 
     try:
         enqueue("intake", drain_intake)

@@ -35,7 +35,7 @@ class WxsurveyWorker(SimpleWorker):
 
 def build_worker(queue_names: list[str], name: str | None = None) -> WxsurveyWorker:
     """A worker on the named queues (needs an app context: the connection comes from the app)."""
-    from app.queues import get_queue
+    from app.jobs.queues import get_queue
     from app.redis_store import redis_store
 
     return WxsurveyWorker(

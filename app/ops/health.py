@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from app.queues import QUEUES
+from app.jobs.queues import QUEUES
 
 
 def domain_checks() -> dict[str, Callable[[Session, Redis], dict[str, Any]]]:

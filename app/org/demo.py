@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import accounts
+from app import accounts, clock
 from app.models import AdminUser, Survey
 from app.org import departments, surveys
 
@@ -72,7 +72,7 @@ def demo_rows() -> list[dict[str, str]]:
 
 def load_demo(session: Session, var_dir: Path, today: date | None = None) -> DemoInfo:
     """Load the demo org chart and open two surveys for this year; safe to run again."""
-    today = today or date.today()
+    today = today or clock.today()
     surveys.sync_templates(session)
     report = departments.import_departments(session, demo_rows(), actor="demo")
     if not report.ok:  # the demo data is ours: a failure here is a bug, not bad input

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
-from app.tally.rows import CITY_TZ
+from app import clock
 
 RENDERED_PAGES_MAX = 4096  # bounded: cleared when full (the date in the pages changes daily)
 _rendered: dict[tuple, str] = {}
@@ -19,7 +19,7 @@ def outcome_page(outcome, form, dept, large_text: bool, render: Callable[[str, s
         template, status, when = "public/already.html", 409, local_date(outcome.submitted_at)
     else:
         template, status = "public/thanks.html", 200
-        when = local_date(outcome.submitted_at or datetime.now(UTC))
+        when = local_date(outcome.submitted_at or clock.now())
     key = (template, form.id, form.title, dept.id, dept.name, when, large_text)
     body = _rendered.get(key)
     if body is None:
@@ -31,5 +31,5 @@ def outcome_page(outcome, form, dept, large_text: bool, render: Callable[[str, s
 
 def local_date(moment: datetime) -> str:
     """A moment as the city's calendar date, the way citizens read it: 2026年11月27日."""
-    day = moment.astimezone(CITY_TZ)
+    day = moment.astimezone(clock.zone())
     return f"{day.year}年{day.month}月{day.day}日"

@@ -17,7 +17,6 @@ GROUP_DIMENSIONS = (
 PERIOD_BUCKETS = ("day", "week", "month", "quarter", "year", "survey")
 DEFAULT_BUCKET = "month"
 CITY_REGION = "CITY"  # the region of the city departments (市直部门): they belong to no county
-CITY_UTC_OFFSET = timedelta(hours=8)  # Asia/Shanghai has no daylight saving time
 OFFICIAL, QUARANTINED = "counted", "quarantined"
 
 _RANGE_PART = re.compile(

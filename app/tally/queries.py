@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Date, and_, case, cast, func, literal, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
+from app import clock
 from app.errors import Invalid, NotFound
 from app.models import Answer, Department, Option, Question, Response, Survey, TallyMonth, TallyRow
 from app.models.org import LEVEL_NAMES
@@ -70,13 +71,6 @@ def tally_source(span: Period):
     if month_aligned(span):
         return TallyMonth, TallyMonth.month
     return TallyRow, TallyRow.day
-
-
-def _local_day_expr(dialect: str, moment):
-    """The city's calendar day of a stored UTC timestamp, in SQL."""
-    if dialect == "postgresql":
-        return cast(func.timezone("Asia/Shanghai", moment), Date)
-    return type_coerce(func.date(moment, "+8 hours"), Date)
 
 
 def _bucket_label(bucket: str | None, value: Any, survey: Survey) -> str | None:
@@ -358,7 +352,7 @@ def _raw_counts(session, survey, dims, span: Period, dept_ids, segment_question,
     dialect = session.get_bind().dialect.name
     need = _needs(dims)
     zero = literal(0)
-    day = _local_day_expr(dialect, R.submitted_at)
+    day = clock.sql_day(dialect, R.submitted_at)
     columns = [
         R.department_id if need["department"] else zero,
         _bucket_expr(dialect, day, span.bucket if "period" in dims else None),

@@ -11,11 +11,11 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import func
 from sqlalchemy.orm import Session
 
+from app import clock
 from app.models import TallyMonth, TallyRow, utcnow
 
 # (survey_id, department_id, day, channel, status, segment_option_id, question_id, option_id)
@@ -25,12 +25,6 @@ KEY_COLUMNS = ("survey_id", "department_id", "day", "channel", "status", "segmen
 # The rollup's key: the same, with the day replaced by the first day of its month.
 MONTH_COLUMNS = ("survey_id", "department_id", "month", "channel", "status", "segment_option_id",
                  "question_id", "option_id")  # fmt: skip
-CITY_TZ = ZoneInfo("Asia/Shanghai")
-
-
-def local_day(moment: datetime) -> date:
-    """The city's calendar day of a moment (tallies by day/week/month use it)."""
-    return moment.astimezone(CITY_TZ).date()
 
 
 def response_tally_keys(
@@ -52,7 +46,7 @@ def response_tally_keys(
     segment_option = 0
     if segment_question_id:
         segment_option = next((o for q, o, _ in answers if q == segment_question_id and o), 0)
-    base = (survey_id, department_id, local_day(submitted_at), channel, status, segment_option)
+    base = (survey_id, department_id, clock.day_of(submitted_at), channel, status, segment_option)
     keys: list[TallyKey] = [(*base, 0, 0)]
     keys += [(*base, question_id, option_id or 0) for question_id, option_id, has_text in answers
              if option_id or has_text]  # fmt: skip

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-from datetime import date
 
 from flask import Flask, Response, current_app, request
 from wechatpy.exceptions import InvalidSignatureException
 from wechatpy.utils import check_signature
 
+from app import clock
 from app.db import db
 from app.metrics import WEBHOOK, WEBHOOK_SECONDS
 from app.redis_store import redis_store
@@ -49,7 +49,7 @@ def answer(app: Flask, delivery: Delivery) -> tuple[int, str, str]:
     context; the view and the fast path in front of Flask (app/fast/webhook.py) share it."""
     started = time.perf_counter()
     routes = app.extensions["wxsurvey_routes"]
-    ctx = Inbox(db.session, redis_store.client, app.config["SETTINGS"], date.today(), routes)
+    ctx = Inbox(db.session, redis_store.client, app.config["SETTINGS"], clock.today(), routes)
     try:
         received = receive(delivery, ctx)
     except Rejected as exc:

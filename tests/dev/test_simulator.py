@@ -54,7 +54,7 @@ def test_simulator_is_absent_in_production(tmp_path, database_url, redis_url, re
         tmp_path,
         database_url,
         redis_url,
-        app={"mode": "production", "secret_key": "x" * 32},
+        app={"mode": "production", "secret_key": "x" * 32, "base_url": "https://wx.test"},
         survey={"respondent_secret": "y" * 32},
         wechat={"appid": "wxprod", "secret": "s", "token": "t"},
     )

@@ -22,7 +22,7 @@ from app.errors import Invalid, Unavailable
 from app.intake import drain
 from app.intake import store as intake_store
 from app.models import Answer, Response, TallyRow
-from app.redis_store import ensure_embedded, stop_embedded
+from app.redis_store.embedded import ensure_embedded, stop_embedded
 from tests.conftest import settings_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -294,8 +294,8 @@ def test_a_lingering_drain_yields_to_jobs_waiting_for_its_worker(
     """A worker serving every queue is not monopolised by a campaign's drain: the run ends after
     the batch in hand and keeps the flag set, so the waiting job runs before the next drain."""
     from app.jobs import intake as intake_jobs
+    from app.jobs.queues import get_queue
     from app.jobs.worker import build_worker, current_worker
-    from app.queues import get_queue
 
     queue_many(session, redis_client, 4, prefix="y")
     with app.app_context():
@@ -320,7 +320,7 @@ def test_worker_killed_mid_batch_loses_and_doubles_nothing(app, session, demo, r
     queue_many(session, redis_client, n)
     env = _env(app, redis_url, WXSURVEY_SURVEY_DRAIN_BATCH_SIZE="10")
     from app.jobs.intake import drain_intake
-    from app.queues import get_queue
+    from app.jobs.queues import get_queue
 
     get_queue("intake", redis_lib.Redis.from_url(redis_url)).enqueue(drain_intake)
     worker = subprocess.Popen(

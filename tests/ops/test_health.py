@@ -18,7 +18,7 @@ def test_readyz_reports_dependencies_and_queues(client):
 
 
 def test_readyz_shows_waiting_jobs(app, client):
-    from app.queues import get_queue
+    from app.jobs.queues import get_queue
 
     with app.app_context():
         get_queue("exports").enqueue("builtins.len", "abc")

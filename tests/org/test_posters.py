@@ -15,11 +15,11 @@ from rq.worker import SimpleWorker
 
 from app.errors import NotFound, Unavailable
 from app.jobs.posters import batch_path, build_poster_batch
+from app.jobs.queues import get_queue
 from app.org import posters as service
 from app.org.departments import get_department
 from app.org.scenes import survey_scene
 from app.org.surveys import get_survey
-from app.queues import get_queue
 from app.redis_store import redis_store
 from app.wechat_api import TICKETS_KEY
 from tests.conftest import run_cli

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import pytest
 import zxingcpp
-from PIL import Image, PdfParser
+from PIL import Image, ImageDraw, PdfParser
 
 from qr import (
     FontNotFound,
@@ -25,7 +25,7 @@ from qr import (
     url_qr_png,
     write_poster_dir,
 )
-from qr.fonts import load_font
+from qr.fonts import load_font, missing_glyphs, packaged_font
 from qr.poster import fit_text
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -192,13 +192,49 @@ def test_font_found_has_simplified_chinese_face() -> None:
     assert load_font(path, 20).getname()[0]  # loads
 
 
+def test_the_font_comes_with_the_install_before_any_system_font() -> None:
+    # No apt step: the Noto Sans CJK of the PyPI font package is there and found first.
+    path = packaged_font()
+    assert path is not None and "site-packages" in path.parts
+    assert find_cjk_font() == path
+    assert load_font(path, 20).getname()[0] == "Noto Sans CJK SC"
+
+
+def test_explicit_font_path_still_wins(tmp_path: Path) -> None:
+    own = tmp_path / "CityHouseFont.ttc"
+    own.write_bytes(packaged_font().read_bytes())  # type: ignore[union-attr]
+    assert find_cjk_font(own) == own
+    assert decoded(png_image(poster("市教育局", font_path=own))) == [LONG_URL]
+
+
+def test_poster_covers_every_character_of_the_names_and_scans() -> None:
+    # Rare place-name characters included: 亳州, 黟县, 濉溪, 涪陵, 鄱阳.
+    names = ["亳州市谯城区市场监督管理局", "黟县宏村镇人民政府", "濉溪县", "涪陵区", "鄱阳县卫生健康委员会"]
+    font = find_cjk_font()
+    for name in names:
+        assert missing_glyphs(font, name, "Bold") == "", name
+        assert missing_glyphs(font, name) == "", name
+        assert decoded(png_image(poster(name))) == [LONG_URL], name
+    assert missing_glyphs(font, "中\U0010fffd") == "\U0010fffd"  # the check does see a gap
+
+
+def test_headings_are_set_in_the_bold_weight() -> None:
+    font = find_cjk_font()
+    ink = {}
+    for weight in ("Regular", "Bold"):
+        canvas = Image.new("L", (400, 120), 0)
+        ImageDraw.Draw(canvas).text((0, 0), "市教育局", font=load_font(font, 96, weight), fill=255)
+        ink[weight] = sum(canvas.histogram()[129:])
+    assert ink["Bold"] > 1.3 * ink["Regular"]
+
+
 def test_missing_explicit_font_is_a_one_line_error() -> None:
     with pytest.raises(FontNotFound) as excinfo:
         find_cjk_font("/nonexistent/fonts/NotoSansCJK-Bold.ttc")
     message = str(excinfo.value)
     assert "\n" not in message
     assert "/nonexistent/fonts/NotoSansCJK-Bold.ttc" in message
-    assert "fonts-noto-cjk" in message and "qr.font_path" in message
+    assert "manimgx-fonts-cjk" in message and "qr.font_path" in message
 
 
 def test_font_without_chinese_is_refused(tmp_path: Path) -> None:

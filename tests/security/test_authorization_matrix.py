@@ -17,9 +17,9 @@ import re
 import pytest
 
 from app import accounts
+from app.jobs.queues import enqueue
 from app.org.departments import get_department
 from app.org.surveys import get_survey
-from app.queues import enqueue
 from tests.factories import add_response
 
 PASSWORD = "correct-horse-battery"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from app.accounts import admins as accounts
-from app.queues import get_queue
+from app.jobs.queues import get_queue
 from tests.console.test_console import PASSWORD, admins, login, post  # noqa: F401  (admins is a fixture)
 
 

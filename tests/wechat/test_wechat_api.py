@@ -108,8 +108,8 @@ def test_permanent_ticket_created_once_and_its_image_scans(wechat, redis_client,
 def test_jobs_run_by_a_real_worker(app, wechat, redis_client, demo):
     from rq import SimpleWorker
 
+    from app.jobs.queues import enqueue, get_queue
     from app.jobs.wechat import create_wechat_tickets, publish_menu
-    from app.queues import enqueue, get_queue
     from app.redis_store import redis_store
 
     with app.app_context():

