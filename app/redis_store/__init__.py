@@ -17,7 +17,7 @@ from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from app.redis_store.embedded import ensure_embedded, stop_embedded
+from app.redis_store.embedded import ensure_embedded, stop_embedded  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     from app.config import Settings
