@@ -270,7 +270,7 @@ class Stack:
             return subprocess.Popen(argv, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
 
     def start(self) -> Stack:
-        from app.embedded_redis import ensure_embedded
+        from app.redis_store.embedded import ensure_embedded
 
         if self._embedded:
             self.redis_url = ensure_embedded(self.workdir / "var", appendfsync="everysec")
@@ -325,7 +325,7 @@ class Stack:
         if self._app is not None:
             self._app.extensions["wxsurvey_db"].engine.dispose()
         if self._embedded:
-            from app.embedded_redis import stop_embedded
+            from app.redis_store.embedded import stop_embedded
 
             stop_embedded(self.workdir / "var")
         if self._pg_schema and self._pg_admin_url:

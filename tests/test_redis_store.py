@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from app.embedded_redis import ensure_embedded, redis_server_binary, stop_embedded
 from app.redis_store import ScriptRunner
+from app.redis_store.embedded import ensure_embedded, redis_server_binary, stop_embedded
 
 
 def _own_until_released(var: str, queue, release: str) -> None:

@@ -9,8 +9,8 @@ import click
 from flask.cli import FlaskGroup
 
 from app.config import ConfigError
-from app.embedded_redis import EmbeddedRedisError
 from app.errors import DomainError
+from app.redis_store.embedded import EmbeddedRedisError
 
 
 def _create_app():

@@ -43,7 +43,7 @@ def _links(settings: Settings) -> list[str]:
 
 def _embedded_child(settings):
     """The embedded Redis as a supervised child: this process must own it (one owner per var/)."""
-    from app.embedded_redis import EmbeddedRedisError, own_embedded
+    from app.redis_store.embedded import EmbeddedRedisError, own_embedded
 
     try:
         server = own_embedded(settings.var_dir, settings.redis.embedded_appendfsync)
@@ -119,7 +119,7 @@ def serve(host: str | None, port: int | None) -> None:
         settings.app.web_threads,
     )
     if not settings.redis.url:
-        from app.embedded_redis import keep_across_exec
+        from app.redis_store.embedded import keep_across_exec
 
         keep_across_exec(settings.var_dir)  # gunicorn, in this process, stays the Redis's owner
     os.execv(argv[0], argv)

@@ -12,7 +12,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from app.embedded_redis import die_with_parent
+from app.redis_store.embedded import die_with_parent
 
 # A child that dies is started again after a delay that doubles with each quick death (0.5 s up
 # to 30 s) and starts over once it has stayed up a while. The stack never gives up on a child:

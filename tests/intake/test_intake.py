@@ -18,11 +18,11 @@ from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 
 from app import intake
-from app.embedded_redis import ensure_embedded, stop_embedded
 from app.errors import Invalid, Unavailable
 from app.intake import drain
 from app.intake import store as intake_store
 from app.models import Answer, Response, TallyRow
+from app.redis_store.embedded import ensure_embedded, stop_embedded
 from tests.conftest import settings_for
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""Redis: a configured server, or the embedded real redis-server under var/ (app.embedded_redis:
+"""Redis: a configured server, or the embedded real redis-server under var/ (app.redis_store.embedded:
 owned by the process that started it, shared with the installation's other processes)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from app.embedded_redis import ensure_embedded
+from app.redis_store.embedded import ensure_embedded
 
 if TYPE_CHECKING:
     from app.config import Settings
