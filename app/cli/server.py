@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import shutil
 import sys
 from typing import TYPE_CHECKING
 
@@ -71,6 +72,12 @@ def run(host: str | None, port: int | None) -> None:
     host, port = host or settings.app.host, port or settings.app.port
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
+    if "PROMETHEUS_MULTIPROC_DIR" not in env:
+        # /metrics adds up the counters of web workers, worker and scheduler (app/metrics.py)
+        metrics_dir = settings.var_dir / "metrics"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     children, server = [], None
     if not settings.redis.url:
         # The children connect to the server this process owns and supervises.
