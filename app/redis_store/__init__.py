@@ -17,7 +17,9 @@ from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from app.redis_store.embedded import ensure_embedded, stop_embedded  # noqa: F401  (re-exported)
+from app.redis_store.embedded import ensure_embedded, stop_embedded
+
+__all__ = ["RedisStore", "ScriptRunner", "ensure_embedded", "redis_store", "redis_url", "stop_embedded"]
 
 if TYPE_CHECKING:
     from app.config import Settings

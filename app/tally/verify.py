@@ -4,6 +4,8 @@ tally rows; any difference is reported (and the command exits non-zero)."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -105,14 +107,31 @@ def _differences(table: str, stored: dict, expected: dict) -> list[Difference]:
     ]
 
 
+@contextmanager
+def snapshot(session: Session) -> Iterator[Session]:
+    """A read-only session whose queries all see one moment of the database: PostgreSQL's
+    REPEATABLE READ, SQLite's read transaction (BEGIN), rolled back at the end."""
+    with session.get_bind().engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        elif conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN")
+        with Session(bind=conn) as view:
+            try:
+                yield view
+            finally:
+                conn.rollback()
+
+
 def verify_tallies(session: Session, survey: Survey) -> list[Difference]:
     """Compare the stored daily tally rows and their monthly rollup with a recount from the raw
     answers (the rollup against the recount summed per month, not against the daily rows)."""
     from app.tally.rows import KEY_COLUMNS, MONTH_COLUMNS, month_counts
 
-    expected = recount(session, survey)
-    differences = _differences("tally_rows", _stored(session, TallyRow, KEY_COLUMNS, survey), expected)
-    differences += _differences(
-        "tally_months", _stored(session, TallyMonth, MONTH_COLUMNS, survey), month_counts(expected)
-    )
+    with snapshot(session) as view:  # drains may be committing meanwhile: one moment for all reads
+        expected = recount(view, survey)
+        differences = _differences("tally_rows", _stored(view, TallyRow, KEY_COLUMNS, survey), expected)
+        differences += _differences(
+            "tally_months", _stored(view, TallyMonth, MONTH_COLUMNS, survey), month_counts(expected)
+        )
     return sorted(differences, key=lambda d: (d.table != "tally_rows", *(str(part) for part in d.key)))

@@ -17,7 +17,7 @@ from werkzeug.datastructures import MultiDict
 from app import intake
 from app.intake import drain
 from app.models import Answer, Response, TallyRow
-from app.redis_store import ensure_embedded, stop_embedded
+from app.redis_store.embedded import ensure_embedded, stop_embedded
 from tests.conftest import PG_URL, run_cli
 
 SURVEY, DEPT = "demo-departments", "D08"

@@ -24,7 +24,7 @@ import redis as redis_lib
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.redis_store import ensure_embedded, stop_embedded
+from app.redis_store.embedded import ensure_embedded, stop_embedded
 from tests.conftest import ROOT, run_cli
 from tests.ops.test_deploy import free_port
 

@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from app.redis_store import ensure_embedded, stop_embedded
+from app.redis_store.embedded import ensure_embedded, stop_embedded
 from tests.conftest import ROOT, run_cli
 
 OLD_VERSION = "d2def7a"  # main before deploy/, metrics and backups (issue 16)

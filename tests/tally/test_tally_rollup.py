@@ -105,3 +105,32 @@ def test_verify_reports_a_tampered_rollup_row(session, loaded):
     text = differences[0].describe()
     assert text.startswith("tally_months: ") and f"month={row.month:%Y-%m}" in text
     assert f"stored {before + 2}, recounted {before}" in text
+
+
+def test_verify_reads_one_moment_while_a_drain_commits(app, session, loaded):
+    """A drain committing between verify's recount and its read of the stored rows must not show
+    up as a difference: verify reads one snapshot (it did not, under load in `make chaos`)."""
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    from tests.factories import add_response
+
+    engine = session.get_bind().engine
+    committed = []
+
+    def drain_commits_now(conn, cursor, statement, params, context, executemany):
+        if committed or "FROM tally_rows" not in statement:
+            return
+        committed.append(True)
+        with Session(engine) as other:  # another connection, as a worker's drain would be
+            survey = get_survey(other, "demo-departments")
+            add_response(other, survey, get_department(other, "D08"), {"overall": "satisfied"})
+            other.commit()
+
+    event.listen(engine, "before_cursor_execute", drain_commits_now)
+    try:
+        assert verify_tallies(session, loaded) == []
+    finally:
+        event.remove(engine, "before_cursor_execute", drain_commits_now)
+    assert committed
+    assert verify_tallies(session, loaded) == []  # and the new answer is counted right afterwards
