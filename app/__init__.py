@@ -35,7 +35,8 @@ def create_app(config: Settings | Mapping[str, Mapping[str, Any]] | None = None)
     register_blueprints(app, settings)
     register_error_pages(app)
     register_static_versions(app)
-    register_fast_paths(app)
+    if settings.app.fast_paths:
+        register_fast_paths(app)
     register_request_log(app, settings)
     return app
 
@@ -97,7 +98,7 @@ def register_blueprints(app: Flask, settings: Settings) -> None:
 
 def register_fast_paths(app: Flask) -> None:
     """Ordinary questionnaire submissions and WeChat deliveries answered in front of Flask
-    (app/fast/submit.py, app/fast/webhook.py)."""
+    (app/fast/: what each keeps equal to its view is listed in app/fast/CONTRACT.md)."""
     from app.fast.submit import SubmissionFastPath
     from app.fast.webhook import WebhookFastPath
 

@@ -35,6 +35,7 @@ class AppSettings:
     log_level: str = "INFO"
     log_format: str = "text"
     metrics_token: str = ""
+    fast_paths: bool = True  # the WSGI fast paths in front of Flask (app/fast/); off: Flask answers all
 
 
 @dataclass
