@@ -27,7 +27,8 @@ def backup_command(out: Path) -> None:
     report = backup(db.engine, redis_store.raw, out)
     click.echo(
         f"backup written: {report.path} ({report.bytes:,} bytes; {report.dialect}; "
-        f"{report.queued} queued answers, {report.marks} marks, {report.tickets} QR tickets)"
+        f"{report.queued} queued answers, {report.dead_letters} dead letters, {report.marks} marks, "
+        f"{report.tickets} QR tickets)"
     )
 
 
@@ -47,5 +48,6 @@ def restore_command(file: Path) -> None:
     waiting = " (a drain job is waiting for the workers)" if result["queued"] else ""
     click.echo(
         f"restored {file} (taken {result['created_at']}): database, {result['queued']} queued answers"
-        f"{waiting}, {result['marks']} marks, {result['tickets']} QR tickets"
+        f"{waiting}, {result['dead_letters']} dead letters, {result['marks']} marks, "
+        f"{result['tickets']} QR tickets"
     )

@@ -36,6 +36,7 @@ FORMAT = "wxsurvey-backup"
 VERSION = 1
 STREAM_PATTERN = "wx:intake*"  # the intake stream(s), shards and the dead letters
 MARK_PATTERN = "wx:done:*"
+DEAD_SUFFIX = ":dead"  # wx:intake:dead: entries the drain could not parse, kept for inspection
 TICKETS_KEY = "wx:api:qr_tickets"
 VALUED_TABLES = ("departments", "surveys", "responses", "admin_users")  # "empty" = none of these
 PAGE = 5000
@@ -46,6 +47,7 @@ class BackupReport:
     path: Path
     dialect: str
     queued: int
+    dead_letters: int
     marks: int
     tickets: int
     bytes: int
@@ -106,7 +108,7 @@ def _redis_is_empty(redis: Redis) -> bool:
 
 
 def _restore_redis(redis: Redis, lines: Iterator[bytes]) -> dict[str, int]:
-    counts = {"entry": 0, "mark": 0, "ticket": 0}
+    counts = {"entry": 0, "dead": 0, "mark": 0, "ticket": 0}
     pipe = redis.pipeline(transaction=False)
     for line in lines:
         record = json.loads(line)
@@ -122,7 +124,7 @@ def _restore_redis(redis: Redis, lines: Iterator[bytes]) -> dict[str, int]:
             pipe.hset(TICKETS_KEY, key.encode(**enc), record["v"].encode(**enc))
         else:
             raise Invalid(f"backup file: unknown record type {kind!r}", field="file")
-        counts[kind] += 1
+        counts["dead" if kind == "entry" and key.endswith(DEAD_SUFFIX) else kind] += 1
         if len(pipe) >= PAGE:
             pipe.execute()
     pipe.execute()
@@ -233,11 +235,12 @@ def backup(engine: Engine, redis: Redis, out: Path) -> BackupReport:
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="wxsurvey-backup-", dir=out.parent) as tmp:
         work = Path(tmp)
-        counts = {"entry": 0, "mark": 0, "ticket": 0}
+        counts = {"entry": 0, "dead": 0, "mark": 0, "ticket": 0}
         with gzip.open(work / "redis.jsonl.gz", "wb", compresslevel=5) as fh:
             for record in _redis_records(redis):
                 fh.write(json.dumps(record, ensure_ascii=False).encode() + b"\n")
-                counts[record["t"]] += 1
+                dead = record["t"] == "entry" and record["k"].endswith(DEAD_SUFFIX)
+                counts["dead" if dead else record["t"]] += 1
         dump = _dump_sql(engine, work)
         revision = _revision(engine)
         manifest: dict[str, Any] = {
@@ -248,6 +251,7 @@ def backup(engine: Engine, redis: Redis, out: Path) -> BackupReport:
             "database": dump.name,
             "revision": revision,
             "queued": counts["entry"],
+            "dead_letters": counts["dead"],
             "marks": counts["mark"],
             "tickets": counts["ticket"],
         }
@@ -261,8 +265,8 @@ def backup(engine: Engine, redis: Redis, out: Path) -> BackupReport:
             tar.add(work / "redis.jsonl.gz", arcname="redis.jsonl.gz")
         os.chmod(partial, 0o600)
         os.replace(partial, out)
-    return BackupReport(out, engine.dialect.name, counts["entry"], counts["mark"], counts["ticket"],
-                        out.stat().st_size, revision)  # fmt: skip
+    return BackupReport(out, engine.dialect.name, counts["entry"], counts["dead"], counts["mark"],
+                        counts["ticket"], out.stat().st_size, revision)  # fmt: skip
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
@@ -303,5 +307,6 @@ def restore(engine: Engine, redis: Redis, path: Path) -> dict[str, Any]:
         upgrade(engine)  # a backup of an older version: its schema brought up to this one
         with gzip.open(Path(tmp) / "redis.jsonl.gz", "rb") as fh:
             counts = _restore_redis(redis, iter(fh))
-    return {"queued": counts["entry"], "marks": counts["mark"], "tickets": counts["ticket"],
+    return {"queued": counts["entry"], "dead_letters": counts["dead"], "marks": counts["mark"],
+            "tickets": counts["ticket"],
             "revision": manifest.get("revision"), "created_at": manifest.get("created_at")}  # fmt: skip

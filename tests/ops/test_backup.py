@@ -89,11 +89,13 @@ def test_backup_mid_campaign_restores_every_answer(app, session, demo, redis_cli
     drain.ensure_group(redis_client)
     assert len(drain.read_batch(redis_client, "a-worker-that-died", 5)) == 5
     assert counts(session)[0] == 30 and redis_client.xlen(intake.STREAM) == 20
+    redis_client.xadd(intake.DEAD_LETTERS, {"id": "1-0", "error": "bad payload", "p": "not json"})
+    redis_client.hset("wx:api:qr_tickets", "d:D08", '{"ticket": "T1", "url": "http://weixin.qq.com/q/x"}')
 
     out = tmp_path / "nightly.wxbackup"
     result = run_cli("backup", "--out", str(out), env=cli_env)
     assert result.returncode == 0, result.stderr
-    assert "20 queued answers, 50 marks" in result.stdout
+    assert "20 queued answers, 1 dead letters, 50 marks, 1 QR tickets" in result.stdout
     assert oct(out.stat().st_mode & 0o777) == "0o600"
 
     # The campaign goes on at the original after the backup: its answers are not in the backup.
@@ -101,12 +103,16 @@ def test_backup_mid_campaign_restores_every_answer(app, session, demo, redis_cli
     target_env = {**cli_env, "WXSURVEY_DATABASE_URL": url, "WXSURVEY_REDIS_URL": redis_url}
     result = run_cli("restore", str(out), env=target_env)
     assert result.returncode == 0, result.stderr
-    assert "20 queued answers (a drain job is waiting for the workers)" in result.stdout
+    assert "20 queued answers (a drain job is waiting for the workers), 1 dead letters" in result.stdout
 
     engine = create_engine(url)
     target_redis = redis_lib.Redis.from_url(redis_url, decode_responses=True)
     try:
         assert target_redis.xlen(intake.STREAM) == 20
+        assert target_redis.xrange(intake.DEAD_LETTERS)[0][1]["error"] == "bad payload"
+        assert target_redis.hget("wx:api:qr_tickets", "d:D08") == redis_client.hget(
+            "wx:api:qr_tickets", "d:D08"
+        )
         from rq import Queue
 
         assert Queue("intake", connection=redis_lib.Redis.from_url(redis_url)).count == 1  # a drain, waiting
