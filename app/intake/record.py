@@ -156,7 +156,7 @@ def record_response(
     if channel not in CHANNELS:
         raise Invalid("来源无效", field="channel")
     token, started_ms = read_form_token(settings.app.secret_key, form_token)
-    answers = parse_answers(form, data, settings.survey.text_max_length)
+    answers = parse_answers(form, data, settings.survey.text_max_length, department)
     rkey = respondent_key(settings.survey.respondent_secret, openid)
     completion_ms = max(0, int(now.timestamp() * 1000) - started_ms)
     flags = []
