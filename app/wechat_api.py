@@ -45,7 +45,7 @@ def uses_simulator(settings) -> bool:
 
 
 def _base(settings, key: str) -> str:
-    value = settings.wechat[key]
+    value = getattr(settings.wechat, key)
     if uses_simulator(settings) and value == DEFAULTS["wechat"][key]:
         return settings.app.base_url + SIMULATOR_PATH
     return value.rstrip("/")
