@@ -13,6 +13,7 @@ class Condition:
 
     question: str
     answers: frozenset[str]
+    hint: str = ""  # when to answer, in the citizen's words: 「总体评价」选择「不满意」或「非常不满意」时
 
     @property
     def input_name(self) -> str:
@@ -59,18 +60,36 @@ def question_extras(snapshot: dict[str, Any] | None) -> dict[str, dict[str, Any]
     """Per SQL question key: its condition, audience and (for a matrix row) its matrix's title,
     read from the survey's frozen snapshot; a matrix's rows share the matrix's condition and audience."""
     extras: dict[str, dict[str, Any]] = {}
+    asked: dict[str, tuple[str, dict[str, str]]] = {}  # key -> (title, option key -> label)
     for q in (snapshot or {}).get("questions", []):
+        labels = {o["key"]: o["label"] for o in q.get("options") or ()}
+        if q.get("kind") == "scale":
+            labels = {f"s{v}": str(v) for v in range(11)}
         cond = q.get("show_if")
         extra = {
-            "show_if": Condition(cond["question"], frozenset(cond["answers"])) if cond else None,
+            "show_if": _condition(cond, asked) if cond else None,
             "audience": Audience(frozenset(q.get("departments") or ()), frozenset(q.get("categories") or ())),
         }
         if q.get("kind") == "matrix":
             for row in q.get("rows") or ():
                 extras[row["key"]] = {**extra, "matrix_title": q["title"]}
+                asked[row["key"]] = (row["label"], labels)
         else:
             extras[q["key"]] = extra
+            asked[q["key"]] = (q["title"], labels)
     return extras
+
+
+def _condition(cond: dict[str, Any], asked: dict[str, tuple[str, dict[str, str]]]) -> Condition:
+    title, labels = asked.get(cond["question"], (cond["question"], {}))
+    points = sorted(int(a[1:]) for a in cond["answers"] if a[:1] == "s" and a[1:].isdigit())
+    if points and len(points) == len(cond["answers"]):  # a scale's points: 0 到 6 分
+        contiguous = points == list(range(points[0], points[-1] + 1)) and len(points) > 2
+        chosen = f" {points[0]} 到 {points[-1]} 分" if contiguous else " " + "、".join(map(str, points)) + " 分"
+    else:
+        chosen = "或".join(f"「{labels.get(a, a)}」" for a in cond["answers"])
+    hint = f"「{title.rstrip('？?')}」选择{chosen}时请回答"
+    return Condition(cond["question"], frozenset(cond["answers"]), hint)
 
 
 def build_blocks(questions: tuple[Any, ...], titles: dict[str, str]) -> tuple[Any, ...]:
