@@ -115,7 +115,6 @@ class _Table:
         return tuple(value)
 
 
-
 def parse_template(data: Any, source: str, errors: list[TemplateError] | None = None) -> Template:
     """Validate parsed TOML (or a snapshot) and build the Template; source names it in errors.
 
@@ -183,7 +182,7 @@ def _check_condition(cond: Condition, answerable: dict[str, Question], path: str
         raise TemplateError(
             source,
             f"{path}.question",
-            f"{cond.question!r} is not an earlier single-choice, multiple-choice, scale or matrix-row question",
+            f"{cond.question!r} is not an earlier single, multi, scale or matrix-row question",
         )
     keys = {o.key for o in target.options}
     for j, answer in enumerate(cond.answers):

@@ -85,7 +85,9 @@ def _condition(cond: dict[str, Any], asked: dict[str, tuple[str, dict[str, str]]
     points = sorted(int(a[1:]) for a in cond["answers"] if a[:1] == "s" and a[1:].isdigit())
     if points and len(points) == len(cond["answers"]):  # a scale's points: 0 到 6 分
         contiguous = points == list(range(points[0], points[-1] + 1)) and len(points) > 2
-        chosen = f" {points[0]} 到 {points[-1]} 分" if contiguous else " " + "、".join(map(str, points)) + " 分"
+        chosen = (
+            f" {points[0]} 到 {points[-1]} 分" if contiguous else " " + "、".join(map(str, points)) + " 分"
+        )
     else:
         chosen = "或".join(f"「{labels.get(a, a)}」" for a in cond["answers"])
     hint = f"「{title.rstrip('？?')}」选择{chosen}时请回答"

@@ -103,9 +103,11 @@ def _questions_from(template: Template) -> list[Question]:
     own key, indicator and answers; `matrix` names the block), a scale keeps its eleven options."""
     questions: list[Question] = []
     for q in template.questions:
-        parts = [(r.key, "single", r.label, r.indicator, q.key) for r in q.rows] if q.kind == "matrix" else [
-            (q.key, q.kind, q.title, q.indicator, None)
-        ]
+        parts = (
+            [(r.key, "single", r.label, r.indicator, q.key) for r in q.rows]
+            if q.kind == "matrix"
+            else [(q.key, q.kind, q.title, q.indicator, None)]
+        )
         for key, kind, title, indicator, matrix in parts:
             question = Question(
                 key=key,

@@ -25,15 +25,26 @@ MATRIX = ("attitude", "efficiency", "integrity", "facilities")
 @pytest.fixture
 def evaluation(demo, session):
     today = date.today()
-    surveys.create_survey(session, slug=SLUG, template="department_evaluation", levels=["city"],
-                          period_start=today - timedelta(days=30), period_end=today + timedelta(days=30))  # fmt: skip
+    surveys.create_survey(
+        session,
+        slug=SLUG,
+        template="department_evaluation",
+        levels=["city"],
+        period_start=today - timedelta(days=30),
+        period_end=today + timedelta(days=30),
+    )
     surveys.open_survey(session, SLUG)
     session.commit()
     return SLUG
 
 
 def good(token: str, **extra) -> dict:
-    data = {"form_token": token, "q_overall": "satisfied", "q_recommend": "s9", "q_respondent_type": "citizen"}
+    data = {
+        "form_token": token,
+        "q_overall": "satisfied",
+        "q_recommend": "s9",
+        "q_respondent_type": "citizen",
+    }
     data.update({f"q_{row}": "satisfied" for row in MATRIX})
     data.update(extra)
     return {k: v for k, v in data.items() if v is not None}
@@ -44,14 +55,21 @@ def test_page_shows_matrix_scale_follow_up_and_audience(client, evaluation):
     html = client.get(URL).get_data(as_text=True)
     matrix = html.split('<table class="matrix">', 1)[1].split("</table>", 1)[0]
     assert [h for h in re.findall(r'<th scope="col">([^<]+)</th>', matrix)] == [
-        "非常满意", "满意", "基本满意", "不满意", "非常不满意",
-    ]  # fmt: skip
+        "非常满意",
+        "满意",
+        "基本满意",
+        "不满意",
+        "非常不满意",
+    ]
     assert re.findall(r'<th scope="row" id="row-(\w+)">', matrix) == list(MATRIX)
     assert matrix.count('type="radio"') == 20
     assert "服务态度：非常满意" in matrix  # every cell has its own accessible name
     assert len(re.findall(r'name="q_recommend" value="s(\d+)"', html)) == 11
-    follow = re.search(r'<fieldset class="question follow-up" data-show-if="q_overall" '
-                       r'data-answers="dissatisfied very_dissatisfied" id="question-reasons"', html)  # fmt: skip
+    follow = re.search(
+        r'<fieldset class="question follow-up" data-show-if="q_overall" '
+        r'data-answers="dissatisfied very_dissatisfied" id="question-reasons"',
+        html,
+    )
     assert follow, "the follow-up carries its condition"
     assert "「您对该部门的总体评价是」选择「不满意」或「非常不满意」时请回答" in html
     assert "q_queue_time" not in html  # a 政府部门 is not asked the service-hall question
@@ -64,16 +82,22 @@ def test_page_shows_matrix_scale_follow_up_and_audience(client, evaluation):
 def test_good_answers_reach_sql_one_question_per_matrix_row(client, evaluation, session, redis_client):
     login(client)
     token = token_of(client.get(HALL_URL).get_data(as_text=True))
-    data = good(token, q_overall="dissatisfied", q_reasons=["slow", "unclear"], q_queue_time="long",
-                q_attitude="very_dissatisfied")  # fmt: skip
+    data = good(
+        token,
+        q_overall="dissatisfied",
+        q_reasons=["slow", "unclear"],
+        q_queue_time="long",
+        q_attitude="very_dissatisfied",
+    )
     done = client.post(HALL_URL, data=data)
     assert done.status_code == 200 and "感谢您的评价" in done.get_data(as_text=True)
     drain.drain_backlog(session, redis_client)
     response = session.scalar(select(Response))
     rows = session.execute(
-        select(Question.key, Question.matrix, Question.indicator).join(Answer, Answer.question_id == Question.id)
+        select(Question.key, Question.matrix, Question.indicator)
+        .join(Answer, Answer.question_id == Question.id)
         .where(Answer.response_id == response.id)
-    ).all()  # fmt: skip
+    ).all()
     got = {key: (matrix, indicator) for key, matrix, indicator in rows}
     assert got["attitude"] == ("aspects", "B01") and got["facilities"] == ("aspects", "B04")
     assert got["recommend"] == (None, "C01") and got["queue_time"] == (None, "W01")
@@ -84,7 +108,12 @@ RULES = {
     # a follow-up answered though its condition is false (overall = satisfied)
     "follow_up_when_condition_false": (URL, {"q_reasons": "slow"}, "reasons", "不需要填写"),
     # a required follow-up skipped though its condition holds
-    "follow_up_missing_when_condition_true": (URL, {"q_overall": "very_dissatisfied"}, "reasons", "请至少选择一项"),
+    "follow_up_missing_when_condition_true": (
+        URL,
+        {"q_overall": "very_dissatisfied"},
+        "reasons",
+        "请至少选择一项",
+    ),
     "matrix_row_missing": (URL, {"q_integrity": None}, "integrity", "请选择一项"),
     "matrix_row_two_answers": (URL, {"q_efficiency": ["satisfied", "basic"]}, "efficiency", "只能选择一项"),
     "matrix_row_forged_option": (URL, {"q_facilities": "superb"}, "facilities", "选项不存在"),
@@ -93,7 +122,7 @@ RULES = {
     "scale_missing": (URL, {"q_recommend": None}, "recommend", "请选择一项"),
     "scale_two_points": (URL, {"q_recommend": ["s1", "s2"]}, "recommend", "只能选择一项"),
     "hall_question_missing_for_a_hall": (HALL_URL, {}, "queue_time", "请选择一项"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("url, change, key, message", RULES.values(), ids=RULES.keys())
@@ -140,20 +169,60 @@ def test_parse_answers_follows_conditions_on_a_matrix_row_and_a_scale(evaluation
 
     opts = (FormOption(1, "good", "好"), FormOption(2, "bad", "差"))
     row = FormQuestion(1, "speed", "single", "效率", True, True, None, None, opts, matrix="m")
-    scale = FormQuestion(2, "nps", "scale", "推荐", True, False, None, None,
-                         tuple(FormOption(10 + v, f"s{v}", str(v)) for v in range(11)))  # fmt: skip
-    why = FormQuestion(3, "why", "text", "为什么", True, False, 100, None, (),
-                       show_if=Condition("speed", frozenset({"bad"})))  # fmt: skip
-    low = FormQuestion(4, "low", "text", "低分原因", False, False, 100, None, (),
-                       show_if=Condition("nps", frozenset({"s0", "s1"})))  # fmt: skip
+    scale = FormQuestion(
+        2,
+        "nps",
+        "scale",
+        "推荐",
+        True,
+        False,
+        None,
+        None,
+        tuple(FormOption(10 + v, f"s{v}", str(v)) for v in range(11)),
+    )
+    why = FormQuestion(
+        3, "why", "text", "为什么", True, False, 100, None, (), show_if=Condition("speed", frozenset({"bad"}))
+    )
+    low = FormQuestion(
+        4,
+        "low",
+        "text",
+        "低分原因",
+        False,
+        False,
+        100,
+        None,
+        (),
+        show_if=Condition("nps", frozenset({"s0", "s1"})),
+    )
     questions = (row, scale, why, low)
-    form = SurveyForm(1, "x", "x", "", "open", date.today(), date.today(), (), questions, None,
-                      build_blocks(questions, {"speed": "矩阵"}))  # fmt: skip
-    assert [type(b).__name__ for b in form.blocks] == ["FormMatrix", "FormQuestion", "FormQuestion", "FormQuestion"]
-    ok = intake.parse_answers(form, {"q_speed": ["bad"], "q_nps": ["s1"], "q_why": ["慢"], "q_low": ["贵"]}, 500)
+    form = SurveyForm(
+        1,
+        "x",
+        "x",
+        "",
+        "open",
+        date.today(),
+        date.today(),
+        (),
+        questions,
+        None,
+        build_blocks(questions, {"speed": "矩阵"}),
+    )
+    assert [type(b).__name__ for b in form.blocks] == [
+        "FormMatrix",
+        "FormQuestion",
+        "FormQuestion",
+        "FormQuestion",
+    ]
+    ok = intake.parse_answers(
+        form, {"q_speed": ["bad"], "q_nps": ["s1"], "q_why": ["慢"], "q_low": ["贵"]}, 500
+    )
     assert ok == [(1, 2, None), (2, 11, None), (3, None, "慢"), (4, None, "贵")]
     with pytest.raises(Invalid) as err:
-        intake.parse_answers(form, {"q_speed": ["good"], "q_nps": ["s9"], "q_why": ["慢"], "q_low": ["贵"]}, 500)
+        intake.parse_answers(
+            form, {"q_speed": ["good"], "q_nps": ["s9"], "q_why": ["慢"], "q_low": ["贵"]}, 500
+        )
     assert set(err.value.errors) == {"why", "low"}
     with pytest.raises(Invalid) as err:
         intake.parse_answers(form, {"q_speed": ["bad"], "q_nps": ["s9"]}, 500)

@@ -75,8 +75,11 @@ def test_every_new_kind_in_the_builtin_template() -> None:
     aspects = t.question("aspects")
     assert aspects is not None and aspects.scored and len(aspects.options) == 5
     assert [(r.key, r.indicator) for r in aspects.rows] == [
-        ("attitude", "B01"), ("efficiency", "B02"), ("integrity", "B03"), ("facilities", "B04"),
-    ]  # fmt: skip
+        ("attitude", "B01"),
+        ("efficiency", "B02"),
+        ("integrity", "B03"),
+        ("facilities", "B04"),
+    ]
     reasons = t.question("reasons")
     assert reasons is not None
     assert reasons.show_if == Condition("overall", ("dissatisfied", "very_dissatisfied"))
@@ -105,29 +108,67 @@ def test_matrix_scale_and_condition_on_a_scale(tmp_path: Path) -> None:
 
 
 BROKEN = {
-    "matrix_without_rows": (MATRIX.split("[[questions.rows]]")[0] + MATRIX.split('label = "办事效率"\n')[1],
-                            "questions[1].rows", "missing", "[[questions]]"),
-    "matrix_indicator": (MATRIX.replace('title = "各方面"', 'title = "各方面"\nindicator = "X"'),
-                         "questions[1].indicator", "not allowed on a matrix", 'indicator = "X"'),
-    "row_key_clashes_with_question": (MATRIX.replace('key = "speed"', 'key = "overall"'),
-                                      "questions[1].rows[1].key", "duplicate row key 'overall'", 'key = "overall"'),
-    "bad_indicator": (RATING.replace("scored = true", 'scored = true\nindicator = "中文"').replace(
-        'key = "overall"', 'key = "second"'), "questions[1].indicator", "does not match", 'indicator = "中文"'),
-    "options_on_scale": ('\n[[questions]]\nkey = "nps"\nkind = "scale"\ntitle = "推荐？"\n'
-                         '[[questions.options]]\nkey = "a"\nlabel = "A"\n',
-                         "questions[1].options", "not allowed on a scale", "[[questions.options]]"),
-    "condition_on_later_question": ('\n[[questions]]\nkey = "why"\nkind = "text"\ntitle = "为什么？"\n'
-                                    'show_if = { question = "later", answers = ["bad"] }\n',
-                                    "questions[1].show_if.question", "not an earlier", "show_if = {"),
-    "condition_unknown_answer": ('\n[[questions]]\nkey = "why"\nkind = "text"\ntitle = "为什么？"\n'
-                                 'show_if = { question = "overall", answers = ["meh"] }\n',
-                                 "questions[1].show_if.answers[0]", "'meh' is not an option", "show_if = {"),
-    "condition_empty": ('\n[[questions]]\nkey = "why"\nkind = "text"\ntitle = "为什么？"\n'
-                        'show_if = { question = "overall", answers = [] }\n',
-                        "questions[1].show_if.answers", "non-empty array", "show_if = {"),
-    "audience_not_strings": ('\n[[questions]]\nkey = "why"\nkind = "text"\ntitle = "为什么？"\n'
-                             "departments = [1]\n", "questions[1].departments", "non-empty strings", "departments = [1]"),
-}  # fmt: skip
+    "matrix_without_rows": (
+        MATRIX.split("[[questions.rows]]")[0] + MATRIX.split('label = "办事效率"\n')[1],
+        "questions[1].rows",
+        "missing",
+        "[[questions]]",
+    ),
+    "matrix_indicator": (
+        MATRIX.replace('title = "各方面"', 'title = "各方面"\nindicator = "X"'),
+        "questions[1].indicator",
+        "not allowed on a matrix",
+        'indicator = "X"',
+    ),
+    "row_key_clashes_with_question": (
+        MATRIX.replace('key = "speed"', 'key = "overall"'),
+        "questions[1].rows[1].key",
+        "duplicate row key 'overall'",
+        'key = "overall"',
+    ),
+    "bad_indicator": (
+        RATING.replace("scored = true", 'scored = true\nindicator = "中文"').replace(
+            'key = "overall"', 'key = "second"'
+        ),
+        "questions[1].indicator",
+        "does not match",
+        'indicator = "中文"',
+    ),
+    "options_on_scale": (
+        '\n[[questions]]\nkey = "nps"\nkind = "scale"\ntitle = "推荐？"\n'
+        '[[questions.options]]\nkey = "a"\nlabel = "A"\n',
+        "questions[1].options",
+        "not allowed on a scale",
+        "[[questions.options]]",
+    ),
+    "condition_on_later_question": (
+        '\n[[questions]]\nkey = "why"\nkind = "text"\ntitle = "为什么？"\n'
+        'show_if = { question = "later", answers = ["bad"] }\n',
+        "questions[1].show_if.question",
+        "not an earlier",
+        "show_if = {",
+    ),
+    "condition_unknown_answer": (
+        '\n[[questions]]\nkey = "why"\nkind = "text"\ntitle = "为什么？"\n'
+        'show_if = { question = "overall", answers = ["meh"] }\n',
+        "questions[1].show_if.answers[0]",
+        "'meh' is not an option",
+        "show_if = {",
+    ),
+    "condition_empty": (
+        '\n[[questions]]\nkey = "why"\nkind = "text"\ntitle = "为什么？"\n'
+        'show_if = { question = "overall", answers = [] }\n',
+        "questions[1].show_if.answers",
+        "non-empty array",
+        "show_if = {",
+    ),
+    "audience_not_strings": (
+        '\n[[questions]]\nkey = "why"\nkind = "text"\ntitle = "为什么？"\ndepartments = [1]\n',
+        "questions[1].departments",
+        "non-empty strings",
+        "departments = [1]",
+    ),
+}
 
 
 @pytest.mark.parametrize("extra, path, fragment, written", BROKEN.values(), ids=BROKEN.keys())
@@ -144,10 +185,11 @@ def test_broken_new_kinds_name_their_line(tmp_path: Path, extra, path, fragment,
 
 def test_every_broken_question_is_reported_with_its_line(tmp_path: Path) -> None:
     body = (
-        HEAD + RATING.replace("score = 0", "score = 900")
+        HEAD
+        + RATING.replace("score = 0", "score = 900")
         + '\n[[questions]]\nkey = "fine"\nkind = "text"\ntitle = "好"\n'
         + '\n[[questions]]\nkey = "nps"\nkind = "scale"\ntitle = "推荐？"\nmax_choices = 2\n'
-    )  # fmt: skip
+    )
     errors = template_errors(write(tmp_path, body))
     assert [(e.path, e.line) for e in errors] == [
         ("questions[0].options[1].score", 19),
@@ -169,7 +211,9 @@ def test_line_of_finds_the_deepest_written_part() -> None:
 def test_templates_check_lists_every_error(cli_env, tmp_path: Path) -> None:
     from tests.conftest import run_cli
 
-    body = HEAD + RATING.replace("score = 0", "score = 900") + MATRIX.replace('key = "speed"', 'key = "Speed"')
+    body = (
+        HEAD + RATING.replace("score = 0", "score = 900") + MATRIX.replace('key = "speed"', 'key = "Speed"')
+    )
     file = write(tmp_path, body)
     result = run_cli("templates", "check", str(file), env=cli_env)
     assert result.returncode != 0
