@@ -28,13 +28,14 @@ def create_app(config: Settings | Mapping[str, Mapping[str, Any]] | None = None)
         SESSION_COOKIE_SECURE=settings.app.base_url.startswith("https://"),
         JSON_AS_ASCII=False,
     )
-    app.json.ensure_ascii = False
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
     register_logging(app, settings)
     register_extensions(app)
     register_routing(app)
     register_blueprints(app, settings)
     register_error_pages(app)
-    register_fast_paths(app)
+    if settings.app.fast_paths:
+        register_fast_paths(app)
     return app
 
 
@@ -77,7 +78,7 @@ def register_blueprints(app: Flask, settings: Settings) -> None:
 
 def register_fast_paths(app: Flask) -> None:
     """Ordinary questionnaire submissions and WeChat deliveries answered in front of Flask
-    (app/fast/submit.py, app/fast/webhook.py)."""
+    (app/fast/: what each keeps equal to its view is listed in app/fast/CONTRACT.md)."""
     from app.fast.submit import SubmissionFastPath
     from app.fast.webhook import WebhookFastPath
 

@@ -33,6 +33,7 @@ class AppSettings:
     web_workers: int = 2
     web_threads: int = 4
     log_level: str = "INFO"
+    fast_paths: bool = True  # the WSGI fast paths in front of Flask (app/fast/); off: Flask answers all
 
 
 @dataclass

@@ -6,16 +6,9 @@ from typing import Any
 
 from wechatpy.replies import BaseReply
 
-from app.org.scenes import Route, route_scan
-from handlers import HandlerContext
+from handlers.context import HandlerContext, route_scan
 from handlers.replies import route_reply
 
 
-def scan_route(event_key: str, openid: str, ctx: HandlerContext) -> Route:
-    return route_scan(
-        ctx.session, ctx.effects, ctx.settings, event_key, openid, ctx.today, ctx.routes, ctx.generation
-    )
-
-
 def on_scan(message: Any, ctx: HandlerContext) -> BaseReply:
-    return route_reply(message, scan_route(message.scene_id, message.source, ctx), ctx.settings)
+    return route_reply(message, route_scan(ctx, message.scene_id, message.source), ctx.settings)

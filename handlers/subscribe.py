@@ -6,14 +6,13 @@ from typing import Any
 
 from wechatpy.replies import BaseReply
 
-from handlers import HandlerContext
+from handlers.context import HandlerContext, route_scan
 from handlers.replies import HOW_TO, WELCOME, route_reply, text_reply
-from handlers.scan import scan_route
 
 
 def on_subscribe_scan(message: Any, ctx: HandlerContext) -> BaseReply:
     # wechatpy has already removed the qrscene_ prefix from scene_id
-    route = scan_route(message.scene_id, message.source, ctx)
+    route = route_scan(ctx, message.scene_id, message.source)
     return route_reply(message, route, ctx.settings, welcome=True)
 
 
