@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Date, and_, case, cast, func, literal, or_, select, type_coerce
 from sqlalchemy.orm import Session
