@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import cast
 
 from redis import Redis
 from sqlalchemy import select
@@ -30,14 +31,15 @@ def card_url(settings, code: str, name: str) -> str:
 
 
 def department_card(session: Session, redis: Redis, settings, code: str) -> tuple[bytes, str]:
-    """(PNG bytes, version) of a department's card, drawn on first use and then read from Redis."""
+    """(PNG bytes, version) of a department's card, drawn on first use and then read from Redis
+    (a client that does not decode responses)."""
     name = session.scalar(select(Department.name).where(Department.code == code)) if len(code) <= 20 else None
     session.rollback()
     if name is None:
         raise NotFound("没有找到这个单位。", field="department")
     version = card_version(settings, name)
     key = CARD_KEY.format(code=code, version=version)
-    png = redis.get(key)
+    png = cast(bytes | None, redis.get(key))  # `redis` must be a bytes client (redis_store.raw)
     if png is None:
         try:
             png = qr.render_card(

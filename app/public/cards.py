@@ -15,7 +15,7 @@ FOREVER, BRIEFLY = "public, max-age=31536000, immutable", "public, max-age=300"
 @bp.get("/cards/<code>.png")
 def department_card_png(code: str):
     settings = current_app.config["SETTINGS"]
-    png, version = department_card(db.session, redis_store.client, settings, code)
+    png, version = department_card(db.session, redis_store.raw, settings, code)
     response = Response(png, mimetype="image/png")
     response.set_etag(version)
     current = request.args.get("v") == version

@@ -7,6 +7,7 @@ minus share of 0-6, in percentage points). Read from the same pre-aggregated row
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -96,9 +97,9 @@ def indicator_index(
             .where(*scope_filters(span, day, None, None))
             .group_by(T.department_id, T.question_id, T.option_id)
         )
-        for dept_id, question_id, option_id, n in session.execute(query):
+        for dept_id, question_id, option_id, n in session.execute(query).tuples():
             if dept_id in wanted:
-                counts.setdefault((dept_id, question_id), {})[option_id] = int(n or 0)
+                counts.setdefault((int(dept_id), int(question_id)), {})[int(option_id)] = int(n or 0)
     rows = []
     for dept in departments:
         for q in questions:
@@ -119,7 +120,7 @@ def indicator_index(
     return rows
 
 
-def _mean_interval(values: list[tuple[float, int]], top: float) -> tuple[float | None, ...]:
+def _mean_interval(values: Sequence[tuple[float, int]], top: float) -> tuple[float | None, ...]:
     """(mean, low, high) of weighted values clipped to 0..top, rounded to 2 places; Nones when empty."""
     n = sum(c for _, c in values)
     if not n:
