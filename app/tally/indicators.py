@@ -7,9 +7,9 @@ minus share of 0-6, in percentage points). Read from the same pre-aggregated row
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -97,9 +97,10 @@ def indicator_index(
             .where(*scope_filters(span, day, None, None))
             .group_by(T.department_id, T.question_id, T.option_id)
         )
-        for dept_id, question_id, option_id, n in session.execute(query).tuples():
+        found = cast(Iterable[tuple[int, int, int, int | None]], session.execute(query))
+        for dept_id, question_id, option_id, n in found:
             if dept_id in wanted:
-                counts.setdefault((int(dept_id), int(question_id)), {})[int(option_id)] = int(n or 0)
+                counts.setdefault((dept_id, question_id), {})[option_id] = int(n or 0)
     rows = []
     for dept in departments:
         for q in questions:
