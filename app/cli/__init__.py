@@ -48,6 +48,9 @@ def _register_commands() -> None:
 
     for module in (setup, org, surveys, templates, accounts, server, worker, tallies, exports, qr, posters):
         module.register(cli)
+    from app.cli import backup  # backup / restore
+
+    backup.register(cli)
     cli.add_command(shell_command)
     cli.add_command(routes_command)
 
