@@ -9,8 +9,8 @@ import tomllib
 from pathlib import Path
 
 from .lines import line_of
-from .reader import parse_template
-from .schema import Condition, Option, Question, Row, Template, TemplateError, scale_options
+from .reader import Template, parse_template
+from .schema import Condition, Option, Question, Row, TemplateError, scale_options
 
 __all__ = [
     "Condition",

@@ -1,4 +1,4 @@
-"""Reading a template: parsed TOML (or a snapshot) checked against the schema, every error with
+"""The Template, and reading one: parsed TOML (or a snapshot) checked against the schema, every error with
 the key path it is about. Each question is checked on its own, so `errors` can collect one error
 per broken question (`templates check` lists them all); without it the first error is raised.
 """
@@ -6,6 +6,7 @@ per broken question (`templates check` lists them all); without it the first err
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, NoReturn, cast
 
 from survey_templates.schema import (
@@ -24,8 +25,9 @@ from survey_templates.schema import (
     Option,
     Question,
     Row,
-    Template,
     TemplateError,
+    drop_nulls,
+    question_snapshot,
     scale_options,
 )
 
@@ -39,6 +41,42 @@ _ROW_KEYS = ("key", "label", "indicator")
 _CONDITION_KEYS = ("question", "answers")
 _ONLY_FOR_KIND = {"max_length": ("text",), "max_choices": ("multi",), "rows": ("matrix",)}
 _SCORABLE = ("single", "scale", "matrix")
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    name: str
+    title: str
+    description: str
+    version: int
+    questions: tuple[Question, ...]
+
+    @property
+    def scored_questions(self) -> tuple[Question, ...]:
+        return tuple(q for q in self.questions if q.scored)
+
+    @property
+    def segment_question(self) -> Question | None:
+        return next((q for q in self.questions if q.segment), None)
+
+    def question(self, key: str) -> Question | None:
+        return next((q for q in self.questions if q.key == key), None)
+
+    def to_snapshot(self) -> dict[str, Any]:
+        """A JSON-able dict with every field spelled out (None where a field does not apply)."""
+        return {
+            "name": self.name,
+            "title": self.title,
+            "description": self.description,
+            "version": self.version,
+            "questions": [question_snapshot(q) for q in self.questions],
+        }
+
+    @classmethod
+    def from_snapshot(cls, snapshot: Any) -> Template:
+        """Rebuild (and re-validate) a template from to_snapshot()'s dict; errors name 'snapshot'."""
+        return parse_template(drop_nulls(snapshot), "snapshot")
+
 
 _MISSING: Any = object()
 

@@ -3,7 +3,8 @@
 Kinds: single, multi, text, scale (0-10, eleven generated options), matrix (several aspects rated
 on one shared scale; each row is answered, stored and tallied as a single-choice question of its
 own). Any question may carry an indicator code, a condition (`show_if`) and an audience
-(`departments` / `categories`). Validation lives in reader.py; errors are TemplateError.
+(`departments` / `categories`). The Template itself and its validation live in reader.py;
+errors are TemplateError.
 """
 
 from __future__ import annotations
@@ -98,44 +99,7 @@ def scale_options(scored: bool) -> tuple[Option, ...]:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Template:
-    name: str
-    title: str
-    description: str
-    version: int
-    questions: tuple[Question, ...]
-
-    @property
-    def scored_questions(self) -> tuple[Question, ...]:
-        return tuple(q for q in self.questions if q.scored)
-
-    @property
-    def segment_question(self) -> Question | None:
-        return next((q for q in self.questions if q.segment), None)
-
-    def question(self, key: str) -> Question | None:
-        return next((q for q in self.questions if q.key == key), None)
-
-    def to_snapshot(self) -> dict[str, Any]:
-        """A JSON-able dict with every field spelled out (None where a field does not apply)."""
-        return {
-            "name": self.name,
-            "title": self.title,
-            "description": self.description,
-            "version": self.version,
-            "questions": [_question_snapshot(q) for q in self.questions],
-        }
-
-    @classmethod
-    def from_snapshot(cls, snapshot: Any) -> Template:
-        """Rebuild (and re-validate) a template from to_snapshot()'s dict; errors name 'snapshot'."""
-        from survey_templates.reader import parse_template
-
-        return parse_template(_drop_nulls(snapshot), "snapshot")
-
-
-def _question_snapshot(q: Question) -> dict[str, Any]:
+def question_snapshot(q: Question) -> dict[str, Any]:
     snap: dict[str, Any] = {
         "key": q.key,
         "kind": q.kind,
@@ -163,9 +127,9 @@ def _question_snapshot(q: Question) -> dict[str, Any]:
     return snap
 
 
-def _drop_nulls(value: Any) -> Any:
+def drop_nulls(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
+        return {k: drop_nulls(v) for k, v in value.items() if v is not None}
     if isinstance(value, list):
-        return [_drop_nulls(v) for v in value]
+        return [drop_nulls(v) for v in value]
     return value

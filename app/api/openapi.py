@@ -56,7 +56,8 @@ PERIOD = _param(
 
 INDICATOR = _param(
     "indicator",
-    "comma-separated indicator codes: only these (with group_by=indicator)",
+    "comma-separated indicator codes: only these; brings the `indicator` dimension (tallies) or "
+    "the per-indicator rows (index)",
     {"type": "string", "example": "B01,B02"},
 )
 

@@ -161,13 +161,11 @@ def index():
     group_by = params["group_by"] or "department"
     if group_by not in ("department", "indicator"):
         raise Invalid(f"group_by: {group_by!r} is not department or indicator", field="group_by")
-    if group_by == "indicator":
-        wanted = parse_indicators(params["indicator"])
+    wanted = parse_indicators(params["indicator"])
+    if group_by == "indicator" or wanted:  # asking for indicator codes asks for the indicator rows
         found = indicator_index(db.session, survey, department_codes=codes, min_sample=min_sample,
                                 indicators=wanted, period=params["period"] or None)  # fmt: skip
         return _respond("index", params, indicator_dict(survey, found, min_sample), INDICATOR_COLUMNS)
-    if params["indicator"]:
-        raise Invalid("indicator: only with group_by=indicator", field="indicator")
     rows = satisfaction_index(db.session, survey, department_codes=codes, min_sample=min_sample,
                               period=params["period"] or None)  # fmt: skip
     return _respond("index", params, index_dict(survey, rows, min_sample), INDEX_COLUMNS)

@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.errors import Invalid
 from app.models import Department
 from app.tally.params import DIMENSION_COLUMNS, TallyResult, parse_group_by
 from app.tally.queries import tallies
@@ -70,7 +69,7 @@ def tally_report(
     survey = get_survey(session, survey_slug)
     codes = department_scope(session, department, within)
     if indicators and "indicator" not in dims:
-        raise Invalid("indicator: only with group_by including indicator", field="indicator")
+        dims.append("indicator")  # pulling codes groups by them, as `option` brings `question`
     result = tallies(session, survey, group_by=dims, department_codes=codes, period=period, since=since,
                      segment=segment)  # fmt: skip
     if indicators:  # the platform pulls some indicators by code

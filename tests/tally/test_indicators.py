@@ -124,10 +124,12 @@ def test_api_pulls_indicators_by_code(client, session, evaluation):
     assert unknown.status_code == 200 and unknown.get_json()["rows"] == []  # a code this survey lacks
     for params, word in [
         ({"group_by": "region"}, "not department or indicator"),
-        ({"indicator": "B01"}, "only with group_by=indicator"),
     ]:
         refused = get("index", **params)
         assert refused.status_code == 400 and word in refused.get_json()["message"], refused.get_json()
-    refused = get("tallies", group_by="department", indicator="B01")
-    assert refused.status_code == 400 and "indicator" in refused.get_json()["message"]
+    implied = get("tallies", group_by="department", indicator="B01").get_json()
+    assert implied["group_by"] == ["department", "indicator"]
+    assert {r["indicator"] for r in implied["rows"]} == {"B01"}
+    by_code = get("index", indicator="C01", department="D08", min_sample=1).get_json()
+    assert by_code["group_by"] == "indicator" and [r["indicator"] for r in by_code["rows"]] == ["C01"]
     assert "indicator" in client.get("/api/v1/openapi.json").get_data(as_text=True)
