@@ -10,6 +10,7 @@ from typing import Any
 
 from app.tally.files import FORMATS
 from app.tally.params import GROUP_DIMENSIONS, PERIOD_BUCKETS
+from survey_templates.schema import INDICATOR_RE
 
 MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 1_000
@@ -54,11 +55,13 @@ PERIOD = _param(
     {"type": "string", "pattern": PERIOD_PATTERN},
 )  # fmt: skip
 
+_CODE = INDICATOR_RE.pattern
+INDICATORS_PATTERN = rf"^{_CODE}(,{_CODE})*$"
 INDICATOR = _param(
     "indicator",
     "comma-separated indicator codes: only these; brings the `indicator` dimension (tallies) or "
     "the per-indicator rows (index)",
-    {"type": "string", "example": "B01,B02"},
+    {"type": "string", "pattern": INDICATORS_PATTERN, "example": "B01,B02"},
 )
 
 ENDPOINT_PARAMETERS: dict[str, list[dict[str, Any]]] = {

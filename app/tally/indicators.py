@@ -14,11 +14,13 @@ from typing import Any, cast
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.errors import Invalid
 from app.models import Question, Survey
 from app.org.surveys import survey_departments
 from app.tally.index import DEFAULT_MIN_SAMPLE, Z95
 from app.tally.params import OFFICIAL, Period, parse_period
 from app.tally.queries import scope_filters, tally_source
+from survey_templates.schema import INDICATOR_RE
 
 PROMOTERS, DETRACTORS_MAX = 9, 6
 
@@ -54,9 +56,16 @@ class IndicatorRow:
 
 
 def parse_indicators(value: str | None) -> set[str] | None:
-    """`indicator=B01,B02`: the codes asked for, or None for all."""
-    codes = {c.strip() for c in (value or "").split(",") if c.strip()}
-    return codes or None
+    """`indicator=B01,B02`: the codes asked for, or None for all; Invalid for a malformed code."""
+    if not value:
+        return None
+    codes = value.split(",")
+    bad = next((c for c in codes if not INDICATOR_RE.fullmatch(c)), None)
+    if bad is not None:
+        raise Invalid(
+            f"indicator: {bad!r} is not an indicator code (letters, digits, _ . -)", field="indicator"
+        )
+    return set(codes)
 
 
 def indexed_questions(survey: Survey, codes: set[str] | None = None) -> list[Question]:

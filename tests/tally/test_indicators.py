@@ -124,6 +124,8 @@ def test_api_pulls_indicators_by_code(client, session, evaluation):
     assert unknown.status_code == 200 and unknown.get_json()["rows"] == []  # a code this survey lacks
     for params, word in [
         ({"group_by": "region"}, "not department or indicator"),
+        ({"indicator": "B01,,C01"}, "'' is not an indicator code"),
+        ({"indicator": "指标"}, "is not an indicator code"),
     ]:
         refused = get("index", **params)
         assert refused.status_code == 400 and word in refused.get_json()["message"], refused.get_json()
