@@ -35,4 +35,6 @@ def test_every_kind_in_the_console(city, session):  # noqa: F811
     add_response(session, survey, get_department(session, "D08"), answers)
     session.commit()
     results = city.get("/console/results?survey=e2030")
-    assert results.status_code == 200 and "服务态度" in results.get_data(as_text=True)
+    html = results.get_data(as_text=True)
+    assert results.status_code == 200 and "服务态度" in html and "分指标结果" in html
+    assert "<code>B01</code>" in html and "8.00（8.00–8.00）" in html and "+0.0" in html  # one 8: neither
