@@ -183,7 +183,7 @@ def _record_response(
     rkey = respondent_key(settings.survey.respondent_secret, openid)
     completion_ms = max(0, int(now.timestamp() * 1000) - started_ms)
     flags = []
-    if straightlined(form, answers, settings.survey.straightline_min_questions):
+    if straightlined(form, answers, settings.survey.straightline_min_questions, department):
         flags.append("straightline")
     if completion_ms < FAST_MS:
         flags.append("too_fast")

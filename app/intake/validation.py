@@ -111,8 +111,13 @@ def ip_prefix(address: str | None) -> str | None:
     return str(ipaddress.ip_network(f"{ip}/{bits}", strict=False))
 
 
-def straightlined(form: SurveyForm, answers: list[AnswerTriple], min_questions: int) -> bool:
+def straightlined(form: SurveyForm, answers: list[AnswerTriple], min_questions: int, department=None) -> bool:
+    """Every scored single-choice question (a matrix's rows included) given the same option key.
+    With a `department`, only the questions asked of it count, follow-ups left out."""
     scored = form.scored_options
+    if department is not None:
+        asked = {q.id for q in form.questions_for(department) if q.show_if is None}
+        scored = {qid: options for qid, options in scored.items() if qid in asked}
     if len(scored) < max(2, min_questions):
         return False
     chosen: dict[int, str] = {}

@@ -227,3 +227,21 @@ def test_parse_answers_follows_conditions_on_a_matrix_row_and_a_scale(evaluation
     with pytest.raises(Invalid) as err:
         intake.parse_answers(form, {"q_speed": ["bad"], "q_nps": ["s9"]}, 500)
     assert set(err.value.errors) == {"why"}  # required once its condition holds; `low` is optional
+
+
+def test_straight_lining_counts_the_questions_asked_of_the_department(evaluation, session):
+    """A service-hall question that is scored but not asked of 市教育局 does not hide straight-lining."""
+    from app.intake.forms import FormQuestion, load_form
+    from app.intake.shape import Audience
+
+    form, dept = load_form(session, SLUG, "D08")
+    rows = [q for q in form.questions if q.scored]
+    same = [(q.id, q.option_ids["satisfied"], None) for q in rows]
+    assert intake.straightlined(form, same, 4, dept)
+    hall = FormQuestion(999, "hall", "single", "窗口", True, True, None, None, rows[0].options,
+                        audience=Audience(frozenset({"D17"})))  # fmt: skip
+    wider = type(form)(form.id, form.slug, form.title, form.description, form.status, form.period_start,
+                       form.period_end, form.levels, (*form.questions, hall), form.segment_question_id,
+                       form.blocks)  # fmt: skip
+    assert intake.straightlined(wider, same, 4, dept)
+    assert not intake.straightlined(wider, same, 4)  # without the department every scored question counts
