@@ -13,6 +13,7 @@ import requests
 from app.accounts.tokens import create_token
 from app.intake import drain
 from app.org import surveys
+from app.tally.verify import verify_tallies
 from tests.a11y.axe import axe_source, blocking_violations
 
 pytestmark = pytest.mark.browser
@@ -122,6 +123,7 @@ def test_every_new_kind_without_javascript(browser, live_server, evaluation, ses
     finally:
         context.close()
     drain.drain_backlog(session, redis_client)
+    assert verify_tallies(session, surveys.get_survey(session, "eval")) == []  # recount from raw answers
 
     secret = create_token(session, "platform").secret
     session.commit()
