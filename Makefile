@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= auto
 
-.PHONY: install run test lint bench chaos clean
+.PHONY: install run test lint bench chaos clean axe
 
 install: $(STAMP)
 
@@ -28,6 +28,13 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check app handlers qr survey_templates tests worker.py bench deploy chaos
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
+
+# axe-core for the accessibility checks of the browser tests (tests/a11y): from npm, at test time only.
+axe: tests/a11y/node_modules/axe-core/axe.min.js
+
+tests/a11y/node_modules/axe-core/axe.min.js: tests/a11y/package.json tests/a11y/package-lock.json
+	cd tests/a11y && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -66,6 +66,7 @@ class WechatSettings:
     timestamp_tolerance: int = 300
     max_body_bytes: int = 65536
     simulator: bool = True
+    scan_reply: str = "news"  # "news": a card (图文消息) with the department's picture; "text": a link
 
 
 @dataclass
@@ -252,6 +253,8 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
     old = values["wechat"]["previous_encoding_aes_key"]
     if old and len(old) != 43:
         raise ConfigError(f"wechat.previous_encoding_aes_key: must be 43 characters, got {len(old)}")
+    if values["wechat"]["scan_reply"] not in ("news", "text"):
+        raise ConfigError(f"wechat.scan_reply: must be news or text, got {values['wechat']['scan_reply']!r}")
     redis_url = values["redis"]["url"]
     if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://", "redis+sentinel://")):
         raise ConfigError(

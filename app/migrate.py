@@ -22,8 +22,25 @@ def alembic_config(connection=None) -> Config:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    with engine.begin() as connection:
-        command.upgrade(alembic_config(connection), revision)
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as connection:
+            command.upgrade(alembic_config(connection), revision)
+        return
+    # SQLite changes a constraint by copying the table and dropping the old one; with foreign keys
+    # on, that drop would cascade into the rows that refer to it (a question's options). The pragma
+    # only takes effect outside a transaction, so it is switched off before and checked after.
+    with engine.connect() as connection:
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        connection.commit()
+        try:
+            with connection.begin():
+                command.upgrade(alembic_config(connection), revision)
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"migration left rows without their parent: {broken[:5]}")
+        finally:
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            connection.commit()
 
 
 def revision(engine: Engine, message: str) -> None:

@@ -239,13 +239,10 @@ class WeChatApi:
 
 
 def default_menu(settings: Settings) -> dict[str, Any]:
-    """The account's custom menu: evaluate (how to), and help."""
-    return {
-        "button": [
-            {"type": "click", "name": "我要评价", "key": "EVALUATE"},
-            {"type": "click", "name": "使用帮助", "key": "HELP"},
-        ]
-    }
+    """The account's custom menu before one is edited in the console: evaluate (how to), and help."""
+    from app.org.menu import DEFAULT_MENU
+
+    return DEFAULT_MENU
 
 
 # --- OAuth (snsapi_base) for the questionnaire pages ---------------------------------------------

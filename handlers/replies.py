@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from wechatpy.replies import TextReply
+from wechatpy.replies import ArticlesReply, BaseReply, TextReply
 
+from app.org.cards import card_url
 from app.org.scenes import Route
 
 HOW_TO = (
@@ -45,3 +46,20 @@ def route_text(route: Route) -> str:
     if route.problem == "closed":
         return f"{title}已经结束，感谢您的关注！下次调查开始后欢迎再来为「{dept}」评价。"
     return f"目前没有正在进行的「{dept}」满意度调查，感谢您的关注！"
+
+
+def route_reply(message: Any, route: Route, settings: Any, welcome: bool = False) -> BaseReply:
+    """The answer to a scan: a card (图文消息: the department, the survey, its picture and the link)
+    when there is a link and `wechat.scan_reply` is "news", else the text of route_text()."""
+    if route.url and route.department and settings.wechat.scan_reply == "news":
+        title = route.survey.title if route.survey else "满意度调查"
+        description = f"{title}，约1分钟。点击进入问卷，感谢您的参与！"
+        article = {
+            "title": f"请为「{route.department.name}」评价",
+            "description": (WELCOME + "\n" + description) if welcome else description,
+            "image": card_url(settings, route.department.code, route.department.name),
+            "url": route.url,
+        }
+        return ArticlesReply(message=message, articles=[article])
+    text = route_text(route)
+    return text_reply(message, WELCOME + "\n\n" + text if welcome else text)

@@ -8,7 +8,7 @@ from wechatpy.replies import BaseReply
 
 from handlers.context import HandlerContext
 from handlers.menu import HELP
-from handlers.replies import HOW_TO, NOT_FOUND, link, route_text, text_reply
+from handlers.replies import HOW_TO, NOT_FOUND, link, route_reply, text_reply
 
 HOW_TO_WORDS = ("评价", "评议", "打分", "满意度", "问卷", "调查", "怎么评价", "我要评价")
 HELP_WORDS = ("帮助", "help", "?", "？", "你好", "您好")
@@ -24,7 +24,7 @@ def on_text(message: Any, ctx: HandlerContext) -> BaseReply:
     if not routes:
         return text_reply(message, NOT_FOUND.format(text=content[:20]) + "\n\n" + HOW_TO)
     if len(routes) == 1:
-        return text_reply(message, route_text(routes[0]))
+        return route_reply(message, routes[0], ctx.settings)
     lines = ["找到以下单位，请点击要评价的单位："]
     for route in routes:
         name = route.department.name if route.department else ""

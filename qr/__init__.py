@@ -1,6 +1,7 @@
 # QR codes and printable posters for departments' surveys. Does not import `app`: settings
 # such as the font path and the WeChat base URL are passed in by the caller.
 from .batch import build_pdf, build_zip, safe_stem, write_poster_dir
+from .card import CARD_STYLE, render_card
 from .codes import qr_image, qr_modules, url_qr_png
 from .fonts import FontNotFound, find_cjk_font
 from .poster import render_poster
@@ -12,6 +13,7 @@ from .wechat_ticket import (
 )
 
 __all__ = [
+    "CARD_STYLE",
     "MAX_SCENE_LENGTH",
     "SHOWQRCODE_BASE",
     "FontNotFound",
@@ -21,6 +23,7 @@ __all__ = [
     "permanent_scene_payload",
     "qr_image",
     "qr_modules",
+    "render_card",
     "render_poster",
     "safe_stem",
     "showqrcode_url",

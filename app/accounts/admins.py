@@ -14,7 +14,6 @@ from app.accounts import audit
 from app.errors import Conflict, Forbidden, Invalid
 from app.models import AdminUser, utcnow
 from app.models.accounts import ROLES
-from app.org.departments import get_department
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,64}$")
 MIN_PASSWORD = 10
@@ -48,6 +47,8 @@ def create_admin(
         raise Invalid("scoped_admin 需要指定管辖单位（--scope 单位编码）", field="scope")
     if role == "city_admin" and scope_code:
         raise Invalid("city_admin 管辖全市，不能指定 --scope", field="scope")
+    from app.org.departments import get_department  # org imports accounts (the audit log)
+
     scope = get_department(session, scope_code) if scope_code else None
     if session.scalar(select(AdminUser.id).where(AdminUser.username == username)) is not None:
         raise Conflict(f"用户名 {username} 已存在", field="username")

@@ -10,6 +10,7 @@ from typing import Any
 
 from app.tally.files import FORMATS
 from app.tally.params import GROUP_DIMENSIONS, PERIOD_BUCKETS
+from survey_templates.schema import INDICATOR_RE
 
 MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 1_000
@@ -55,6 +56,15 @@ PERIOD = _param(
     {"type": "string", "pattern": PERIOD_PATTERN},
 )  # fmt: skip
 
+_CODE = INDICATOR_RE.pattern
+INDICATORS_PATTERN = rf"^{_CODE}(,{_CODE})*$"
+INDICATOR = _param(
+    "indicator",
+    "comma-separated indicator codes: only these; brings the `indicator` dimension (tallies) or "
+    "the per-indicator rows (index)",
+    {"type": "string", "pattern": INDICATORS_PATTERN, "example": "B01,B02"},
+)
+
 ENDPOINT_PARAMETERS: dict[str, list[dict[str, Any]]] = {
     "tallies": [
         SURVEY,
@@ -65,9 +75,12 @@ ENDPOINT_PARAMETERS: dict[str, list[dict[str, Any]]] = {
             + ", ".join(GROUP_DIMENSIONS)
             + ". `question`/`option` count answers instead of responses (`option` brings `question`); "
             "`region` is a county with its townships, city departments form region CITY; `segment` is "
-            "the respondent type unless `segment=` names another single-choice question.",
+            "the respondent type unless `segment=` names another single-choice question; `indicator` "
+            "groups answers by the indicator code of their question (a matrix's rows each have one; "
+            "questions without a code are left out).",
             {"type": "string", "pattern": GROUP_BY_PATTERN, "example": "department,question,option"},
         ),  # fmt: skip
+        INDICATOR,
         PERIOD,
         _param(
             "since",
@@ -89,6 +102,14 @@ ENDPOINT_PARAMETERS: dict[str, list[dict[str, Any]]] = {
     "index": [
         SURVEY,
         DEPARTMENT,
+        _param(
+            "group_by",
+            "`department` (default): one satisfaction index per department; `indicator`: one row per "
+            "department and indicator code, with the index of scored questions and, for 0-10 scales, "
+            "the mean with its 95% interval and the net score (share of 9-10 minus share of 0-6)",
+            {"type": "string", "enum": ["department", "indicator"]},
+        ),
+        INDICATOR,
         PERIOD,
         _param(
             "min_sample",
@@ -153,7 +174,7 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
                     "type": "object",
                     "description": "the group's keys (department, department_name, category, level, region, "
                     "region_name, question, question_title, option, option_label, period, segment, "
-                    "segment_label, channel, as grouped) plus count (official) and quarantined",
+                    "segment_label, indicator, channel, as grouped) plus count (official) and quarantined",
                     "properties": {"count": {"type": "integer"}, "quarantined": {"type": "integer"}},
                 },
             },
@@ -184,6 +205,17 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
                         "rank_low": {"type": ["integer", "null"]},
                         "rank_label": {"type": "string", "description": "3, or 2-5 when tied"},
                         "tied_with": {"type": "array", "items": {"type": "string"}},
+                        "indicator": {"type": "string", "description": "group_by=indicator rows"},
+                        "question": {"type": "string"},
+                        "question_title": {"type": "string"},
+                        "kind": {"type": "string"},
+                        "mean": {"type": ["number", "null"], "description": "0-10 scale: mean, 0..10"},
+                        "mean_ci_low": {"type": ["number", "null"]},
+                        "mean_ci_high": {"type": ["number", "null"]},
+                        "net_score": {
+                            "type": ["number", "null"],
+                            "description": "0-10 scale: % of 9-10 minus % of 0-6",
+                        },
                     },
                 },
             },

@@ -21,6 +21,7 @@ from app.redis_store import redis_store
 from app.security.rate_limits import hit, limit_for
 from app.tally.files import FORMATS, render
 from app.tally.index import index_dict, satisfaction_index
+from app.tally.indicators import INDICATOR_COLUMNS, indicator_dict, indicator_index, parse_indicators
 from app.tally.report import department_scope, row_columns, tally_dict, tally_report
 
 PUBLIC_ENDPOINTS = {"api.openapi"}
@@ -139,6 +140,7 @@ def tallies():
     result = tally_report(
         db.session, survey.slug, department=params["department"] or None, group_by=params["group_by"],
         period=params["period"] or None, since=params["since"] or None, segment=params["segment"] or None,
+        indicators=parse_indicators(params["indicator"]),
     )  # fmt: skip
     return _respond("tallies", params, tally_dict(result), row_columns(result))
 
@@ -156,6 +158,14 @@ def index():
     survey = _readable_survey(params["survey"])
     min_sample = _int(params, "min_sample", current_app.config["SETTINGS"].survey.min_sample, 1)
     codes = department_scope(db.session, params["department"] or None)
+    group_by = params["group_by"] or "department"
+    if group_by not in ("department", "indicator"):
+        raise Invalid(f"group_by: {group_by!r} is not department or indicator", field="group_by")
+    wanted = parse_indicators(params["indicator"])
+    if group_by == "indicator" or wanted:  # asking for indicator codes asks for the indicator rows
+        found = indicator_index(db.session, survey, department_codes=codes, min_sample=min_sample,
+                                indicators=wanted, period=params["period"] or None)  # fmt: skip
+        return _respond("index", params, indicator_dict(survey, found, min_sample), INDICATOR_COLUMNS)
     rows = satisfaction_index(db.session, survey, department_codes=codes, min_sample=min_sample,
                               period=params["period"] or None)  # fmt: skip
     return _respond("index", params, index_dict(survey, rows, min_sample), INDEX_COLUMNS)

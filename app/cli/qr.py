@@ -53,13 +53,13 @@ def tickets_command(slug: str | None, queued: bool) -> None:
 @wechat_group.command("menu")
 @click.option("--queue", "queued", is_flag=True, help="Hand the work to the worker instead of waiting.")
 def menu_command(queued: bool) -> None:
-    """Publish the account's custom menu (我要评价 / 使用帮助)."""
+    """Publish the account's custom menu as edited in the console (default: 我要评价 / 使用帮助)."""
     from app.jobs.wechat import publish_menu
 
     if queued:
         click.echo(f"queued job {enqueue('wechat', publish_menu).id}")
         return
-    publish_menu()
+    publish_menu("cli")
     click.echo("menu published")
 
 

@@ -10,6 +10,7 @@ from flask.cli import AppGroup, with_appcontext
 from app.db import db
 from app.org.surveys import get_survey, list_surveys
 from app.tally.files import FORMATS, render
+from app.tally.indicators import parse_indicators
 from app.tally.params import GROUP_DIMENSIONS
 from app.tally.report import row_columns, tally_dict, tally_report
 from app.tally.verify import verify_tallies
@@ -31,13 +32,14 @@ def register(cli: click.Group) -> None:
 @click.option("--period", help="BUCKET, RANGE or BUCKET:RANGE, e.g. month, 2024-Q2, week:2024-05.")
 @click.option("--since", help="Only groups changed since this ISO 8601 time.")
 @click.option("--segment", help="Question key used as the segment dimension (default: respondent type).")
+@click.option("--indicator", "indicators", help="Comma-separated indicator codes (with --by indicator).")
 @click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), default="json", show_default=True)
 @click.option(
     "--out", type=click.Path(dir_okay=False, writable=True), help="Write to a file (XLSX needs it)."
 )
 @click.pass_context
 @with_appcontext
-def group(ctx, survey_slug, department, group_by, period, since, segment, fmt, out) -> None:
+def group(ctx, survey_slug, department, group_by, period, since, segment, indicators, fmt, out) -> None:
     """Categorized tallies of one survey (JSON, CSV or XLSX); `tallies verify` recounts them."""
     if ctx.invoked_subcommand is not None:
         return
@@ -47,7 +49,7 @@ def group(ctx, survey_slug, department, group_by, period, since, segment, fmt, o
         raise click.UsageError("XLSX is binary: pass --out FILE or redirect standard output")
     result = tally_report(
         db.session, survey_slug, department=department, group_by=group_by, period=period, since=since,
-        segment=segment,
+        segment=segment, indicators=parse_indicators(indicators),
     )  # fmt: skip
     data = render(fmt, tally_dict(result), row_columns(result))
     if out:

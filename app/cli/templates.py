@@ -10,7 +10,7 @@ from flask.cli import AppGroup
 
 from app.db import db
 from app.org import surveys as service
-from survey_templates import TemplateError, load_template
+from survey_templates import TemplateError, load_template, template_errors
 
 group = AppGroup("templates", help="Questionnaire templates (TOML).")
 
@@ -23,7 +23,7 @@ def _load(file: Path):
     try:
         return load_template(file)
     except TemplateError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(exc.located()) from None
 
 
 @group.command("list")
@@ -43,7 +43,14 @@ def list_command(as_json: bool) -> None:
 @group.command("check")
 @click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 def check_command(file: Path) -> None:
-    """Validate a template file without loading it."""
+    """Validate a template file without loading it: every error, each with its line."""
+    errors = template_errors(file)
+    if len(errors) == 1:
+        raise click.ClickException(errors[0].located())
+    if errors:
+        for error in errors:
+            click.echo(error.located(), err=True)
+        raise click.ClickException(f"{file.name}: {len(errors)} errors (listed above)")
     template = _load(file)
     click.echo(f"{file.name}: ok ({template.name}, {len(template.questions)} questions)")
 

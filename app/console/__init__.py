@@ -6,6 +6,7 @@ from app.console import (  # noqa: F401  (their views join the blueprint)
     auth,
     departments,
     guard,
+    menu,
     posters,
     results,
     review,

@@ -14,6 +14,7 @@ from app.org.departments import get_department, list_departments
 from app.org.surveys import get_survey, list_surveys
 from app.tally.files import FORMATS, render
 from app.tally.index import satisfaction_index
+from app.tally.indicators import indicator_index
 from app.tally.queries import tallies
 from app.tally.report import row_columns, tally_dict
 from app.tally.results import filtered_codes, question_charts
@@ -71,6 +72,13 @@ def results():
         overview=overview,
         charts=question_charts(survey, by_question),
         ranking=ranking,
+        indicators=[
+            r
+            for r in indicator_index(
+                db.session, survey, department_codes=codes, period=period, min_sample=min_sample
+            )
+            if r.answers
+        ],
         min_sample=min_sample,
     )
 

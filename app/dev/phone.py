@@ -36,9 +36,10 @@ def _follower_key(openid: str) -> str:
     return f"wx:sim:follower:{openid}"
 
 
-def _say(openid: str, who: str, text: str) -> None:
+def _say(openid: str, who: str, text: str, card: dict | None = None) -> None:
     key = _chat_key(openid)
-    redis_store.client.rpush(key, json.dumps({"who": who, "text": text}, ensure_ascii=False))
+    item = {"who": who, "text": text, **({"card": card} if card else {})}
+    redis_store.client.rpush(key, json.dumps(item, ensure_ascii=False))
     redis_store.client.ltrim(key, -CHAT_LIMIT, -1)
     redis_store.client.expire(key, 86400)
 
@@ -53,6 +54,27 @@ def bubble_html(text: str) -> Markup:
         last = match.end()
     parts.append(escape(text[last:]))
     return Markup("").join(parts).replace("\n", Markup("<br>"))
+
+
+def _card_links(item: dict) -> dict:
+    """A card's picture as this site serves it, and its link opened as the simulated WeChat browser."""
+    card = item.get("card")
+    if not card:
+        return {}
+    base = current_app.config["SETTINGS"].app.base_url
+    picture = card["picurl"][len(base) :] if card["picurl"].startswith(base + "/") else card["picurl"]
+    return {"picture": picture, "open": url_for("dev.open_in_phone", url=card["url"])}
+
+
+DEFAULT_MENU = [{"type": "click", "name": "我要评价", "key": "EVALUATE"},
+                {"type": "click", "name": "使用帮助", "key": "HELP"}]  # fmt: skip
+
+
+def _published_menu() -> list[dict]:
+    """The top-level buttons last published to the fake WeChat API (the default menu before that)."""
+    raw = redis_store.client.get("wx:sim:menu")
+    buttons = (json.loads(raw) if raw else {}).get("button") or DEFAULT_MENU
+    return [b for b in buttons if isinstance(b, dict) and b.get("name")][:3]
 
 
 def _scenes() -> list[dict]:
@@ -75,7 +97,8 @@ def phone():
     html = render_template(
         "dev/phone.html",
         openid=openid,
-        chat=[{**item, "html": bubble_html(item["text"])} for item in chat],
+        chat=[{**item, "html": bubble_html(item["text"]), **_card_links(item)} for item in chat],
+        menu=_published_menu(),
         scenes=_scenes(),
         chosen=chosen,
         modes=[(m, MODE_NAMES[m]) for m in MODES],
@@ -103,6 +126,9 @@ def _deliver(openid: str, xml: str) -> None:
     reply = open_reply(response.text, wechat)
     if reply.get("MsgType") == "text":
         _say(openid, "account", reply.get("Content", ""))
+    elif reply.get("MsgType") == "news":
+        card = {k.lower(): reply.get(k, "") for k in ("Title", "Description", "PicUrl", "Url")}
+        _say(openid, "account", reply.get("Title", ""), card)
     elif reply:
         _say(openid, "system", f"（收到 {reply.get('MsgType')} 类型的回复）")
 
@@ -140,14 +166,14 @@ def phone_send():
 def phone_menu():
     openid, _ = browser_openid()
     key = request.form.get("key", "")
-    if key not in ("EVALUATE", "HELP", "UNFOLLOW"):
+    if not key or len(key) > 128:
         abort(400)
     if key == "UNFOLLOW":
         _say(openid, "me", "（取消关注）")
         _deliver(openid, event_xml(ACCOUNT, openid, "unsubscribe"))
         redis_store.client.delete(_follower_key(openid), _chat_key(openid))
     else:
-        _say(openid, "me", {"EVALUATE": "【菜单】我要评价", "HELP": "【菜单】使用帮助"}[key])
+        _say(openid, "me", f"【菜单】{request.form.get('name', key)[:20]}")
         _deliver(openid, event_xml(ACCOUNT, openid, "CLICK", key))
     return redirect(url_for("dev.phone") + "#latest")
 

@@ -95,7 +95,8 @@ def seal(xml: str, wechat, mode: str, timestamp: int | None = None, nonce: str |
 
 
 def open_reply(body: str, wechat) -> dict[str, str]:
-    """The reply's fields (decrypted and its signature checked when it is encrypted); {} for success."""
+    """The reply's fields (decrypted and its signature checked when it is encrypted); {} for success.
+    A news reply (图文消息) gives its first article's Title, Description, PicUrl and Url."""
     if not body or body.strip() == "success":
         return {}
     data = xmltodict.parse(body)["xml"]
@@ -103,4 +104,8 @@ def open_reply(body: str, wechat) -> dict[str, str]:
         crypto = WeChatCrypto(wechat.token, wechat.encoding_aes_key, wechat.appid)
         plain = crypto.decrypt_message(body, data["MsgSignature"], data["TimeStamp"], data["Nonce"])
         data = xmltodict.parse(plain)["xml"]
+    if data.get("MsgType") == "news":  # a card: its (first) article's fields at the top level
+        items = (data.get("Articles") or {}).get("item") or {}
+        first = items[0] if isinstance(items, list) else items
+        data = {**{k: v for k, v in data.items() if k != "Articles"}, **first}
     return {key: (value if isinstance(value, str) else escape(str(value))) for key, value in data.items()}

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, selectinload
 from app import clock
 from app.errors import Invalid, NotFound, Unavailable
 from app.fast.signing import OnceDerivedSigner, SignedReader
+from app.intake.shape import EVERYONE, Audience, Condition, build_blocks, question_extras
 from app.models import Department, Question, Survey
 from app.org.surveys import accepting_state
 
@@ -56,6 +57,9 @@ class FormQuestion:
     max_length: int | None
     max_choices: int | None
     options: tuple[FormOption, ...]
+    matrix: str | None = None  # the matrix (key) this question is a row of
+    show_if: Condition | None = None  # a follow-up: asked only when this holds
+    audience: Audience = EVERYONE  # asked only of these departments / categories
     # Derived from the above (__post_init__): the form field's name (q_<key>), option key -> id.
     input_name: str = field(default="", init=False)
     option_ids: dict[str, int] = field(default_factory=dict, init=False, hash=False, compare=False)
@@ -79,6 +83,7 @@ class SurveyForm:
     levels: tuple[str, ...]
     questions: tuple[FormQuestion, ...]
     segment_question_id: int | None
+    blocks: tuple[Any, ...] = ()  # the questions as shown: FormQuestion or FormMatrix (app.intake.shape)
     # Derived from the questions (__post_init__): every input name; for each scored single-choice
     # question, option id -> key (what straightlined() compares).
     field_names: frozenset[str] = field(default=frozenset(), init=False)
@@ -93,6 +98,13 @@ class SurveyForm:
         }
         object.__setattr__(self, "scored_options", scored)
 
+    def questions_for(self, dept: DepartmentInfo) -> tuple[FormQuestion, ...]:
+        """The questions this department's respondents are asked (audiences applied)."""
+        return tuple(q for q in self.questions if q.audience.includes(dept))
+
+    def blocks_for(self, dept: DepartmentInfo) -> tuple[Any, ...]:
+        return tuple(b for b in self.blocks if b.audience.includes(dept))
+
 
 @dataclass(frozen=True, slots=True)
 class DepartmentInfo:
@@ -101,6 +113,7 @@ class DepartmentInfo:
     name: str
     level: str
     active: bool
+    category: str = ""
 
 
 class _FormCache:
@@ -152,6 +165,7 @@ def _load_survey_form(session: Session, slug: str) -> SurveyForm:
         raise
     if survey is None:
         raise NotFound("没有找到这项调查，请重新扫描二维码。", field="survey")
+    extras = question_extras(survey.snapshot)
     questions = tuple(
         FormQuestion(
             id=q.id,
@@ -163,9 +177,13 @@ def _load_survey_form(session: Session, slug: str) -> SurveyForm:
             max_length=q.max_length,
             max_choices=q.max_choices,
             options=tuple(FormOption(o.id, o.key, o.label) for o in q.options),
+            matrix=q.matrix,
+            show_if=extras.get(q.key, {}).get("show_if"),
+            audience=extras.get(q.key, {}).get("audience", EVERYONE),
         )
         for q in survey.questions
     )
+    titles = {key: e["matrix_title"] for key, e in extras.items() if "matrix_title" in e}
     segment = next((q.id for q in survey.questions if q.segment), None)
     form = SurveyForm(
         id=survey.id,
@@ -178,6 +196,7 @@ def _load_survey_form(session: Session, slug: str) -> SurveyForm:
         levels=tuple(survey.levels or ()),
         questions=questions,
         segment_question_id=segment,
+        blocks=build_blocks(questions, titles),
     )
     session.rollback()  # end the read transaction: nothing else in a submission needs it
     return form
@@ -191,7 +210,7 @@ def _load_department(session: Session, code: str) -> DepartmentInfo:
         raise
     if dept is None:
         raise NotFound("没有找到这个单位，请重新扫描二维码。", field="department")
-    info = DepartmentInfo(dept.id, dept.code, dept.name, dept.level, dept.active)
+    info = DepartmentInfo(dept.id, dept.code, dept.name, dept.level, dept.active, dept.category)
     session.rollback()
     return info
 

@@ -179,11 +179,11 @@ def _record_response(
     if channel not in CHANNELS:
         raise Invalid("来源无效", field="channel")
     token, started_ms = read_form_token(settings.app.secret_key, form_token)
-    answers = parse_answers(form, data, settings.survey.text_max_length)
+    answers = parse_answers(form, data, settings.survey.text_max_length, department)
     rkey = respondent_key(settings.survey.respondent_secret, openid)
     completion_ms = max(0, int(now.timestamp() * 1000) - started_ms)
     flags = []
-    if straightlined(form, answers, settings.survey.straightline_min_questions):
+    if straightlined(form, answers, settings.survey.straightline_min_questions, department):
         flags.append("straightline")
     if completion_ms < FAST_MS:
         flags.append("too_fast")

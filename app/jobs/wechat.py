@@ -6,9 +6,10 @@ from __future__ import annotations
 from flask import current_app
 
 from app.db import db
+from app.org.menu import publish_menu as publish_stored_menu
 from app.org.scenes import scene_rows
 from app.redis_store import redis_store
-from app.wechat_api import WeChatApi, default_menu
+from app.wechat_api import WeChatApi
 
 
 def create_wechat_tickets(survey_slug: str | None = None) -> int:
@@ -21,9 +22,11 @@ def create_wechat_tickets(survey_slug: str | None = None) -> int:
     return len(rows)
 
 
-def publish_menu() -> None:
+def publish_menu(actor: str = "job") -> None:
+    """Publish the menu edited in the console (the default 我要评价 / 使用帮助 until one is saved)."""
     settings = current_app.config["SETTINGS"]
-    WeChatApi(settings, redis_store.client).create_menu(default_menu(settings))
+    publish_stored_menu(db.session, WeChatApi(settings, redis_store.client), actor)
+    db.session.commit()
 
 
 def refresh_access_token() -> str:

@@ -8,6 +8,7 @@ from app.models.org import Department
 from app.models.responses import Answer, Response
 from app.models.surveys import Option, Question, Survey, SurveyTemplate
 from app.models.tallies import TallyMonth, TallyRow
+from app.models.wechat import WechatMenu
 
 __all__ = [
     "AdminUser",
@@ -24,5 +25,6 @@ __all__ = [
     "SurveyTemplate",
     "TallyMonth",
     "TallyRow",
+    "WechatMenu",
     "utcnow",
 ]

@@ -60,7 +60,7 @@ class Question(Base):
     __tablename__ = "questions"
     __table_args__ = (
         UniqueConstraint("survey_id", "key"),
-        CheckConstraint("kind IN ('single', 'multi', 'text')", name="kind"),
+        CheckConstraint("kind IN ('single', 'multi', 'text', 'scale')", name="kind"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -74,6 +74,10 @@ class Question(Base):
     segment: Mapped[bool] = mapped_column(Boolean, default=False)
     max_length: Mapped[int | None] = mapped_column(Integer)
     max_choices: Mapped[int | None] = mapped_column(Integer)
+    # The platform's indicator code (tallies and the index group by it), and for a matrix row the
+    # key of its matrix (each row is a single-choice question of its own).
+    indicator: Mapped[str | None] = mapped_column(String(32))
+    matrix: Mapped[str | None] = mapped_column(String(32))
 
     survey: Mapped[Survey] = relationship(back_populates="questions")
     options: Mapped[list[Option]] = relationship(

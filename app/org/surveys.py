@@ -99,24 +99,34 @@ def list_surveys(session: Session, *, status: str | None = None) -> list[Survey]
 
 
 def _questions_from(template: Template) -> list[Question]:
-    questions = []
-    for position, q in enumerate(template.questions):
-        question = Question(
-            key=q.key,
-            position=position,
-            kind=q.kind,
-            title=q.title,
-            required=q.required,
-            scored=q.scored,
-            segment=q.segment,
-            max_length=q.max_length,
-            max_choices=q.max_choices,
+    """The SQL questions of a template: a matrix becomes one single-choice question per row (its
+    own key, indicator and answers; `matrix` names the block), a scale keeps its eleven options."""
+    questions: list[Question] = []
+    for q in template.questions:
+        parts = (
+            [(r.key, "single", r.label, r.indicator, q.key) for r in q.rows]
+            if q.kind == "matrix"
+            else [(q.key, q.kind, q.title, q.indicator, None)]
         )
-        question.options = [
-            Option(key=o.key, position=i, label=o.label, score=o.score, negative=o.negative)
-            for i, o in enumerate(q.options)
-        ]
-        questions.append(question)
+        for key, kind, title, indicator, matrix in parts:
+            question = Question(
+                key=key,
+                position=len(questions),
+                kind=kind,
+                title=title,
+                required=q.required,
+                scored=q.scored,
+                segment=q.segment,
+                max_length=q.max_length,
+                max_choices=q.max_choices,
+                indicator=indicator,
+                matrix=matrix,
+            )
+            question.options = [
+                Option(key=o.key, position=i, label=o.label, score=o.score, negative=o.negative)
+                for i, o in enumerate(q.options)
+            ]
+            questions.append(question)
     return questions
 
 

@@ -11,8 +11,8 @@ from typing import Any
 from app.errors import Invalid
 
 GROUP_DIMENSIONS = (
-    "survey", "department", "category", "level", "region", "question", "option", "period", "segment",
-    "channel",
+    "survey", "department", "category", "level", "region", "question", "indicator", "option", "period",
+    "segment", "channel",
 )  # fmt: skip
 PERIOD_BUCKETS = ("day", "week", "month", "quarter", "year", "survey")
 DEFAULT_BUCKET = "month"
@@ -76,6 +76,28 @@ def _range_bounds(text: str) -> tuple[date, date]:
     except ValueError:
         raise ValueError(text) from None
     return date(year, 1, 1), date(year, 12, 31)
+
+
+def bucket_label(bucket: str | None, value: Any, survey: Any) -> str | None:
+    """A period bucket's public label: 2024-05-03, 2024-W19, 2024-05, 2024-Q2, 2024 or the survey's span."""
+    if bucket is None:
+        return None
+    if bucket == "survey":
+        return f"{survey.period_start.isoformat()}..{survey.period_end.isoformat()}"
+    if isinstance(value, datetime):
+        value = value.date()
+    if isinstance(value, str):
+        value = date.fromisoformat(value[:10])
+    if bucket == "day":
+        return value.isoformat()
+    if bucket == "week":
+        iso = value.isocalendar()
+        return f"{iso.year}-W{iso.week:02d}"
+    if bucket == "month":
+        return f"{value.year}-{value.month:02d}"
+    if bucket == "quarter":
+        return f"{value.year}-Q{(value.month - 1) // 3 + 1}"
+    return str(value.year)
 
 
 def _month_end(day: date) -> date:
@@ -158,6 +180,7 @@ DIMENSION_COLUMNS = {
     "level": ("level",),
     "region": ("region", "region_name"),
     "question": ("question", "question_title"),
+    "indicator": ("indicator",),
     "option": ("option", "option_label"),
     "period": ("period",),
     "segment": ("segment", "segment_label"),

@@ -9,7 +9,7 @@ each row's `quarantined`; rejected ones are left out.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Date, and_, case, cast, func, literal, or_, select, type_coerce
@@ -28,6 +28,7 @@ from app.tally.params import (
     Period,
     TallyResult,
     _month_end,
+    bucket_label,
     parse_group_by,
     parse_period,
     parse_since,
@@ -73,25 +74,6 @@ def tally_source(span: Period):
     return TallyRow, TallyRow.day
 
 
-def _bucket_label(bucket: str | None, value: Any, survey: Survey) -> str | None:
-    if bucket is None:
-        return None
-    if bucket == "survey":
-        return f"{survey.period_start.isoformat()}..{survey.period_end.isoformat()}"
-    if isinstance(value, datetime):
-        value = value.date()
-    if isinstance(value, str):
-        value = date.fromisoformat(value[:10])
-    if bucket == "day":
-        return value.isoformat()
-    if bucket == "week":
-        iso = value.isocalendar()
-        return f"{iso.year}-W{iso.week:02d}"
-    if bucket == "month":
-        return f"{value.year}-{value.month:02d}"
-    if bucket == "quarter":
-        return f"{value.year}-Q{(value.month - 1) // 3 + 1}"
-    return str(value.year)
 
 
 # --- the tally ----------------------------------------------------------------------------------------
@@ -166,7 +148,7 @@ def tallies(
         dims.append("period")
     if "period" in dims and not span.bucket:
         span = Period(DEFAULT_BUCKET, span.start, span.end)
-    if "option" in dims and "question" not in dims:
+    if "option" in dims and not {"question", "indicator"} & set(dims):
         dims.insert(dims.index("option"), "question")
     since_at = parse_since(since)
     segment_question, from_raw = _segment_question(survey, segment)
@@ -195,8 +177,8 @@ def tallies(
     rows = [
         dict(zip(names, key[0], strict=True), count=official, quarantined=held)
         for key, (official, held) in sorted(merged.items(), key=_by_sort_values)
-        if official or held
-    ]
+        if (official or held) and not ("indicator" in dims and key[0][names.index("indicator")] is None)
+    ]  # grouped by indicator: the questions that carry none are left out
     return TallyResult(
         survey=survey.slug,
         period=span,
@@ -258,6 +240,10 @@ class _GroupKeys:
         question = self.lookups.questions.get(question_id)
         return (question.key, question.title) if question else (None, None)
 
+    def _indicator(self, question_id) -> tuple:
+        question = self.lookups.questions.get(question_id)
+        return (question.indicator if question else None,)
+
     def _option(self, option_id) -> tuple:
         option = self.lookups.options.get(option_id)
         return (option.key, option.label) if option else (None, None)
@@ -265,7 +251,7 @@ class _GroupKeys:
     _segment = _option
 
     def _period(self, bucket) -> tuple:
-        return (_bucket_label(self.span.bucket, bucket, self.survey),)
+        return (bucket_label(self.span.bucket, bucket, self.survey),)
 
     def _channel(self, channel) -> tuple:
         return (channel,)
@@ -273,7 +259,7 @@ class _GroupKeys:
 
 # Which of a SQL group's ids each dimension reads: (department, bucket, channel, segment, question, option).
 _DIMENSION_ID = {"survey": 0, "department": 0, "category": 0, "level": 0, "region": 0, "period": 1,
-                 "channel": 2, "segment": 3, "question": 4, "option": 5}  # fmt: skip
+                 "channel": 2, "segment": 3, "question": 4, "indicator": 4, "option": 5}  # fmt: skip
 
 
 def scope_filters(span: Period, day, department_id, dept_ids: list[int] | None) -> list:
@@ -291,7 +277,7 @@ def scope_filters(span: Period, day, department_id, dept_ids: list[int] | None) 
 def _needs(dims: list[str]) -> dict[str, bool]:
     return {
         "department": bool({"department", "category", "level", "region"} & set(dims)),
-        "answers": "question" in dims,
+        "answers": bool({"question", "indicator"} & set(dims)),
         "option": "option" in dims,
         "segment": "segment" in dims,
         "channel": "channel" in dims,

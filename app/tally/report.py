@@ -60,6 +60,7 @@ def tally_report(
     since: str | datetime | None = None,
     segment: str | None = None,
     within: set[str] | None = None,
+    indicators: set[str] | None = None,
 ) -> TallyResult:
     """Tallies from request-style parameters (strings), checked with one-line errors."""
     from app.org.surveys import get_survey
@@ -67,5 +68,10 @@ def tally_report(
     dims = parse_group_by(group_by)
     survey = get_survey(session, survey_slug)
     codes = department_scope(session, department, within)
-    return tallies(session, survey, group_by=dims, department_codes=codes, period=period, since=since,
-                   segment=segment)  # fmt: skip
+    if indicators and "indicator" not in dims:
+        dims.append("indicator")  # pulling codes groups by them, as `option` brings `question`
+    result = tallies(session, survey, group_by=dims, department_codes=codes, period=period, since=since,
+                     segment=segment)  # fmt: skip
+    if indicators:  # the platform pulls some indicators by code
+        result.rows = [row for row in result.rows if row["indicator"] in indicators]
+    return result

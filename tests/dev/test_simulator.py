@@ -27,9 +27,13 @@ def test_phone_page_scan_text_and_menu_over_http(sim, redis_client, app):
     for mode in ("plaintext", "compatible", "safe"):
         http.post(sim.url + "/dev/phone/scan", data={"scene": "s:demo-departments:D08", "mode": mode})
     chat = http.get(sim.url + "/dev/phone").text
-    assert chat.count("点此填写问卷") == 3
+    assert chat.count('<a class="card"') == 3 and chat.count("<strong>请为「市教育局」评价</strong>") == 3
     assert chat.count("欢迎关注") == 1  # the first scan subscribed; later ones are SCAN events
     assert "/dev/open?url=" in chat
+    picture = re.search(r'<img src="(/cards/D08\.png\?v=\w+)"', chat).group(1)
+    png = http.get(sim.url + picture)
+    assert png.status_code == 200 and png.headers["Content-Type"] == "image/png"
+    assert png.content.startswith(b"\x89PNG") and "immutable" in png.headers["Cache-Control"]
     secret = app.config["SETTINGS"].survey.respondent_secret
     assert scanned_recently(redis_client, respondent_key(secret, openid), "D08")
     http.post(sim.url + "/dev/phone/send", data={"text": "税务局"})
@@ -37,7 +41,7 @@ def test_phone_page_scan_text_and_menu_over_http(sim, redis_client, app):
     chat = http.get(sim.url + "/dev/phone").text
     assert "市税务局" in chat and "使用帮助" in chat
     assert http.post(sim.url + "/dev/phone/scan", data={"scene": "", "mode": "safe"}).status_code == 400
-    assert http.post(sim.url + "/dev/phone/menu", data={"key": "DROP"}).status_code == 400
+    assert http.post(sim.url + "/dev/phone/menu", data={"key": ""}).status_code == 400
     # a scanned simulator QR (its content is /dev/phone?ticket=…) preselects its scene
     from app.wechat_api import WeChatApi
 
@@ -74,11 +78,12 @@ def test_phone_to_questionnaire_in_chromium(sim, browser, artifacts, redis_clien
         page.select_option("#scene", "s:demo-departments:D08")
         page.select_option("select[name=mode]", "safe")
         page.click("#scan")
-        bubble = page.locator(".account .bubble").last
-        bubble.wait_for(timeout=10_000)
-        assert "市教育局" in bubble.inner_text()
+        card = page.locator(".account .card").last
+        card.wait_for(timeout=10_000)
+        assert "市教育局" in card.inner_text()
+        page.wait_for_function("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)")
         page.screenshot(path=str(artifacts / "simulator-phone-360.png"), full_page=True)
-        bubble.get_by_text("点此填写问卷").click()
+        card.click()
         page.wait_for_url(re.compile(r".*/q/demo-departments/D08(#.*)?$"), timeout=15_000)
         openid = next(c["value"] for c in context.cookies() if c["name"] == "wxsim_openid")
         secret = app.config["SETTINGS"].survey.respondent_secret

@@ -28,9 +28,9 @@ SCALE = [
 ]
 
 
-def test_builtins_are_the_two_templates_and_match_their_files() -> None:
+def test_builtins_are_the_three_templates_and_match_their_files() -> None:
     builtins = load_builtin()
-    assert set(builtins) == {"department_satisfaction", "county_satisfaction"}
+    assert set(builtins) == {"department_satisfaction", "county_satisfaction", "department_evaluation"}
     assert {p.stem for p in builtin_dir().glob("*.toml")} == set(builtins)
 
 
@@ -252,7 +252,7 @@ BROKEN = {
     "scored_on_multi": (
         HEAD + CHOICE + q(kind="multi", extra="scored = true", options=SCORED2),
         "questions[1].scored",
-        "only a single-choice question",
+        "only a single-choice, scale or matrix question can be scored",
     ),
     "two_segments": (
         HEAD + q(key="s1", extra="segment = true") + q(key="s2", extra="segment = true"),

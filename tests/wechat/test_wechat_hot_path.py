@@ -42,10 +42,13 @@ def demo(app):
         load_demo(session, app.config["SETTINGS"].var_dir)
 
 
+def said(reply: dict) -> str:
+    """What the citizen reads: a text reply's content, or a card's title, description and link."""
+    return reply.get("Content") or "\n".join(reply.get(k, "") for k in ("Title", "Description", "Url"))
+
+
 def scan(client, settings, scene=SCENE, mode="safe", openid=None) -> str:
-    return deliver(client, settings, event_xml(ACCOUNT, openid or new_openid(), "SCAN", scene), mode)[
-        "Content"
-    ]
+    return said(deliver(client, settings, event_xml(ACCOUNT, openid or new_openid(), "SCAN", scene), mode))
 
 
 class StatementCounter:
@@ -163,7 +166,7 @@ def test_a_refused_replay_leaves_the_real_message_unseen(client, settings, demo,
     assert set(redis_client.keys("*")) == keys_before  # refused: nothing written
     # WeChat's own delivery of that message (its own nonce) is a first delivery: handled in full
     reply = deliver(client, settings, real, mode, timestamp=now, nonce="5151")
-    assert "/q/demo-departments/D08" in reply["Content"] and reply["ToUserName"] == real_openid
+    assert "/q/demo-departments/D08" in said(reply) and reply["ToUserName"] == real_openid
     key = respondent_key(settings.survey.respondent_secret, real_openid)
     assert scanned_recently(redis_client, key, "D08")
 
@@ -174,12 +177,12 @@ def test_retries_get_the_first_reply_even_after_the_route_changed(app, client, s
     openid = new_openid()
     xml = event_xml(ACCOUNT, openid, "subscribe", "qrscene_" + SCENE, int(time.time()))
     first = deliver(client, settings, xml, "safe")
-    assert "/q/demo-departments/D08" in first["Content"]
+    assert "/q/demo-departments/D08" in said(first)
     with committed(app) as session:
         surveys.close_survey(session, "demo-departments")
     redis_client.delete(*redis_client.keys("wx:scan:*"))
     for mode in ("safe", "compatible", "plaintext"):  # each retry with a nonce of its own
-        assert deliver(client, settings, xml, mode)["Content"] == first["Content"]
+        assert said(deliver(client, settings, xml, mode)) == said(first)
     assert redis_client.keys("wx:scan:*") == []  # side effects once
     assert "已经结束" in scan(client, settings)  # while a new scan sees the closed survey
 
@@ -198,8 +201,6 @@ def test_concurrent_deliveries_of_one_message_share_the_first_reply(app, setting
         responses = list(pool.map(lambda sealed: post(app.test_client(), sealed), deliveries))
     assert {r.status_code for r in responses} == {200}
     replies = [open_reply(r.get_data(as_text=True), settings.wechat) for r in responses]
-    assert (
-        all(reply == replies[0] for reply in replies) and "/q/demo-departments/D08" in replies[0]["Content"]
-    )
+    assert all(reply == replies[0] for reply in replies) and "/q/demo-departments/D08" in said(replies[0])
     assert len(redis_client.keys("wx:msg:*")) == 1
     assert len(redis_client.keys("wx:nonce:*")) == len(deliveries)

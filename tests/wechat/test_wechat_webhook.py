@@ -72,15 +72,17 @@ def test_scans_reply_with_the_department_link(client, settings, demo, redis_clie
     reply = deliver(
         client, settings, event_xml(ACCOUNT, newcomer, "subscribe", "qrscene_s:demo-departments:D08"), mode
     )
-    assert reply["MsgType"] == "text" and reply["ToUserName"] == newcomer and reply["FromUserName"] == ACCOUNT
-    assert "欢迎关注" in reply["Content"] and "市教育局" in reply["Content"]
-    assert 'href="http://wx.test/q/demo-departments/D08"' in reply["Content"]
+    assert reply["MsgType"] == "news" and reply["ToUserName"] == newcomer and reply["FromUserName"] == ACCOUNT
+    assert reply["ArticleCount"] == "1" and reply["Title"] == "请为「市教育局」评价"
+    assert "欢迎关注" in reply["Description"] and "部门满意度调查" in reply["Description"]
+    assert reply["Url"] == "http://wx.test/q/demo-departments/D08"
+    assert reply["PicUrl"].startswith("http://wx.test/cards/D08.png?v=")
     assert scanned_recently(redis_client, respondent_key(secret, newcomer), "D08")
     # an existing follower: SCAN with the bare scene; a department scene finds its open survey
     follower = new_openid()
     reply = deliver(client, settings, event_xml(ACCOUNT, follower, "SCAN", "d:C01T2"), mode)
-    assert "东湖区滨江街道" in reply["Content"] and "/q/demo-counties/C01T2" in reply["Content"]
-    assert "欢迎关注" not in reply["Content"]
+    assert "东湖区滨江街道" in reply["Title"] and reply["Url"].endswith("/q/demo-counties/C01T2")
+    assert "欢迎关注" not in reply["Description"]
     assert scanned_recently(redis_client, respondent_key(secret, follower), "C01T2")
 
 
@@ -95,9 +97,9 @@ def test_other_kinds(client, settings, demo, mode):
     assert deliver(client, settings, event_xml(ACCOUNT, new_openid(), "VIEW", "http://wx.test/"), mode) == {}
     assert deliver(client, settings, event_xml(ACCOUNT, new_openid(), "unsubscribe"), mode) == {}
     by_name = deliver(client, settings, text_xml(ACCOUNT, new_openid(), "教育局"), mode)
-    assert "市教育局" in by_name["Content"] and "/q/demo-departments/D08" in by_name["Content"]
+    assert "市教育局" in by_name["Title"] and by_name["Url"].endswith("/q/demo-departments/D08")
     by_code = deliver(client, settings, text_xml(ACCOUNT, new_openid(), "d17"), mode)
-    assert "市行政审批服务局" in by_code["Content"]
+    assert "市行政审批服务局" in by_code["Title"]
     several = deliver(client, settings, text_xml(ACCOUNT, new_openid(), "东湖区"), mode)
     assert several["Content"].count("<a href=") >= 2
     how = deliver(client, settings, text_xml(ACCOUNT, new_openid(), "评价"), mode)
@@ -142,7 +144,7 @@ def test_a_retry_gets_the_same_reply_and_no_second_side_effect(client, settings,
     assert len(scan_keys) == 1
     redis_client.delete(*scan_keys)
     retry = deliver(client, settings, xml, mode)  # WeChat's retry: new nonce, same event
-    assert retry["Content"] == first["Content"]
+    assert retry["Url"] == first["Url"] and first["Url"].endswith("/q/demo-departments/D08")
     assert redis_client.keys("wx:scan:*") == []  # the handler did not run again
 
     message = text_xml(ACCOUNT, openid, "教育局", msg_id=987654321)
@@ -340,7 +342,7 @@ def test_webhook_speaks_the_independently_computed_scheme(client, settings, demo
     reply_xml, appid = kat_decrypt(wechat.encoding_aes_key, envelope["Encrypt"])
     assert appid == wechat.appid
     reply = xmltodict.parse(reply_xml)["xml"]
-    assert reply["ToUserName"] == openid and "市教育局" in reply["Content"]
+    assert reply["ToUserName"] == openid and "市教育局" in reply["Articles"]["item"]["Title"]
 
 
 def test_bench_requests_are_accepted(client, demo):
@@ -352,3 +354,25 @@ def test_bench_requests_are_accepted(client, demo):
         path = head.split(b"\r\n")[0].split(b" ")[1].decode()
         response = client.post(path, data=body, content_type="text/xml")
         assert response.status_code == 200 and b"<Encrypt>" in response.data
+
+
+def test_text_replies_remain_a_setting(tmp_path, database_url, redis_url, redis_client):
+    """wechat.scan_reply = "text": the scan is answered with a text bubble and its link."""
+    from app import create_app
+    from app.org.demo import load_demo
+    from tests.conftest import empty_tables, settings_for
+
+    app = create_app(settings_for(tmp_path, database_url, redis_url, wechat={"scan_reply": "text"}))
+    database = app.extensions["wxsurvey_db"]
+    empty_tables(database.engine)
+    with app.app_context():
+        load_demo(database.session, app.config["SETTINGS"].var_dir)
+        database.session.commit()
+    try:
+        settings = app.config["SETTINGS"]
+        reply = deliver(app.test_client(), settings, event_xml(ACCOUNT, new_openid(), "SCAN", "d:D08"))
+        assert reply["MsgType"] == "text" and "市教育局" in reply["Content"]
+        assert 'href="http://wx.test/q/demo-departments/D08"' in reply["Content"]
+    finally:
+        database.session.remove()
+        database.engine.dispose()
