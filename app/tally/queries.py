@@ -74,8 +74,6 @@ def tally_source(span: Period):
     return TallyRow, TallyRow.day
 
 
-
-
 # --- the tally ----------------------------------------------------------------------------------------
 
 
