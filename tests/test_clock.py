@@ -59,7 +59,8 @@ def webhook_open(client, settings, openid: str) -> bool:
     sealed = seal(xml, settings.wechat, "plaintext")
     response = client.post("/wechat?" + urlencode(sealed.params), data=sealed.body, content_type="text/xml")
     assert response.status_code == 200
-    return f"/q/{SLUG}/D08" in open_reply(response.get_data(as_text=True), settings.wechat)["Content"]
+    reply = open_reply(response.get_data(as_text=True), settings.wechat)
+    return f"/q/{SLUG}/D08" in (reply.get("Url") or reply["Content"])  # a card's link, or a text's
 
 
 def questionnaire_open(client, openid: str) -> bool:

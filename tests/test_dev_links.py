@@ -64,7 +64,7 @@ def test_links_follow_the_port_without_base_url(tmp_path):
         http.get(base + "/dev/phone")
         http.post(base + "/dev/phone/scan", data={"scene": "s:demo-departments:D08", "mode": "safe"})
         chat = unquote(http.get(base + "/dev/phone").text)
-        assert "点此填写问卷" in chat and f"{base}/q/demo-departments/D08" in chat
+        assert "请为「" in chat and f"{base}/q/demo-departments/D08" in chat  # the card and its link
         # OAuth: the authorize and callback addresses, and the server's own code exchange.
         phone = requests.Session()
         phone.headers["User-Agent"] = WECHAT_UA
