@@ -71,6 +71,15 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "qr": {
         "font_path": "",
     },
+    "cases": {
+        "contact_key": "",
+        "previous_contact_keys": "",
+        "deadline_working_days": 5,
+        "contact_days": 60,
+        "notify_template_id": "",
+        "notify_retries": 5,
+        "notify_backoff": 30,
+    },
 }
 
 MODES = ("dev", "production")
@@ -83,7 +92,7 @@ PRODUCTION_SECRETS = (
     ("wechat", "token"),
 )
 # Secrets dev mode generates once and keeps in var/dev-secrets.toml.
-DEV_GENERATED = (("app", "secret_key"), ("survey", "respondent_secret"))
+DEV_GENERATED = (("app", "secret_key"), ("survey", "respondent_secret"), ("cases", "contact_key"))
 # Fixed credentials of the built-in WeChat simulator, used in dev mode when none are set.
 DEV_WECHAT = {
     "appid": "wxdev0000simulator",
@@ -213,6 +222,12 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
     for key in ("min_sample", "text_max_length", "drain_batch_size"):
         if values["survey"][key] < 1:
             raise ConfigError(f"survey.{key}: must be at least 1")
+    from app.cases.contact import check_keys  # late: a domain module reading these settings
+
+    check_keys(values["cases"])
+    for key in ("deadline_working_days", "contact_days", "notify_retries", "notify_backoff"):
+        if values["cases"][key] < 1:
+            raise ConfigError(f"cases.{key}: must be at least 1")
     for key in ("push_timeout", "push_retries", "push_backoff"):
         if values["exports"][key] < 1:
             raise ConfigError(f"exports.{key}: must be at least 1")
