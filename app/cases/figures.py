@@ -15,7 +15,8 @@ from app.models import Department, FollowupCase
 from app.tally.rows import CITY_TZ
 
 COLUMNS = ("department", "department_name", "category", "level", "opened", "answered", "answered_on_time",
-           "overdue", "escalated", "rerated", "rerating_satisfied", "rerating_satisfaction", "median_days")  # fmt: skip
+           "overdue", "escalated", "rerated", "rerating_satisfied", "rerating_satisfaction",
+           "median_days")  # fmt: skip
 
 
 @dataclass

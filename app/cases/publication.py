@@ -61,8 +61,8 @@ def public_results(session: Session, survey: Survey, min_sample: int) -> dict[st
                     "rank_label": r.rank_label,
                 }  # fmt: skip
             )
-        levels.append({"level": level, "name": LEVEL_NAMES[level],
-                       "categories": [{"name": k, "departments": v} for k, v in categories.items()]})  # fmt: skip
+        grouped = [{"name": k, "departments": v} for k, v in categories.items()]
+        levels.append({"level": level, "name": LEVEL_NAMES[level], "categories": grouped})
     figures, total = case_figures(session, survey.id)
     return {
         "survey": survey.slug,
