@@ -12,7 +12,7 @@ from app.cases.publication import set_published
 from app.console.blueprint import bp
 from app.console.guard import actor, require_role, scope_ids
 from app.db import db
-from app.errors import DomainError
+from app.errors import Conflict, Invalid
 from app.jobs.cases import request_notice
 from app.models import Answer, Department, Option, Question
 from app.models import Response as SurveyResponse
@@ -21,6 +21,7 @@ from app.public.results import forget_results
 from app.tally.files import FORMATS, render
 
 WRITERS = ("city_admin", "scoped_admin")
+FIXABLE = (Invalid, Conflict)  # flashed on the page; Forbidden and NotFound are 403/404 pages
 
 
 def _chosen_survey():
@@ -99,7 +100,7 @@ def case_answer(case_id: int):
             fix=request.form.get("fix", ""), reply=request.form.get("reply", ""), actor=actor(),
             department_ids=scope_ids(), ip=request.remote_addr,
         )  # fmt: skip
-    except DomainError as exc:
+    except FIXABLE as exc:
         db.session.rollback()
         flash(exc.message, "error")
         return redirect(url_for("console.case_detail", case_id=case_id))
@@ -118,7 +119,7 @@ def case_appeal(case_id: int):
     try:
         service.appeal(db.session, case_id, request.form.get("reason", ""), actor=actor(),
                        department_ids=scope_ids(), ip=request.remote_addr)  # fmt: skip
-    except DomainError as exc:
+    except FIXABLE as exc:
         db.session.rollback()
         flash(exc.message, "error")
         return redirect(url_for("console.case_detail", case_id=case_id))
@@ -132,7 +133,7 @@ def case_resend(case_id: int):
     require_role(*WRITERS)
     try:
         case = service.request_resend(db.session, case_id, actor=actor(), department_ids=scope_ids())
-    except DomainError as exc:
+    except FIXABLE as exc:
         db.session.rollback()
         flash(exc.message, "error")
         return redirect(url_for("console.case_detail", case_id=case_id))
@@ -150,7 +151,7 @@ def holidays():
         text = upload.read().decode("utf-8-sig", errors="replace") if upload else request.form.get("text", "")
         try:
             count = service.replace_year_holidays(db.session, service.parse_holidays(text))
-        except DomainError as exc:
+        except FIXABLE as exc:
             db.session.rollback()
             flash(exc.message, "error")
             return redirect(url_for("console.holidays"))
