@@ -100,10 +100,14 @@ ENDPOINT_PARAMETERS: dict[str, list[dict[str, Any]]] = {
         SURVEY,
         DEPARTMENT,
         _param(
-            "since", "cases opened on or after this day (city time)", {"type": "string", "format": "date"}
+            "opened_since",
+            "cases opened on or after this day (city time)",
+            {"type": "string", "format": "date"},
         ),
         _param(
-            "until", "cases opened on or before this day (city time)", {"type": "string", "format": "date"}
+            "opened_until",
+            "cases opened on or before this day (city time)",
+            {"type": "string", "format": "date"},
         ),
         FORMAT,
         LIMIT,

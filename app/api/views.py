@@ -183,7 +183,7 @@ def cases():
     survey = _readable_survey(params["survey"])
     codes = department_scope(db.session, params["department"] or None)
     ids = None if codes is None else {d.id for d in list_departments(db.session) if d.code in codes}
-    since, until = _day(params, "since"), _day(params, "until")
+    since, until = _day(params, "opened_since"), _day(params, "opened_until")
     rows, total = case_figures(db.session, survey.id, department_ids=ids, since=since, until=until)
     return _respond("cases", params, figures_dict(survey.slug, rows, total), list(COLUMNS))
 

@@ -10,7 +10,8 @@ from app.api.openapi import ENDPOINT_PARAMETERS
 SAMPLE = {
     "survey": "demo-departments", "department": "C01", "group_by": "region,period", "period": "month:2024",
     "since": "2024-01-01T00:00:00Z", "segment": "respondent_type", "format": "csv", "limit": "5",
-    "offset": "0", "min_sample": "3", "active": "true",
+    "offset": "0", "min_sample": "3", "active": "true", "opened_since": "2024-01-01",
+    "opened_until": "2024-12-31",
 }  # fmt: skip
 
 

@@ -140,7 +140,10 @@ def test_api_cases_figures(client, session, case):
     headers = {"Authorization": f"Bearer {secret}"}
     body = client.get(f"/api/v1/cases?survey={SURVEY}", headers=headers).json
     assert body["total"]["opened"] == 1 and body["rows"][0]["department"] == "D08"
-    assert client.get(f"/api/v1/cases?survey={SURVEY}&since=yesterday", headers=headers).status_code == 400
+    assert (
+        client.get(f"/api/v1/cases?survey={SURVEY}&opened_since=yesterday", headers=headers).status_code
+        == 400
+    )
     assert client.get(f"/api/v1/cases?survey={SURVEY}&bogus=1", headers=headers).status_code == 400
     assert client.get(f"/api/v1/cases?survey={SURVEY}").status_code == 401
     xlsx = client.get(f"/api/v1/cases?survey={SURVEY}&format=xlsx", headers=headers)
