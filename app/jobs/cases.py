@@ -28,8 +28,10 @@ def notify_citizen(case_id: int) -> str:
     """Send the answered-case notice once; on failure schedule the next try (backoff doubling)."""
     settings = current_app.config["SETTINGS"]
     session = db.session
+    session.rollback()  # read the case as committed now, not through a snapshot left open in this process
     case = session.get(FollowupCase, case_id)
     if case is None or case.notify_status != "pending" or not case.contact:
+        session.rollback()
         return "nothing to send"
     retries, backoff = settings.cases.notify_retries, settings.cases.notify_backoff
     openid = sealer_for(settings).open(case.contact)
@@ -66,6 +68,7 @@ def notify_citizen(case_id: int) -> str:
 
 def escalate_cases(now: datetime | None = None) -> int:
     settings = current_app.config["SETTINGS"]
+    db.session.rollback()  # a fresh transaction (see notify_citizen)
     moved = escalate_overdue(db.session, working_days=settings.cases.deadline_working_days, now=now)
     db.session.commit()
     return len(moved)
@@ -73,6 +76,7 @@ def escalate_cases(now: datetime | None = None) -> int:
 
 def erase_expired_contacts(now: datetime | None = None) -> int:
     settings = current_app.config["SETTINGS"]
+    db.session.rollback()
     count = expire_contacts(db.session, contact_days=settings.cases.contact_days, now=now)
     db.session.commit()
     return count
