@@ -32,9 +32,22 @@ cli = FlaskGroup(
 def _register_commands() -> None:
     from flask.cli import routes_command, shell_command
 
-    from app.cli import accounts, cases, exports, org, posters, qr, server, setup, surveys, tallies, templates
+    from app.cli import (
+        accounts,
+        cases,
+        exports,
+        org,
+        posters,
+        qr,
+        server,
+        setup,
+        surveys,
+        tallies,
+        templates,
+        worker,
+    )  # fmt: skip
 
-    for module in (setup, org, surveys, templates, accounts, server, tallies, exports, qr, posters, cases):
+    for module in (setup, org, surveys, templates, accounts, server, worker, tallies, exports, qr, posters, cases):
         module.register(cli)
     cli.add_command(shell_command)
     cli.add_command(routes_command)

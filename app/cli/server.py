@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
 from flask import current_app
@@ -11,13 +12,16 @@ from flask.cli import with_appcontext
 
 from app.cli.supervisor import Child, Supervisor, web_argv, worker_argv
 
+if TYPE_CHECKING:
+    from app.config import Settings
+
 
 def register(cli: click.Group) -> None:
     cli.add_command(run)
     cli.add_command(serve)
 
 
-def _links(settings) -> list[str]:
+def _links(settings: Settings) -> list[str]:
     from app.org.demo import ADMIN_USERNAME, DEPARTMENT_SURVEY
 
     base = settings.app.base_url

@@ -30,7 +30,7 @@ COMMENT = "办证窗口中午没人，等了两个小时"
 
 @pytest.fixture
 def stack(app, session, demo, live_server):
-    app.config["SETTINGS"]["app"]["base_url"] = live_server.url  # links and the fake WeChat API
+    app.config["SETTINGS"].app.base_url = live_server.url  # links and the fake WeChat API
     accounts.create_admin(
         session, username="town", password=PASSWORD, role="scoped_admin", scope_code=TOWNSHIP
     )

@@ -131,7 +131,7 @@ def test_an_appeal_puts_the_response_in_the_review_queue(app, session, demo, red
 @pytest.fixture
 def wechat_at(app, live_server):
     """The API client pointed at the simulator's fake WeChat API, served over loopback HTTP."""
-    app.config["SETTINGS"]["wechat"]["api_base_url"] = live_server.url + "/dev/wechat"
+    app.config["SETTINGS"].wechat.api_base_url = live_server.url + "/dev/wechat"
     return live_server.url
 
 
@@ -154,8 +154,8 @@ def test_the_notice_reaches_the_fake_wechat_and_closes_the_case(app, session, de
 
 def test_a_failed_send_is_retried_with_backoff_and_never_loses_the_case(app, session, demo, redis_client):
     settings = app.config["SETTINGS"]
-    settings["wechat"]["api_base_url"] = "http://127.0.0.1:9/dev/wechat"  # nothing listens there
-    settings["cases"]["notify_retries"] = 2
+    settings.wechat.api_base_url = "http://127.0.0.1:9/dev/wechat"  # nothing listens there
+    settings.cases.notify_retries = 2
     rate(app, session, redis_client, OPENID, consent=True)
     drain(session, redis_client)
     case = only_case(session)
