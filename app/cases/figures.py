@@ -39,8 +39,9 @@ class CaseFigures:
         return asdict(self)
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands back naive UTC: read it as UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def _bounds(since: date | None, until: date | None):
@@ -78,7 +79,8 @@ def case_figures(
         row = rows.get(dept.id)
         if row is None:
             row = rows[dept.id] = CaseFigures(dept.code, dept.name, dept.category, dept.level)
-        due, answered = _aware(case.due_at), _aware(case.answered_at)
+        due = _aware(case.due_at)
+        answered = _aware(case.answered_at) if case.answered_at is not None else None
         for target in (row, total):
             target.opened += 1
             target.escalated += case.escalation_level > 0

@@ -31,8 +31,9 @@ def _now(now: datetime | None) -> datetime:
     return _aware(now) if now is not None else datetime.now(UTC)
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands back naive UTC: read it as UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def in_scope(department_ids: Collection[int] | None):
@@ -118,7 +119,7 @@ def answer_case(
         .where(FollowupCase.id == case.id, FollowupCase.status == "open")
         .values(**values)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ).rowcount  # type: ignore[attr-defined]
     if moved != 1:
         raise Conflict("这个回访件已经答复过了，请刷新页面")
     session.refresh(case)
@@ -193,7 +194,7 @@ def rerate(session: Session, token: str, respondent_key: str, choice: str,
         .where(FollowupCase.id == case.id, FollowupCase.rerating.is_(None))
         .values(rerating=choice, rerated_at=_now(now))
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ).rowcount  # type: ignore[attr-defined]
     if moved != 1:
         raise Conflict("您已经评价过这次答复了，感谢您的反馈！")
     session.refresh(case)

@@ -47,7 +47,8 @@ def _register_commands() -> None:
         worker,
     )  # fmt: skip
 
-    for module in (setup, org, surveys, templates, accounts, server, worker, tallies, exports, qr, posters, cases):
+    for module in (setup, org, surveys, templates, accounts, server, worker, tallies, exports, qr, posters,
+                   cases):  # fmt: skip
         module.register(cli)
     cli.add_command(shell_command)
     cli.add_command(routes_command)

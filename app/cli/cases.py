@@ -7,6 +7,7 @@ import json
 import sys
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import click
 from flask import current_app
@@ -45,7 +46,7 @@ def _date(_ctx, param, value):
 def list_command(survey_slug, status, as_json) -> None:
     """Cases with their state and deadlines (no personal data)."""
     survey_id = get_survey(db.session, survey_slug).id if survey_slug else None
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "id": c.id,
             "survey_id": c.survey_id,
@@ -56,7 +57,7 @@ def list_command(survey_slug, status, as_json) -> None:
             "holder_department_id": c.holder_department_id,
             "rerating": c.rerating,
             "contact_kept": c.contact is not None,
-        }  # fmt: skip
+        }
         for c in service.list_cases(db.session, status=status, survey_id=survey_id, limit=10_000)
     ]
     if as_json:

@@ -216,8 +216,9 @@ def sim_template_send():
 
 def _show_on_phone(body: dict) -> None:
     """The message as a bubble in the simulated phone's chat of that openid (app/dev/phone.py)."""
-    data = body.get("data") if isinstance(body.get("data"), dict) else {}
-    lines = [str((data.get(k) or {}).get("value", "")) for k in ("first", "remark") if data.get(k)]
+    data = body.get("data")
+    fields = data if isinstance(data, dict) else {}
+    lines = [str((fields.get(k) or {}).get("value", "")) for k in ("first", "remark") if fields.get(k)]
     if body.get("url"):
         lines.append('<a href="{}">查看答复并评价</a>'.format(body["url"]))
     key = f"wx:sim:chat:{body['touser']}"

@@ -42,7 +42,7 @@ def notify_citizen(case_id: int) -> str:
         mark_notify_failed(session, case, reason, final=True)
         session.commit()
         return "failed"
-    department = session.get(Department, case.department_id)
+    department = session.get_one(Department, case.department_id)
     try:
         WeChatApi(settings, redis_store.client).send_template_message(
             openid, template, notice_data(case, department.name), url=answer_url(settings, case)

@@ -2,6 +2,8 @@
 # re-rating, open only to the person who rated (the same respondent key as the response).
 from __future__ import annotations
 
+from typing import Any
+
 from flask import current_app, make_response, render_template, request
 
 from app.cases import RERATING_LABELS, case_by_token, rerate
@@ -14,8 +16,8 @@ from app.public.identity import begin_identity, current_openid
 from app.public.pages import local_date
 
 
-def _page(template: str, status: int = 200, **context):
-    response = make_response(render_template(template, **context), status)
+def _page(template: str, code: int = 200, **context):
+    response = make_response(render_template(template, **context), code)
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -23,7 +25,7 @@ def _page(template: str, status: int = 200, **context):
 @bp.route("/c/<token>", methods=["GET", "POST"])
 def case_answer(token: str):
     case = case_by_token(db.session, token)
-    department = db.session.get(Department, case.department_id)
+    department = db.session.get_one(Department, case.department_id)
     openid = current_openid()
     if openid is None:
         if request.method == "POST":
@@ -34,7 +36,7 @@ def case_answer(token: str):
                 message="您的登录已失效，请从公众号消息重新打开本页。",
             )
         return begin_identity(request.url)
-    context = {"case": case, "department": department, "labels": RERATING_LABELS,
+    context: dict[str, Any] = {"case": case, "department": department, "labels": RERATING_LABELS,
                "answered": local_date(case.answered_at) if case.answered_at else None}  # fmt: skip
     if request.method == "GET":
         return _page("public/case_answer.html", **context)
