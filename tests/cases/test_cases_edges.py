@@ -168,3 +168,40 @@ def test_cli_figures_holidays_and_publish(cli_env, session, case, tmp_path):
     assert run_cli("cases", "rotate-key", env=cli_env).stdout.startswith("0 contacts")
     session.expire_all()
     assert session.get(FollowupCase, case.id).contact is not None
+
+
+def test_scheduled_export_of_the_followup_figures(tmp_path, database_url, redis_url, redis_client):
+    from pathlib import Path
+
+    from app import create_app
+    from app.config import ConfigError, load_settings
+    from app.tally.exports import run_export
+    from tests.conftest import empty_tables, settings_for
+
+    entry = {"name": "cases-weekly", "cron": "0 3 * * 1", "survey": SURVEY, "format": ["csv", "json"],
+             "dataset": "cases", "department": "D08"}  # fmt: skip
+    settings = settings_for(tmp_path, database_url, redis_url,
+                            exports={"dir": str(tmp_path / "exports"), "schedules": [entry]})  # fmt: skip
+    app = create_app(settings)
+    empty_tables(app.extensions["wxsurvey_db"].engine)
+    with app.app_context():
+        from app.db import db
+        from app.org.demo import load_demo
+
+        load_demo(db.session, settings.var_dir)
+        db.session.commit()
+        rate(app, db.session, redis_client, OPENID)
+        drain(db.session, redis_client)
+        outcome = run_export(db.session, settings, "cases-weekly", slot="s1")
+        assert outcome.run.status == "ok"
+    directory = Path(settings.exports.dir) / "cases-weekly"
+    manifest = json.loads(next(directory.glob("*.manifest.json")).read_text())
+    assert manifest["dataset"] == "cases" and manifest["total"]["opened"] == 1
+    data = json.loads(
+        next(p for p in directory.glob("cases-weekly-*.json") if "manifest" not in p.name).read_text()
+    )
+    assert data["rows"][0]["department"] == "D08"
+    bad = {**entry, "group_by": "department"}
+    with pytest.raises(ConfigError, match="dataset = cases"):
+        load_settings(tmp_path / "config.toml", environ={}, overrides={"exports": {"schedules": [bad]}})
+    app.extensions["wxsurvey_db"].engine.dispose()
