@@ -33,6 +33,10 @@ class AppSettings:
     web_workers: int = 2
     web_threads: int = 4
     log_level: str = "INFO"
+    fast_paths: bool = True  # the WSGI fast paths in front of Flask (app/fast/); off: Flask answers all
+    log_format: str = "text"
+    metrics_token: str = ""
+    trusted_proxies: str = ""  # app.security.client_address: count of proxy hops or comma-separated CIDRs
 
 
 @dataclass
@@ -99,6 +103,14 @@ class CasesSettings:
     notify_template_id: str = ""
     notify_retries: int = 5
     notify_backoff: int = 30
+class LimitsSettings:
+    """Rate limits (app.security.rate_limits): requests per `window` seconds; 0 switches one off."""
+
+    window: int = 60
+    submissions_per_prefix: int = 1200
+    logins_per_prefix: int = 30
+    api_per_token: int = 1200
+    webhook_per_openid: int = 60
 
 
 @dataclass
@@ -113,6 +125,7 @@ class Settings:
     exports: ExportsSettings = field(default_factory=ExportsSettings)
     qr: QrSettings = field(default_factory=QrSettings)
     cases: CasesSettings = field(default_factory=CasesSettings)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
 
     @property
     def is_production(self) -> bool:
@@ -127,6 +140,7 @@ SECTIONS: dict[str, Any] = {
     "app": AppSettings, "database": DatabaseSettings, "redis": RedisSettings, "wechat": WechatSettings,
     "survey": SurveySettings, "exports": ExportsSettings, "qr": QrSettings,
     "cases": CasesSettings,
+    "limits": LimitsSettings,
 }  # fmt: skip
 # The built-in defaults, section -> key -> value: every key a file or the environment may set.
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -224,11 +238,19 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
     app = values["app"]
     if app["mode"] not in MODES:
         raise ConfigError(f"app.mode: must be one of {', '.join(MODES)}, got {app['mode']!r}")
+    if app["log_format"] not in ("text", "json"):
+        raise ConfigError(f"app.log_format: must be text or json, got {app['log_format']!r}")
     if not 0 < app["port"] < 65536:
         raise ConfigError(f"app.port: must be 1..65535, got {app['port']}")
     if not app["base_url"].startswith(("http://", "https://")):
         raise ConfigError(f"app.base_url: must start with http:// or https://, got {app['base_url']!r}")
     app["base_url"] = app["base_url"].rstrip("/")
+    from app.security.client_address import parse_trusted_proxies
+
+    try:
+        parse_trusted_proxies(app["trusted_proxies"])
+    except ValueError as exc:
+        raise ConfigError(f"app.trusted_proxies: {exc}") from None
     aes = values["wechat"]["encoding_aes_key"]
     if aes and len(aes) != 43:
         raise ConfigError(f"wechat.encoding_aes_key: must be 43 characters, got {len(aes)}")
@@ -251,6 +273,11 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
     for key in ("deadline_working_days", "contact_days", "notify_retries", "notify_backoff"):
         if values["cases"][key] < 1:
             raise ConfigError(f"cases.{key}: must be at least 1")
+    if values["limits"]["window"] < 1:
+        raise ConfigError("limits.window: must be at least 1 (seconds)")
+    for key in ("submissions_per_prefix", "logins_per_prefix", "api_per_token", "webhook_per_openid"):
+        if values["limits"][key] < 0:
+            raise ConfigError(f"limits.{key}: must be 0 (off) or more")
     for key in ("push_timeout", "push_retries", "push_backoff"):
         if values["exports"][key] < 1:
             raise ConfigError(f"exports.{key}: must be at least 1")

@@ -50,6 +50,9 @@ def _register_commands() -> None:
     for module in (setup, org, surveys, templates, accounts, server, worker, tallies, exports, qr, posters,
                    cases):  # fmt: skip
         module.register(cli)
+    from app.cli import backup  # backup / restore
+
+    backup.register(cli)
     cli.add_command(shell_command)
     cli.add_command(routes_command)
 
