@@ -103,6 +103,8 @@ class CasesSettings:
     notify_template_id: str = ""
     notify_retries: int = 5
     notify_backoff: int = 30
+
+
 class LimitsSettings:
     """Rate limits (app.security.rate_limits): requests per `window` seconds; 0 switches one off."""
 
