@@ -105,6 +105,7 @@ class CasesSettings:
     notify_backoff: int = 30
 
 
+@dataclass
 class LimitsSettings:
     """Rate limits (app.security.rate_limits): requests per `window` seconds; 0 switches one off."""
 
