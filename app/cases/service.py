@@ -102,12 +102,12 @@ def answer_case(
 ) -> FollowupCase:
     """The department's answer. With a kept contact the notice becomes pending (the caller
     enqueues it after commit); without one the case closes at once."""
+    case = get_case(session, case_id, department_ids)  # scope first: outsiders learn nothing
     texts = {
         "verification": _clean(verification, "核实情况", "verification"),
         "fix": _clean(fix, "整改措施", "fix"),
         "reply": _clean(reply, "答复市民的话", "reply"),
     }
-    case = get_case(session, case_id, department_ids)
     when = _now(now)
     values = {**texts, "answered_at": when, "answered_by": actor, "status": "answered"}
     if case.contact:
