@@ -205,3 +205,15 @@ def test_scheduled_export_of_the_followup_figures(tmp_path, database_url, redis_
     with pytest.raises(ConfigError, match="dataset = cases"):
         load_settings(tmp_path / "config.toml", environ={}, overrides={"exports": {"schedules": [bad]}})
     app.extensions["wxsurvey_db"].engine.dispose()
+
+
+def test_the_consent_box_is_in_the_page_unticked_with_its_explanation(app, client, demo):
+    with client.session_transaction() as s:
+        s["wx_openid"] = OPENID
+    html = client.get(f"/q/{SURVEY}/D08").get_data(as_text=True)
+    box = html[html.index('id="followup"') :]
+    assert "愿意接受回访" in box and "不勾选则不保存任何能识别您的信息" in box
+    assert 'name="followup" value="1">' in box  # unticked
+    assert "data-negative" in html  # the bottom two levels are marked for the CSS that reveals the box
+    app.config["SETTINGS"].cases.contact_key = ""  # production without a key: no box, no contact kept
+    assert 'id="followup"' not in client.get(f"/q/{SURVEY}/D08").get_data(as_text=True)
