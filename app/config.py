@@ -95,6 +95,19 @@ class QrSettings:
 
 
 @dataclass
+class CasesSettings:
+    """The 差评 follow-up loop (app/cases): the contact's key, deadlines and the citizen's notice."""
+
+    contact_key: str = ""
+    previous_contact_keys: str = ""
+    deadline_working_days: int = 5
+    contact_days: int = 60
+    notify_template_id: str = ""
+    notify_retries: int = 5
+    notify_backoff: int = 30
+
+
+@dataclass
 class LimitsSettings:
     """Rate limits (app.security.rate_limits): requests per `window` seconds; 0 switches one off."""
 
@@ -116,6 +129,7 @@ class Settings:
     survey: SurveySettings = field(default_factory=SurveySettings)
     exports: ExportsSettings = field(default_factory=ExportsSettings)
     qr: QrSettings = field(default_factory=QrSettings)
+    cases: CasesSettings = field(default_factory=CasesSettings)
     limits: LimitsSettings = field(default_factory=LimitsSettings)
 
     @property
@@ -130,6 +144,7 @@ class Settings:
 SECTIONS: dict[str, Any] = {
     "app": AppSettings, "database": DatabaseSettings, "redis": RedisSettings, "wechat": WechatSettings,
     "survey": SurveySettings, "exports": ExportsSettings, "qr": QrSettings,
+    "cases": CasesSettings,
     "limits": LimitsSettings,
 }  # fmt: skip
 # The built-in defaults, section -> key -> value: every key a file or the environment may set.
@@ -147,7 +162,7 @@ PRODUCTION_SECRETS = (
     ("wechat", "token"),
 )
 # Secrets dev mode generates once and keeps in var/dev-secrets.toml.
-DEV_GENERATED = (("app", "secret_key"), ("survey", "respondent_secret"))
+DEV_GENERATED = (("app", "secret_key"), ("survey", "respondent_secret"), ("cases", "contact_key"))
 # Fixed credentials of the built-in WeChat simulator, used in dev mode when none are set.
 DEV_WECHAT = {
     "appid": "wxdev0000simulator",
@@ -265,6 +280,12 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
     for key in ("min_sample", "text_max_length", "drain_batch_size"):
         if values["survey"][key] < 1:
             raise ConfigError(f"survey.{key}: must be at least 1")
+    from app.cases.contact import check_keys  # late: a domain module reading these settings
+
+    check_keys(values["cases"])
+    for key in ("deadline_working_days", "contact_days", "notify_retries", "notify_backoff"):
+        if values["cases"][key] < 1:
+            raise ConfigError(f"cases.{key}: must be at least 1")
     if values["limits"]["window"] < 1:
         raise ConfigError("limits.window: must be at least 1 (seconds)")
     for key in ("submissions_per_prefix", "logins_per_prefix", "api_per_token", "webhook_per_openid"):

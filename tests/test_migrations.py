@@ -24,7 +24,7 @@ def test_migrations_match_models(database_url):
 
 
 def test_upgrading_keeps_the_rows_of_existing_surveys(tmp_path):
-    """On SQLite, 0019 copies the questions table to change its kind check: the options, answers
+    """On SQLite, 0002 copies the questions table to change its kind check: the options, answers
     and responses that refer to questions must survive it (foreign keys are on in the app)."""
     from sqlalchemy import event, text
 

@@ -127,6 +127,23 @@ ENDPOINT_PARAMETERS: dict[str, list[dict[str, Any]]] = {
         OFFSET,
     ],
     "surveys": [FORMAT, LIMIT, OFFSET],
+    "cases": [
+        SURVEY,
+        DEPARTMENT,
+        _param(
+            "opened_since",
+            "cases opened on or after this day (city time)",
+            {"type": "string", "format": "date"},
+        ),
+        _param(
+            "opened_until",
+            "cases opened on or before this day (city time)",
+            {"type": "string", "format": "date"},
+        ),
+        FORMAT,
+        LIMIT,
+        OFFSET,
+    ],
 }
 
 _PAGE_PROPS = {
@@ -231,11 +248,29 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
         "properties": {"rows": {"type": "array", "items": {"type": "object"}}, **_PAGE_PROPS},
     },
 }
+_SCHEMAS["cases"] = {
+    "type": "object",
+    "properties": {
+        "survey": {"type": "string"},
+        "total": {"type": "object", "description": "the same figures over every case in scope"},
+        "rows": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "description": "per department: opened, answered, answered_on_time, overdue (answered "
+                "late or open past the deadline), escalated, rerated, rerating_satisfied (满意 + 基本满意), "
+                "rerating_satisfaction (percent or null), median_days (opening to answer, or null)",
+            },
+        },
+        **_PAGE_PROPS,
+    },
+}
 _SUMMARIES = {
     "tallies": "Categorized tallies (分类统计) of one survey",
     "index": "Satisfaction index per department with 95% intervals and tie-aware ranks per category",
     "departments": "The org chart",
     "surveys": "The surveys this token may read",
+    "cases": "差评 follow-up per department: cases, on time, overdue, escalated, re-rating, median days",
 }
 
 

@@ -194,6 +194,30 @@ def surveys():
     return _respond("surveys", params, {"rows": rows}, columns)
 
 
+@bp.get("/cases")
+def cases():
+    from app.cases import COLUMNS, case_figures, figures_dict
+
+    params = _params("cases")
+    _format(params)
+    survey = _readable_survey(params["survey"])
+    codes = department_scope(db.session, params["department"] or None)
+    ids = None if codes is None else {d.id for d in list_departments(db.session) if d.code in codes}
+    since, until = _day(params, "opened_since"), _day(params, "opened_until")
+    rows, total = case_figures(db.session, survey.id, department_ids=ids, since=since, until=until)
+    return _respond("cases", params, figures_dict(survey.slug, rows, total), list(COLUMNS))
+
+
+def _day(params: dict[str, str], name: str):
+    from datetime import date
+
+    raw = params.get(name) or ""
+    try:
+        return date.fromisoformat(raw) if raw else None
+    except ValueError:
+        raise Invalid(f"{name}: {raw!r} is not a date (YYYY-MM-DD)", field=name) from None
+
+
 @bp.get("/openapi.json")
 def openapi():
     return openapi_document(current_app.config["SETTINGS"].app.base_url)

@@ -35,6 +35,7 @@ def _register_commands() -> None:
 
     from app.cli import (
         accounts,
+        cases,
         exports,
         org,
         posters,
@@ -47,7 +48,8 @@ def _register_commands() -> None:
         worker,
     )  # fmt: skip
 
-    for module in (setup, org, surveys, templates, accounts, server, worker, tallies, exports, qr, posters):
+    for module in (setup, org, surveys, templates, accounts, server, worker, tallies, exports, qr, posters,
+                   cases):  # fmt: skip
         module.register(cli)
     from app.cli import backup  # backup / restore
 

@@ -4,6 +4,7 @@
 from app.console import (  # noqa: F401  (their views join the blueprint)
     audit,
     auth,
+    cases,
     departments,
     guard,
     menu,

@@ -116,9 +116,11 @@ def scope_ids() -> set[int] | None:
     admin = current_admin()
     if admin.scope_department_id is None:
         return None if admin.role != "scoped_admin" else set()
-    if "scope_ids" not in g:
-        g.scope_ids = subtree_ids(db.session, admin.scope_department_id)
-    return g.scope_ids
+    # Keyed by admin: an app context shared by several requests (tests) must not leak one's scope.
+    cached = g.get("scope_ids")
+    if cached is None or cached[0] != admin.id:
+        cached = g.scope_ids = (admin.id, subtree_ids(db.session, admin.scope_department_id))
+    return cached[1]
 
 
 def check_scope(department: Department) -> Department:

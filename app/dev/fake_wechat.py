@@ -210,4 +210,18 @@ def sim_template_send():
     if not body.get("touser") or not body.get("template_id"):
         return _error(40003, "invalid openid")
     msgid = redis_store.client.rpush("wx:sim:template_messages", json.dumps(body, ensure_ascii=False))
+    _show_on_phone(body)
     return jsonify({"errcode": 0, "errmsg": "ok", "msgid": msgid})
+
+
+def _show_on_phone(body: dict) -> None:
+    """The message as a bubble in the simulated phone's chat of that openid (app/dev/phone.py)."""
+    data = body.get("data")
+    fields = data if isinstance(data, dict) else {}
+    lines = [str((fields.get(k) or {}).get("value", "")) for k in ("first", "remark") if fields.get(k)]
+    if body.get("url"):
+        lines.append('<a href="{}">查看答复并评价</a>'.format(body["url"]))
+    key = f"wx:sim:chat:{body['touser']}"
+    item = {"who": "account", "text": "【模板消息】" + "\n".join(lines)}
+    redis_store.client.rpush(key, json.dumps(item, ensure_ascii=False))
+    redis_store.client.expire(key, 86400)

@@ -44,6 +44,7 @@ class FormOption:
     id: int
     key: str
     label: str
+    negative: bool = False  # a 差评 (bottom two levels): with a comment it opens a follow-up case
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +91,7 @@ class SurveyForm:
     scored_options: dict[int, dict[int, str]] = field(
         default_factory=dict, init=False, hash=False, compare=False
     )
+    negative_options: frozenset[int] = field(default=frozenset(), init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "field_names", frozenset(q.input_name for q in self.questions))
@@ -97,6 +99,8 @@ class SurveyForm:
             q.id: {o.id: o.key for o in q.options} for q in self.questions if q.scored and q.kind == "single"
         }
         object.__setattr__(self, "scored_options", scored)
+        negative = frozenset(o.id for q in self.questions for o in q.options if o.negative)
+        object.__setattr__(self, "negative_options", negative)
 
     def questions_for(self, dept: DepartmentInfo) -> tuple[FormQuestion, ...]:
         """The questions this department's respondents are asked (audiences applied)."""
@@ -176,7 +180,7 @@ def _load_survey_form(session: Session, slug: str) -> SurveyForm:
             scored=q.scored,
             max_length=q.max_length,
             max_choices=q.max_choices,
-            options=tuple(FormOption(o.id, o.key, o.label) for o in q.options),
+            options=tuple(FormOption(o.id, o.key, o.label, o.negative) for o in q.options),
             matrix=q.matrix,
             show_if=extras.get(q.key, {}).get("show_if"),
             audience=extras.get(q.key, {}).get("audience", EVERYONE),

@@ -44,6 +44,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app import clock
+from app.cases.opening import followup_request
 from app.errors import Conflict, Invalid, Unavailable
 from app.intake.forms import STATE_MESSAGES, DepartmentInfo, SurveyForm, read_form_token, refusal
 from app.intake.respondents import respondent_key
@@ -202,6 +203,7 @@ def _record_response(
             "ip": ip_prefix(remote_addr),
         },
         flags=flags,
+        case=followup_request(settings, form, answers, data, openid),
     )
     try:
         return _queue(redis, form, department, submission, token, now, limit_for(settings, "submit"))

@@ -39,23 +39,26 @@ class Submission:
     segment_question_id: int | None
     meta: dict[str, Any] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
+    # A 差评 with a comment: {"w": deadline in working days, "c": sealed contact (with consent only)}.
+    case: dict[str, Any] | None = None
 
     def encode(self) -> bytes:
         """Compact JSON for the stream (well under 1 KB for the standard questionnaire)."""
-        return orjson.dumps(
-            {
-                "i": self.idempotency_key,
-                "s": self.survey_id,
-                "d": self.department_id,
-                "r": self.respondent_key,
-                "t": int(self.submitted_at.timestamp() * 1000),
-                "c": self.channel,
-                "g": self.segment_question_id or 0,
-                "a": [[q, o or 0, t] if t else [q, o or 0] for q, o, t in self.answers],
-                "m": self.meta,
-                "f": self.flags,
-            }
-        )
+        body = {
+            "i": self.idempotency_key,
+            "s": self.survey_id,
+            "d": self.department_id,
+            "r": self.respondent_key,
+            "t": int(self.submitted_at.timestamp() * 1000),
+            "c": self.channel,
+            "g": self.segment_question_id or 0,
+            "a": [[q, o or 0, t] if t else [q, o or 0] for q, o, t in self.answers],
+            "m": self.meta,
+            "f": self.flags,
+        }
+        if self.case is not None:
+            body["k"] = self.case
+        return orjson.dumps(body)
 
     @classmethod
     def decode(cls, payload: str | bytes, no_scan: bool = False) -> Submission:
@@ -77,6 +80,7 @@ class Submission:
                 int(d["g"]) or None,
                 meta,
                 flags,
+                d.get("k") if type(d.get("k")) is dict else None,
             )
         except (KeyError, TypeError, IndexError, ValueError) as exc:
             raise ValueError(f"malformed intake entry: {exc}") from None
@@ -203,4 +207,9 @@ def write_responses(session: Session, submissions: list[Submission]) -> list[Sub
     if answer_rows:
         _insert_answers(conn, answer_rows)
     apply_tally(session, [key for s in inserted for key in s.tally_keys()])
+    followups = [(ids[s.idempotency_key], s) for s in inserted if s.case is not None]
+    if followups:
+        from app.cases.opening import open_cases  # rare: only 差评 with a comment
+
+        open_cases(session, followups)
     return inserted

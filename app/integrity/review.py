@@ -135,3 +135,24 @@ def audit_entries(session: Session, *, action: str | None = None, actor: str | N
     if actor:
         query = query.where(AuditEntry.actor == actor)
     return list(session.scalars(query))
+
+
+def submit_for_review(
+    session: Session, response_id: int, flag: str, reason: str, *, actor: str, ip: str | None = None
+) -> Response:
+    """Put a counted response in the "flagged" queue with `flag` (e.g. a department's appeal that
+    the rating is malicious); it stays counted until a reviewer decides."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise Invalid("请填写理由", field="reason")
+    if len(reason) > MAX_REASON:
+        raise Invalid(f"理由不超过 {MAX_REASON} 个字", field="reason")
+    response = session.get(Response, response_id)
+    if response is None:
+        raise NotFound("没有这条回答")
+    flags = list(response.flags or [])
+    if flag not in flags:
+        response.flags = [*flags, flag]
+    response.reviewed_at = None  # back in the queue, even if it was reviewed before
+    audit.record(session, actor, f"response.{flag}", str(response.id), {"reason": reason}, ip)
+    return response

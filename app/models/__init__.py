@@ -3,6 +3,7 @@
 from app.models.accounts import AdminUser, ApiToken
 from app.models.audit import AuditEntry
 from app.models.base import Base, utcnow
+from app.models.cases import FollowupCase, Holiday
 from app.models.exports import ExportRun
 from app.models.org import Department
 from app.models.responses import Answer, Response
@@ -18,6 +19,8 @@ __all__ = [
     "Base",
     "Department",
     "ExportRun",
+    "FollowupCase",
+    "Holiday",
     "Option",
     "Question",
     "Response",

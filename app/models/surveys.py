@@ -47,6 +47,8 @@ class Survey(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     opened_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
+    # When the survey's admin published its results at /results/<slug> (None: not public).
+    results_published_at: Mapped[datetime | None]
 
     questions: Mapped[list[Question]] = relationship(
         back_populates="survey", order_by="Question.position", cascade="all, delete-orphan"

@@ -92,6 +92,7 @@ def questionnaire(survey_slug: str, department_code: str):
         if exc.field == "form_token":
             form_token = issue_form_token(settings.app.secret_key)
         values = {q.key: request.form.getlist(q.input_name) for q in form.questions}
+        values["_followup"] = request.form.getlist("followup")  # the consent stays as it was ticked
         return _page(
             "public/questionnaire.html", 400, token=form_token, values=values, errors=exc.errors,
             summary=exc.message, **context,

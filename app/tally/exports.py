@@ -39,7 +39,9 @@ ENTRY_KEYS = {
     "destination",
     "period",
     "department",
+    "dataset",
 }
+DATASETS = ("tallies", "cases")  # cases: the 差评 follow-up figures per department (app.cases)
 EXPORT_FORMATS = ("csv", "xlsx", "json")
 SIGNATURE_HEADER = "X-Wxsurvey-Signature"
 TIMESTAMP_HEADER = "X-Wxsurvey-Timestamp"
@@ -56,6 +58,7 @@ class ExportSchedule:
     department: str | None = None
     cron: str | None = None
     interval: int | None = None
+    dataset: str = "tallies"
 
     def slot(self, moment: datetime) -> str:
         """The slot a run enqueued at `moment` belongs to: the latest cron time, or interval window."""
@@ -146,6 +149,11 @@ def parse_schedules(entries: list[Any]) -> list[ExportSchedule]:
         department = entry.get("department")
         if department is not None and not isinstance(department, str):
             raise _entry_error(index, "department", f"expected a department code, got {department!r}")
+        dataset = entry.get("dataset", "tallies")
+        if dataset not in DATASETS:
+            raise _entry_error(index, "dataset", f"use {' or '.join(DATASETS)}, got {dataset!r}")
+        if dataset == "cases" and (group_by or period is not None):
+            raise _entry_error(index, "group_by" if group_by else "period", "not used by dataset = cases")
         schedules.append(
             ExportSchedule(
                 name=name,
@@ -157,6 +165,7 @@ def parse_schedules(entries: list[Any]) -> list[ExportSchedule]:
                 department=department,
                 cron=cron,
                 interval=interval,
+                dataset=dataset,
             )  # fmt: skip
         )
     return schedules
@@ -207,11 +216,16 @@ def write_files(
     from app.tally.files import render
     from app.tally.report import row_columns, tally_dict, tally_report
 
-    result = tally_report(
-        session, schedule.survey, department=schedule.department, group_by=list(schedule.group_by),
-        period=schedule.period,
-    )  # fmt: skip
-    document, columns = tally_dict(result), row_columns(result)
+    if schedule.dataset == "cases":
+        document, columns, summary = _case_figures(session, schedule)
+    else:
+        result = tally_report(
+            session, schedule.survey, department=schedule.department, group_by=list(schedule.group_by),
+            period=schedule.period,
+        )  # fmt: skip
+        document, columns = tally_dict(result), row_columns(result)
+        summary = {"group_by": list(result.group_by), "period": result.period.as_dict(),
+                   "responses": result.responses, "quarantined": result.quarantined}  # fmt: skip
     directory.mkdir(parents=True, exist_ok=True)
     files = []
     for fmt in schedule.formats:
@@ -220,16 +234,31 @@ def write_files(
         tmp = path.with_suffix(path.suffix + ".part")
         tmp.write_bytes(data)
         tmp.replace(path)
-        files.append({"file": path.name, "format": fmt, "rows": len(result.rows), "bytes": len(data),
+        files.append({"file": path.name, "format": fmt, "rows": len(document["rows"]), "bytes": len(data),
                       "sha256": hashlib.sha256(data).hexdigest()})  # fmt: skip
-    manifest = {
-        "name": schedule.name, "survey": schedule.survey, "group_by": list(result.group_by),
-        "period": result.period.as_dict(), "responses": result.responses, "quarantined": result.quarantined,
-        "generated_at": stamp, "files": files,
-    }  # fmt: skip
+    manifest = {"name": schedule.name, "survey": schedule.survey, **summary, "generated_at": stamp,
+                "files": files}  # fmt: skip
     manifest_path = directory / f"{schedule.name}-{stamp}.manifest.json"
     manifest_path.write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
     return files + [{"file": manifest_path.name, "format": "manifest"}]
+
+
+def _case_figures(session: Session, schedule: ExportSchedule):
+    """The follow-up figures of a `dataset = "cases"` schedule: document, columns, manifest summary."""
+    from app.cases.figures import COLUMNS, case_figures, figures_dict
+    from app.org.departments import get_department, subtree_ids
+    from app.org.surveys import get_survey
+
+    survey = get_survey(session, schedule.survey)
+    ids = (
+        subtree_ids(session, get_department(session, schedule.department).id) if schedule.department else None
+    )
+    rows, total = case_figures(session, survey.id, department_ids=ids)
+    return (
+        figures_dict(survey.slug, rows, total),
+        list(COLUMNS),
+        {"dataset": "cases", "total": total.as_dict()},
+    )
 
 
 def run_export(session: Session, settings: Settings, name: str, *, slot: str | None = None) -> ExportOutcome:

@@ -10,7 +10,8 @@ from app.api.openapi import ENDPOINT_PARAMETERS
 SAMPLE = {
     "survey": "demo-departments", "department": "C01", "group_by": "region,period", "period": "month:2024",
     "since": "2024-01-01T00:00:00Z", "segment": "respondent_type", "format": "csv", "limit": "5",
-    "offset": "0", "min_sample": "3", "active": "true", "indicator": "B01",
+    "offset": "0", "min_sample": "3", "active": "true", "indicator": "B01", "opened_since": "2024-01-01",
+    "opened_until": "2024-12-31",
 }  # fmt: skip
 # Where an endpoint reads a parameter its own way: the index groups by department or indicator.
 SAMPLE_FOR = {"tallies": {"group_by": "region,indicator,period"}, "index": {"group_by": "indicator"}}

@@ -73,11 +73,21 @@ EXPECTED = {
     ("console.wechat_menu", "GET"): CITY_ONLY,
     ("console.save_wechat_menu", "POST"): CITY_ONLY,
     ("console.publish_wechat_menu", "POST"): CITY_ONLY,
+    ("console.cases", "GET"): READ,
+    ("console.case_figures_download", "GET"): READ,
+    ("console.case_detail", "GET"): SCOPED_READ,
+    ("console.case_answer", "POST"): SCOPED_WRITE,
+    ("console.case_appeal", "POST"): SCOPED_WRITE,
+    ("console.case_resend", "POST"): SCOPED_WRITE,
+    ("console.holidays", "GET"): READ,
+    ("console.holidays", "POST"): CITY_ONLY,
+    ("console.survey_publish", "POST"): CITY_ONLY,
     ("api.openapi", "GET"): ALL_OK,
     ("api.surveys", "GET"): API,
     ("api.departments", "GET"): API,
     ("api.tallies", "GET"): API_SURVEY,
     ("api.index", "GET"): API_SURVEY,
+    ("api.cases", "GET"): API_SURVEY,
 }
 # Requests that put the out-of-scope object in the query rather than the path.
 OUT_OF_SCOPE_QUERY = {
@@ -86,12 +96,14 @@ OUT_OF_SCOPE_QUERY = {
     "console.create_department": {},
     "api.tallies": {"survey": SURVEY},
     "api.index": {"survey": SURVEY},
+    "api.cases": {"survey": SURVEY},
 }
 IN_SCOPE_QUERY = {
     "console.results": {"survey": SURVEY, "county": "C01"},
     "console.download_results": {"survey": SURVEY, "county": "C01"},
     "api.tallies": {"survey": SURVEY},
     "api.index": {"survey": SURVEY},
+    "api.cases": {"survey": SURVEY},
 }
 # What a form sends: in scope, a township of C01; out of it, one of C02.
 FORM_IN = {"code": "C01T9", "name": "新街道", "category": "县区", "level": "township", "parent_code": "C01",
@@ -142,15 +154,35 @@ def world(app, session, demo, redis_client):
     batch = "posters-matrix"
     enqueue("default", "app.jobs.posters.build_poster_batch", batch, SURVEY, "zip", None, job_id=batch,
             meta={"admin_id": admins["city"].id, "format": "zip", "survey": SURVEY})  # fmt: skip
+    cases = {r.id: open_case(session, r) for r in (inside, outside)}
+    session.commit()
     values_in = {
         "code": "C01T1",
         "slug": SURVEY,
         "response_id": inside.id,
         "batch_id": batch,
         "action": "close",
+        "case_id": cases[inside.id],
+        "fmt": "csv",
     }
-    values_out = {**values_in, "code": "C02T1", "response_id": outside.id}
+    values_out = {**values_in, "code": "C02T1", "response_id": outside.id, "case_id": cases[outside.id]}
     return {"tokens": tokens, "in": values_in, "out": values_out}
+
+
+def open_case(session, response) -> int:
+    """A follow-up case of the response (app.cases), as the drain opens one for a 差评 with a comment."""
+    from datetime import UTC, datetime, timedelta
+
+    from app.models import FollowupCase
+
+    due = datetime.now(UTC) + timedelta(days=7)
+    dept = response.department_id
+    case = FollowupCase(response_id=response.id, survey_id=response.survey_id, department_id=dept,
+                        holder_department_id=dept, token=f"matrix{response.id}", due_at=due,
+                        holder_due_at=due)  # fmt: skip
+    session.add(case)
+    session.flush()
+    return case.id
 
 
 def csrf_of(client) -> str:

@@ -72,7 +72,7 @@ def console_post_rules(app):
     )  # fmt: skip
 
 
-SAMPLE = {"code": "D08", "slug": "demo-departments", "response_id": 1, "action": "close"}
+SAMPLE = {"code": "D08", "slug": "demo-departments", "response_id": 1, "action": "close", "case_id": 1}
 
 
 def test_viewer_is_refused_on_every_console_post(app, client, admins, session, redis_client):  # noqa: F811

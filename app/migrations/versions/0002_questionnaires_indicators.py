@@ -1,6 +1,6 @@
 """questionnaires: indicator codes, matrix rows and the 0-10 scale on questions; the account's menu
 
-Revision ID: 0019
+Revision ID: 0002
 Revises: 0001
 Create Date: 2026-12-01 08:30:00
 """
@@ -10,7 +10,7 @@ from alembic import op
 from sqlalchemy import Text
 from sqlalchemy.dialects import postgresql
 
-revision = "0019"
+revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
