@@ -71,6 +71,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "qr": {
         "font_path": "",
     },
+    "integrity": {
+        "enabled": True,
+        "threshold": 60,
+    },
 }
 
 MODES = ("dev", "production")
@@ -213,6 +217,8 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
     for key in ("min_sample", "text_max_length", "drain_batch_size"):
         if values["survey"][key] < 1:
             raise ConfigError(f"survey.{key}: must be at least 1")
+    if not 1 <= values["integrity"]["threshold"] <= 100:
+        raise ConfigError(f"integrity.threshold: must be 1..100, got {values['integrity']['threshold']}")
     for key in ("push_timeout", "push_retries", "push_backoff"):
         if values["exports"][key] < 1:
             raise ConfigError(f"exports.{key}: must be at least 1")

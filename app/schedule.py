@@ -26,6 +26,7 @@ class Periodic:
 # catches whatever they could not, e.g. after a worker crash or while Redis was down).
 FIXED: tuple[Periodic, ...] = (
     Periodic("intake-drain", "app.jobs.intake.drain_intake", "intake", interval=30),
+    Periodic("integrity-leavers", "app.jobs.integrity.sweep_leavers", "intake", interval=60),
 )
 
 

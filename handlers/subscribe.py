@@ -6,15 +6,25 @@ from typing import Any
 
 from wechatpy.replies import BaseReply
 
+from app.intake.respondents import respondent_key
+from app.integrity.follows import record_follow
 from handlers import HandlerContext
 from handlers.replies import HOW_TO, WELCOME, text_reply
 from handlers.scan import scan_reply_text
 
 
+def remember_follow(message: Any, ctx: HandlerContext) -> None:
+    """When this person followed (the stuffing detector looks for follow, rate and leave)."""
+    key = respondent_key(ctx.settings.survey.respondent_secret, message.source)
+    record_follow(ctx.effects, key, int(message.time) * 1000)
+
+
 def on_subscribe_scan(message: Any, ctx: HandlerContext) -> BaseReply:
     # wechatpy has already removed the qrscene_ prefix from scene_id
+    remember_follow(message, ctx)
     return text_reply(message, WELCOME + "\n\n" + scan_reply_text(message.scene_id, message.source, ctx))
 
 
 def on_subscribe(message: Any, ctx: HandlerContext) -> BaseReply:
+    remember_follow(message, ctx)
     return text_reply(message, WELCOME + "\n\n" + HOW_TO)

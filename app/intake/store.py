@@ -39,6 +39,10 @@ class Submission:
     segment_question_id: int | None
     meta: dict[str, Any] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
+    # Set by the stuffing detector in the drain (app.integrity), never carried on the stream.
+    score: int | None = None
+    reasons: list | None = None
+    held: bool = False  # the detector quarantines it
 
     def encode(self) -> bytes:
         """Compact JSON for the stream (well under 1 KB for the standard questionnaire)."""
@@ -89,7 +93,7 @@ class Submission:
 
     @property
     def status(self) -> str:
-        return status_for(self.flags)
+        return "quarantined" if self.held else status_for(self.flags)
 
     def tally_keys(self):
         return response_tally_keys(
@@ -104,13 +108,13 @@ class Submission:
 
 
 RESPONSE_COLUMNS = ("idempotency_key", "survey_id", "department_id", "respondent_key", "submitted_at",
-                    "received_at", "channel", "status", "meta", "flags")  # fmt: skip
+                    "received_at", "channel", "status", "meta", "flags", "score", "reasons")  # fmt: skip
 ANSWER_COLUMNS = ("response_id", "question_id", "option_id", "text")
 ROWS_PER_INSERT = 3000  # responses per INSERT ... VALUES on SQLite (30,000 parameters), fewer if
 # the library allows fewer variables; each statement has its fixed cost: 500 per statement was
 # 10-20% slower for the same rows.
 _PG_ARRAY_TYPES = ("text", "bigint", "bigint", "text", "timestamptz", "timestamptz", "text", "text", "jsonb",
-                   "jsonb")  # fmt: skip
+                   "jsonb", "smallint", "jsonb")  # fmt: skip
 
 
 def _json_text(value) -> str:
@@ -188,7 +192,8 @@ def write_responses(session: Session, submissions: list[Submission]) -> list[Sub
     received = bind_time(datetime.now(UTC))  # the same for every row: converted once
     rows = [
         [s.idempotency_key, s.survey_id, s.department_id, s.respondent_key, bind_time(s.submitted_at),
-         received, s.channel, s.status, _json_text(s.meta), _flags_text(tuple(s.flags))]
+         received, s.channel, s.status, _json_text(s.meta), _flags_text(tuple(s.flags)), s.score,
+         None if s.reasons is None else _json_text(s.reasons)]
         for s in submissions
     ]  # fmt: skip
     ids = _insert_responses(conn, rows)
