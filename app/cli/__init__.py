@@ -32,9 +32,33 @@ cli = FlaskGroup(
 def _register_commands() -> None:
     from flask.cli import routes_command, shell_command
 
-    from app.cli import accounts, exports, org, posters, qr, server, setup, surveys, tallies, templates
+    from app.cli import (
+        accounts,
+        exports,
+        integrity,
+        org,
+        posters,
+        qr,
+        server,
+        setup,
+        surveys,
+        tallies,
+        templates,
+    )
 
-    for module in (setup, org, surveys, templates, accounts, server, tallies, exports, qr, posters):
+    for module in (
+        setup,
+        org,
+        surveys,
+        templates,
+        accounts,
+        server,
+        tallies,
+        exports,
+        qr,
+        posters,
+        integrity,
+    ):
         module.register(cli)
     cli.add_command(shell_command)
     cli.add_command(routes_command)

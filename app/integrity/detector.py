@@ -140,6 +140,8 @@ def _group(name: str, f: Facts, p: Place) -> tuple[str, tuple[int, int]]:
     base = f"wx:ig:{f.survey_id}:{f.department_id}:lv"
     if name == "burst":
         return f"{base}|b{p.bucket}", bucket
+    if name == "surge":
+        return f"{base}|v{p.day}", day
     if name == "same_answers":
         return f"{base}|s{p.bucket}:{f.signature}", bucket
     if name == "ip_cluster":

@@ -68,7 +68,8 @@ def from_response(response) -> Facts:
     if submitted.tzinfo is None:
         submitted = submitted.replace(tzinfo=UTC)
     return Facts(
-        response.survey_id, response.department_id, int(submitted.timestamp() * 1000), response.respondent_key,
+        response.survey_id, response.department_id, int(submitted.timestamp() * 1000),
+        response.respondent_key,
         meta.get("ip"), meta.get("ua"), meta.get("scanned"), meta.get("completion_ms"),
         "straightline" in (response.flags or []), meta.get("tx"), int(meta.get("sig") or 0),
         meta.get("fw"), meta.get("left"), response.id,

@@ -41,7 +41,8 @@ def hold(
     ids = [r.id for r in moved]
     audit.record(
         session, ACTOR, "response.quarantine", str(ids[0]) if len(ids) == 1 else f"{ids[0]}..{ids[-1]}",
-        {"count": len(ids), "ids": ids[:AUDIT_IDS], "from": "counted", "to": "quarantined", "retroactive": True},
+        {"count": len(ids), "ids": ids[:AUDIT_IDS], "from": "counted", "to": "quarantined",
+         "retroactive": True},
     )  # fmt: skip
     return len(moved)
 
@@ -59,7 +60,8 @@ def sweep_leavers(session: Session, redis, detector, now_ms: int) -> int:
     moved = 0
     for survey_id, dept_id, rkey, _answered, left in found:
         response = session.scalar(select(Response).where(
-            Response.survey_id == survey_id, Response.department_id == dept_id, Response.respondent_key == rkey,
+            Response.survey_id == survey_id, Response.department_id == dept_id,
+            Response.respondent_key == rkey,
             Response.status == "counted", Response.reviewed_at.is_(None)))  # fmt: skip
         if response is not None:
             moved += detector.rescore(session, redis, [response], extra={response.id: left})

@@ -4,25 +4,27 @@ from __future__ import annotations
 
 from app.integrity import signals
 from app.integrity.facts import Facts
-from app.integrity.windows import Counts, Place, expected_in_window
+from app.integrity.windows import Counts, Place, expected_in_window, expected_per_day
 
 # Points a signal adds at full strength. No single signal reaches the default threshold (60) but
 # follow-and-leave; it takes two kinds of evidence to hold an answer back.
 WEIGHTS = {
-    "burst": 25,
-    "same_answers": 25,
+    "burst": 30,
+    "surge": 30,
+    "same_answers": 30,
     "ip_cluster": 45,
     "ua_cluster": 30,
-    "no_scan_share": 25,
+    "no_scan_share": 35,
     "text_duplicates": 45,
     "completion": 20,
     "straightline": 10,
-    "follow_churn": 50,
+    "follow_churn": 55,
     "off_hours": 25,
 }
 # The reviewers' words for each signal (the console's review queue shows them).
 LABELS = {
     "burst": "短时集中提交（超出该单位同时段常态）",
+    "surge": "当日回答量远超该单位平日水平",
     "same_answers": "同一时段大量完全相同的选择",
     "ip_cluster": "同一网段集中提交",
     "ua_cluster": "非微信浏览器集中提交",
@@ -35,7 +37,15 @@ LABELS = {
 }
 # Signals read from counts over the department's window: when one grows with a later batch, the
 # responses already stored in that window are looked at again (retroactive quarantine).
-GROUP_SIGNALS = ("burst", "same_answers", "ip_cluster", "ua_cluster", "no_scan_share", "text_duplicates")
+GROUP_SIGNALS = (
+    "burst",
+    "surge",
+    "same_answers",
+    "ip_cluster",
+    "ua_cluster",
+    "no_scan_share",
+    "text_duplicates",
+)
 
 
 def strengths(f: Facts, p: Place, counts: Counts, hours: tuple[int, int] | None) -> dict[str, float]:
@@ -44,6 +54,7 @@ def strengths(f: Facts, p: Place, counts: Counts, hours: tuple[int, int] | None)
     day_n = counts.get(p.day_key, "n")
     return {
         "burst": signals.burst(window, expected_in_window(counts, f, p)),
+        "surge": signals.surge(day_n, expected_per_day(counts, f, p)),
         "same_answers": signals.same_answers(
             counts.get(p.bucket_key, sig_field) + counts.get(p.prev_key, sig_field), window
         ),

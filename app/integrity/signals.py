@@ -16,13 +16,14 @@ IP_FLOOR = 6  # answers from one address prefix in a day before it is a cluster 
 UA_FLOOR = 4  # answers of one non-WeChat browser class in a day before it is a cluster
 TEXT_FLOOR = 2  # the same free text (normalised) this many times is still a coincidence
 SIGNATURE_FLOOR = 6  # the same choices this many times in 20 minutes is still a coincidence
-NO_SCAN_NORMAL = 0.5  # share of answers with no scan before them that is still ordinary
+NO_SCAN_NORMAL = 0.35  # share of answers with no scan before them that is still ordinary
 NO_SCAN_MIN_ANSWERS = 10
 FOLLOW_BEFORE_MS = 30 * 60_000  # followed at most this long before answering ...
 LEFT_AFTER_MS = 24 * 3600_000  # ... and left at most this long after: bought followers
 LEFT_SOON_MS = 2 * 3600_000
 FAST_MS = 3_000  # as app.intake.validation.FAST_MS
 QUICK_MS = 8_000
+BRISK_MS = 20_000  # one in forty honest answers is this quick: a small weight only
 
 
 def clamp(value: float) -> float:
@@ -34,7 +35,17 @@ def burst(window_count: int, expected: float) -> float:
     that weekday (expected count in 20 minutes): three times the baseline plus four of its
     standard deviations, and at least BURST_FLOOR, before anything counts."""
     threshold = max(BURST_FLOOR, 3 * expected + 4 * math.sqrt(expected))
-    return clamp((window_count - threshold) / threshold)
+    return clamp(2 * (window_count - threshold) / threshold)  # full strength at 1.5 x the threshold
+
+
+SURGE_FLOOR = 20  # answers in one day below which no department is "surging"
+
+
+def surge(day_count: int, expected_per_day: float) -> float:
+    """The department's answers of the day against its usual day (a campaign spread over the day
+    with human-like timing never bursts, but it still multiplies the day's volume)."""
+    threshold = max(SURGE_FLOOR, 2.5 * expected_per_day + 4 * math.sqrt(expected_per_day))
+    return clamp((day_count - threshold) / threshold)
 
 
 def same_answers(signature_count: int, window_count: int) -> float:
@@ -80,7 +91,9 @@ def completion(completion_ms: int | None) -> float:
     """Finished faster than anyone reads the questions."""
     if completion_ms is None:
         return 0.0
-    return 1.0 if completion_ms < FAST_MS else 0.5 if completion_ms < QUICK_MS else 0.0
+    if completion_ms < FAST_MS:
+        return 1.0
+    return 0.6 if completion_ms < QUICK_MS else 0.3 if completion_ms < BRISK_MS else 0.0
 
 
 def straightline(flagged: bool) -> float:

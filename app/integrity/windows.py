@@ -6,7 +6,7 @@
   u:<user-agent class> (outside WeChat only), t:<text hash>; `...:ip`: one field per address
   prefix (HLEN = distinct prefixes).
 - `wx:ig:<s>:<d>:b<bucket>`: n and s:<choice signature> per 10 minutes (a window is 2 buckets).
-- `wx:ig:<s>:<d>:base`: w<hour of week> and o<hour of day> totals, `first` (ms of the first answer):
+- `wx:ig:<s>:<d>:base`: w<hour of week>, o<hour of day> and `all` totals, `first` (ms of the first answer):
   the department's own baseline for the burst signal.
 
 The drain reads the counts a batch needs before writing it and adds the batch's own after its
@@ -91,7 +91,7 @@ def needed(facts: Iterable[tuple[Facts, Place]]) -> dict[str, set[str]]:
             want[p.ip_key].add(f.ip)
         for key in (p.bucket_key, p.prev_key):
             want[key].update(("n", f"s:{f.signature}"))
-        want[p.base_key].update((f"w{p.how}", f"o{p.hour}", "first"))
+        want[p.base_key].update((f"w{p.how}", f"o{p.hour}", "all", "first"))
     return want
 
 
@@ -138,6 +138,7 @@ def increments(facts: Iterable[tuple[Facts, Place]]) -> dict[str, Counter]:
         base = inc[p.base_key]
         base[f"w{p.how}"] += 1
         base[f"o{p.hour}"] += 1
+        base["all"] += 1
         base["first"] = min(base.get("first") or f.ms, f.ms)
     return inc
 
@@ -155,6 +156,15 @@ def write(redis: Redis, inc: dict[str, Counter]) -> None:
                 pipe.hincrby(key, field, n)
         pipe.expire(key, BASE_TTL if key.endswith(":base") else DAY_TTL)
     pipe.execute()
+
+
+def expected_per_day(counts: Counts, f: Facts, p: Place) -> float:
+    """The department's usual answers per day, over the days before today (0 with less than one)."""
+    first = counts.get(p.base_key, "first") or f.ms
+    history_days = (p.day_start_ms - first) / 86_400_000
+    if history_days < 1:
+        return 0.0
+    return max(counts.get(p.base_key, "all") - counts.get(p.day_key, "n"), 0) / history_days
 
 
 def expected_in_window(counts: Counts, f: Facts, p: Place) -> float:
