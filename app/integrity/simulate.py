@@ -162,14 +162,14 @@ class Player:
         now = datetime.fromtimestamp(event.ms / 1000, UTC)
         token = issue_form_token(self.settings.app.secret_key, event.ms / 1000 - a["completion_s"])
         record_response(
-            self.session, self.redis, self.settings, form=form, department=dept, openid=event.openid, data=data,
-            form_token=token, user_agent=a["ua"], remote_addr=a["ip"], now=now,
+            self.session, self.redis, self.settings, form=form, department=dept, openid=event.openid,
+            data=data, form_token=token, user_agent=a["ua"], remote_addr=a["ip"], now=now,
         )  # fmt: skip
         self.labels[event.openid] = event.label
 
     def drain(self, now_ms: int) -> None:
-        from app.integrity.quarantine import sweep_leavers
         from app.intake.drain import drain_backlog
+        from app.integrity.quarantine import sweep_leavers
 
         report = drain_backlog(
             self.session, self.redis, batch_size=5000, max_seconds=600, detector=self.detector
@@ -215,9 +215,11 @@ def run(app: Flask, options: Options, threshold: int) -> Outcome:
         events = Campaign(options, codes).build()
         player = Player(app, Detector(threshold))
         player.play(events)
-        outcome = Outcome({"seed": options.seed, "days": options.days, "organic_per_day": options.organic_per_day,
-                           "kinds": list(options.kinds), "incidents": options.incidents, "size": options.size,
-                           "threshold": threshold, "start": options.start.date().isoformat()})  # fmt: skip
+        outcome = Outcome({
+            "seed": options.seed, "days": options.days, "organic_per_day": options.organic_per_day,
+            "kinds": list(options.kinds), "incidents": options.incidents, "size": options.size,
+            "threshold": threshold, "start": options.start.date().isoformat(),
+        })  # fmt: skip
         outcome.events = len(events)
         measure(app, player, outcome)
     outcome.seconds = time.monotonic() - started
