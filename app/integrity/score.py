@@ -79,6 +79,14 @@ def score(found: dict[str, float]) -> tuple[int, list]:
     return min(100, round(sum(WEIGHTS[name] * s for name, s in reasons))), reasons
 
 
+# The per-answer flags intake stores (app.intake.record), in the reviewers' words.
+FLAG_LABELS = {
+    "straightline": "所有评分题选同一项",
+    "no_scan": "作答前未扫该单位二维码",
+    "too_fast": "作答用时过短",
+}
+
+
 def describe(reasons: list | None) -> list[str]:
     """The reasons in the reviewers' words, with their weight: "同一网段集中提交（45 分）"."""
     out = []
