@@ -52,7 +52,7 @@ def strengths(f: Facts, p: Place, counts: Counts, hours: tuple[int, int] | None)
     window = counts.get(p.bucket_key, "n") + counts.get(p.prev_key, "n")
     sig_field = f"s:{f.signature}"
     day_n = counts.get(p.day_key, "n")
-    return {
+    found = {
         "burst": signals.burst(window, expected_in_window(counts, f, p)),
         "surge": signals.surge(day_n, expected_per_day(counts, f, p)),
         "same_answers": signals.same_answers(
@@ -69,6 +69,9 @@ def strengths(f: Facts, p: Place, counts: Counts, hours: tuple[int, int] | None)
         "follow_churn": signals.follow_churn(f.ms, f.followed_ms, f.left_ms),
         "off_hours": signals.off_hours(p.minute, hours),
     }
+    # Burst and surge are one kind of evidence (volume) at two scales: only the stronger counts.
+    found["surge" if found["burst"] >= found["surge"] else "burst"] = 0.0
+    return found
 
 
 def score(found: dict[str, float]) -> tuple[int, list]:

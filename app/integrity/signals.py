@@ -44,6 +44,8 @@ SURGE_FLOOR = 20  # answers in one day below which no department is "surging"
 def surge(day_count: int, expected_per_day: float) -> float:
     """The department's answers of the day against its usual day (a campaign spread over the day
     with human-like timing never bursts, but it still multiplies the day's volume)."""
+    if expected_per_day <= 0:  # no day of history yet: nothing to compare with
+        return 0.0
     threshold = max(SURGE_FLOOR, 2.5 * expected_per_day + 4 * math.sqrt(expected_per_day))
     return clamp((day_count - threshold) / threshold)
 
@@ -71,7 +73,7 @@ def ua_cluster(ua_class: str | None, same_class: int) -> float:
     if ua_class in (None, "wechat"):
         return 0.0
     base = 0.5 if ua_class in ("bot", "none") else 0.0
-    return clamp(base + (same_class - UA_FLOOR) / (2 * UA_FLOOR)) if same_class > UA_FLOOR or base else 0.0
+    return clamp(base + max(0.0, (same_class - UA_FLOOR) / (2 * UA_FLOOR)))
 
 
 def no_scan_share(scanned: bool | None, no_scan_count: int, day_count: int) -> float:
