@@ -73,7 +73,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "integrity": {
         "enabled": True,
-        "threshold": 60,
+        "threshold": 55,
     },
 }
 

@@ -32,7 +32,7 @@ class Assessment:
 class Detector:
     """Scores batches in the drain; `threshold` from integrity.threshold (0..100)."""
 
-    def __init__(self, threshold: int = 60) -> None:
+    def __init__(self, threshold: int = 55) -> None:
         self.threshold = threshold
         self._hours: dict[int, tuple[int, int] | None] = {}
         self._hours_at = 0.0

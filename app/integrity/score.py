@@ -6,8 +6,8 @@ from app.integrity import signals
 from app.integrity.facts import Facts
 from app.integrity.windows import Counts, Place, expected_in_window, expected_per_day
 
-# Points a signal adds at full strength. No single signal reaches the default threshold (60) but
-# follow-and-leave; it takes two kinds of evidence to hold an answer back.
+# Points a signal adds at full strength. No single signal reaches the default threshold (55): it
+# takes two kinds of evidence to hold an answer back (follow-and-leave needs only a little more).
 WEIGHTS = {
     "burst": 30,
     "surge": 30,
@@ -18,7 +18,7 @@ WEIGHTS = {
     "text_duplicates": 45,
     "completion": 20,
     "straightline": 10,
-    "follow_churn": 55,
+    "follow_churn": 50,
     "off_hours": 25,
 }
 # The reviewers' words for each signal (the console's review queue shows them).
@@ -28,7 +28,7 @@ LABELS = {
     "same_answers": "同一时段大量完全相同的选择",
     "ip_cluster": "同一网段集中提交",
     "ua_cluster": "非微信浏览器集中提交",
-    "no_scan_share": "未扫该单位二维码（当日多数回答如此）",
+    "no_scan_share": "未扫该单位二维码（当日此类回答远多于平日）",
     "text_duplicates": "意见文字与他人雷同",
     "completion": "作答用时过短",
     "straightline": "所有评分题选同一项",
@@ -62,7 +62,9 @@ def strengths(f: Facts, p: Place, counts: Counts, hours: tuple[int, int] | None)
             counts.get(p.ip_key, f.ip) if f.ip else 0, day_n, counts.lengths.get(p.ip_key, 0)
         ),
         "ua_cluster": signals.ua_cluster(f.ua, counts.get(p.day_key, f"u:{f.ua}")),
-        "no_scan_share": signals.no_scan_share(f.scanned, counts.get(p.day_key, "ns"), day_n),
+        "no_scan_share": signals.no_scan_share(
+            f.scanned, counts.get(p.day_key, "ns"), day_n, expected_per_day(counts, f, p, "ns")
+        ),
         "text_duplicates": signals.text_duplicates(counts.get(p.day_key, f"t:{f.text}") if f.text else 0),
         "completion": signals.completion(f.completion_ms),
         "straightline": signals.straightline(f.straightline),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-BURST_FLOOR = 12  # responses in a 20-minute window below which no department is "bursting"
+BURST_FLOOR = 8  # responses in a 20-minute window below which no department is "bursting"
 IP_FLOOR = 6  # answers from one address prefix in a day before it is a cluster at all
 UA_FLOOR = 4  # answers of one non-WeChat browser class in a day before it is a cluster
 TEXT_FLOOR = 2  # the same free text (normalised) this many times is still a coincidence
@@ -64,7 +64,7 @@ def ip_cluster(same_prefix: int, day_count: int, distinct_prefixes: int) -> floa
         return 0.0
     average = day_count / max(distinct_prefixes, 1)
     threshold = max(IP_FLOOR, 4 * average)
-    return clamp((same_prefix - threshold) / threshold + 0.25) if same_prefix > threshold else 0.0
+    return clamp(0.25 + 1.5 * (same_prefix - threshold) / threshold) if same_prefix > threshold else 0.0
 
 
 def ua_cluster(ua_class: str | None, same_class: int) -> float:
@@ -76,12 +76,19 @@ def ua_cluster(ua_class: str | None, same_class: int) -> float:
     return clamp(base + max(0.0, (same_class - UA_FLOOR) / (2 * UA_FLOOR)))
 
 
-def no_scan_share(scanned: bool | None, no_scan_count: int, day_count: int) -> float:
+def no_scan_share(
+    scanned: bool | None, no_scan_count: int, day_count: int, expected_no_scan: float = 0.0
+) -> float:
     """An answer with no scan of the code before it, on a day when most of the department's
-    answers had none (links passed around instead of codes scanned at the service point)."""
+    answers had none, or far more had none than on its usual day (links passed around, accounts
+    of a farm: anything but codes scanned at the service point)."""
     if scanned is not False or day_count < NO_SCAN_MIN_ANSWERS:
         return 0.0
-    return clamp((no_scan_count / day_count - NO_SCAN_NORMAL) / 0.3)
+    share = clamp((no_scan_count / day_count - NO_SCAN_NORMAL) / 0.3)
+    if expected_no_scan <= 0:  # no history: the share alone
+        return share
+    threshold = max(NO_SCAN_MIN_ANSWERS, 2.5 * expected_no_scan + 4 * math.sqrt(expected_no_scan))
+    return max(share, clamp((no_scan_count - threshold) / threshold))
 
 
 def text_duplicates(same_text: int) -> float:

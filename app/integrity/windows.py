@@ -6,8 +6,8 @@
   u:<user-agent class> (outside WeChat only), t:<text hash>; `...:ip`: one field per address
   prefix (HLEN = distinct prefixes).
 - `wx:ig:<s>:<d>:b<bucket>`: n and s:<choice signature> per 10 minutes (a window is 2 buckets).
-- `wx:ig:<s>:<d>:base`: w<hour of week>, o<hour of day> and `all` totals, `first` (ms of the first answer):
-  the department's own baseline for the burst signal.
+- `wx:ig:<s>:<d>:base`: w<hour of week>, o<hour of day>, `all` and `ns` totals, `first` (ms of the
+  first answer): the department's own baseline for the burst, surge and no-scan signals.
 
 The drain reads the counts a batch needs before writing it and adds the batch's own after its
 transaction commits, so a batch replayed after a crash is not counted twice (a crash in between
@@ -91,7 +91,7 @@ def needed(facts: Iterable[tuple[Facts, Place]]) -> dict[str, set[str]]:
             want[p.ip_key].add(f.ip)
         for key in (p.bucket_key, p.prev_key):
             want[key].update(("n", f"s:{f.signature}"))
-        want[p.base_key].update((f"w{p.how}", f"o{p.hour}", "all", "first"))
+        want[p.base_key].update((f"w{p.how}", f"o{p.hour}", "all", "ns", "first"))
     return want
 
 
@@ -126,6 +126,7 @@ def increments(facts: Iterable[tuple[Facts, Place]]) -> dict[str, Counter]:
         day[f"h{p.hour}"] += 1
         if f.scanned is False:
             day["ns"] += 1
+            inc[p.base_key]["ns"] += 1
         if f.ua and f.ua != "wechat":
             day[f"u:{f.ua}"] += 1
         if f.text:
@@ -158,13 +159,15 @@ def write(redis: Redis, inc: dict[str, Counter]) -> None:
     pipe.execute()
 
 
-def expected_per_day(counts: Counts, f: Facts, p: Place) -> float:
-    """The department's usual answers per day, over the days before today (0 with less than one)."""
+def expected_per_day(counts: Counts, f: Facts, p: Place, field: str = "all") -> float:
+    """The department's usual answers per day (field "all"), or answers with no scan ("ns"), over
+    the days before today (0 with less than one)."""
     first = counts.get(p.base_key, "first") or f.ms
     history_days = (p.day_start_ms - first) / 86_400_000
     if history_days < 1:
         return 0.0
-    return max(counts.get(p.base_key, "all") - counts.get(p.day_key, "n"), 0) / history_days
+    today = counts.get(p.day_key, "n" if field == "all" else field)
+    return max(counts.get(p.base_key, field) - today, 0) / history_days
 
 
 def expected_in_window(counts: Counts, f: Facts, p: Place) -> float:

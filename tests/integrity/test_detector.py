@@ -77,7 +77,7 @@ def citizens(app, session, redis, n: int, start: int = 0) -> None:
 def test_office_network_is_quarantined_retroactively_and_tallies_move_exactly(
     app, session, demo, redis_client
 ):
-    detector = Detector(60)
+    detector = Detector(55)
     citizens(app, session, redis_client, 20)
     for i in range(4):  # the office starts: four answers are not a cluster yet
         submit(app, session, redis_client, f"staff-{i}", ip=f"10.9.9.{i + 1}", ua=OFFICE_UA)
@@ -102,7 +102,7 @@ def test_office_network_is_quarantined_retroactively_and_tallies_move_exactly(
 
 def test_organic_traffic_alone_is_not_quarantined(app, session, demo, redis_client):
     citizens(app, session, redis_client, 40)
-    report = drain_backlog(session, redis_client, detector=Detector(60))
+    report = drain_backlog(session, redis_client, detector=Detector(55))
     assert report.inserted == 40 and report.quarantined == 0 and report.retroactive == 0
     assert official(session) == {"counted": 40}
 
@@ -122,7 +122,7 @@ def deliver(client, settings, openid: str, event: str, key: str | None, when: da
 
 def test_follow_rate_and_leave_through_the_webhook(app, session, demo, redis_client, client):
     settings = app.config["SETTINGS"]
-    detector = Detector(60)
+    detector = Detector(55)
     now = datetime.now(UTC)
     scene = f"s:{SURVEY}:{DEPT}"
     deliver(client, settings, "bought-1", "subscribe", "qrscene_" + scene, now - timedelta(minutes=3))
@@ -146,7 +146,7 @@ def test_follow_rate_and_leave_through_the_webhook(app, session, demo, redis_cli
 def test_review_queue_shows_reasons_in_chinese_and_a_decision_moves_counts_back(
     app, session, demo, redis_client, client
 ):  # fmt: skip
-    detector = Detector(60)
+    detector = Detector(55)
     citizens(app, session, redis_client, 20)
     for i in range(20):
         submit(app, session, redis_client, f"staff-{i}", ip=f"10.9.9.{i + 1}", ua=OFFICE_UA)
@@ -178,7 +178,7 @@ def test_retention_purge_removes_old_metadata_and_keeps_tallies(app, session, de
     from app.cli.integrity import retention
 
     citizens(app, session, redis_client, 6)
-    drain_backlog(session, redis_client, detector=Detector(60))
+    drain_backlog(session, redis_client, detector=Detector(55))
     old = session.scalars(select(Response.id).order_by(Response.id).limit(4)).all()
     session.execute(update(Response).where(Response.id.in_(old)).values(
         submitted_at=datetime.now(UTC) - timedelta(days=100)))  # fmt: skip
