@@ -34,7 +34,7 @@ def _queue(client, app, n: int, tag: str, rng: random.Random) -> None:
         form, dept = forms[code]
         answers = [(q.id, rng.choice(q.options[:3]).id, None) for q in form.questions if q.kind == "single"]
         if rng.random() < 0.3:
-            answers.append((form.questions[-1].id, None, f"窗口工作人员态度很好{rng.randrange(50)}"))
+            answers.append((form.questions[-1].id, None, f"窗口工作人员态度很好，第{rng.randrange(10**6)}号"))
         rkey = hashlib.sha256(f"{tag}-{i}".encode()).hexdigest()
         sub = intake_store.Submission(
             hashlib.sha256(f"{tag}-i-{i}".encode()).hexdigest(), form.id, dept.id, rkey,
@@ -48,12 +48,30 @@ def _queue(client, app, n: int, tag: str, rng: random.Random) -> None:
             f"wx:scan:{rkey}:{code}",
             intake.DRAIN_FLAG,
         ]
+        if rng.random() < 0.8:  # four in five scanned the department's code first
+            pipe.set(keys[2], "1", ex=3600)
         pipe.eval(
             intake.RECORD_SCRIPT, 4, *keys, f"{'0' * 32}|{int(time.time() * 1000)}", 86400, sub.encode(), 10
         )
         if i % 1000 == 999:
             pipe.execute()
     pipe.execute()
+
+
+def _baseline(client, app) -> None:
+    """Two weeks of the same traffic as history: at this rate every hour is ordinary for each
+    department (the steady state; without it the whole campaign is one burst, see detail)."""
+    from app.db import db
+    from app.intake import load_form
+    from app.models import Department
+
+    per_hour = RATE * 3600 // 25
+    first = int((time.time() - 14 * 86400) * 1000)
+    for (code,) in db.session.query(Department.code).filter(Department.level == "city"):
+        form, dept = load_form(db.session, SURVEY, code)
+        fields = {f"o{h}": per_hour * 14 for h in range(24)} | {f"w{h}": per_hour * 2 for h in range(168)}
+        fields |= {"all": per_hour * 24 * 14, "ns": per_hour * 24 * 14 // 5, "first": first}
+        client.hset(f"wx:ig:{form.id}:{dept.id}:base", mapping=fields)
 
 
 def _reset(client, session) -> None:
@@ -90,6 +108,7 @@ def run_detector_cost(ctx: Context) -> list[Result]:
                 for mode in ("plain", "detector"):
                     _reset(client, db.session)
                     _queue(client, app, n, f"{mode}-{round_no}", random.Random(round_no))
+                    _baseline(client, app)
                     detector = Detector(55) if mode == "detector" else None
                     redis_before, cpu_before = _redis_cpu(client), time.process_time()
                     report = drain.drain_backlog(db.session, client, batch_size=BATCH, max_seconds=600,

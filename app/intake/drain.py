@@ -108,7 +108,9 @@ def store_batch(session: Session, redis: Redis, entries: list[Entry], report: Dr
         try:
             if "p" not in fields:
                 raise ValueError("malformed intake entry: no payload")
-            submissions.append(Submission.decode(fields["p"], no_scan=fields.get("ns") == "1"))
+            submissions.append(
+                Submission.decode(fields["p"], no_scan=fields.get("ns") == "1", followed=fields.get("fw"))
+            )
         except ValueError as exc:
             log.error("drain: entry %s is malformed (%s); moved to %s", entry_id, exc, DEAD_LETTERS)
             redis.xadd(DEAD_LETTERS, {"id": entry_id, "error": str(exc)[:200], **fields})

@@ -59,14 +59,21 @@ DRAIN_FLAG = "wx:intake:drain-wanted"
 DRAIN_FLAG_TTL = 10  # seconds: at most one drain job is enqueued per this interval by submissions
 DONE_TTL_CAP = timedelta(days=35)
 CHANNELS = ("wechat", "dev", "web")
-# KEYS: done key, stream, scan key, drain flag. ARGV: done value, done ttl, payload, flag ttl.
-# Returns {0, prior done value} or {1, stream id, 1 if a drain job should be enqueued}.
+# KEYS: done key, stream, scan key, drain flag[, follow key]. ARGV: done value, done ttl, payload, flag
+# ttl. Returns {0, prior done value} or {1, stream id, 1 if a drain job should be enqueued}. The entry
+# carries `ns` (no scan before it) and `fw` (when the person followed the account, if lately).
 RECORD_SCRIPT = """
 local prior = redis.call('GET', KEYS[1])
 if prior then return {0, prior} end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
 local scanned = redis.call('EXISTS', KEYS[3])
-local id = redis.call('XADD', KEYS[2], '*', 'p', ARGV[3], 'ns', 1 - scanned)
+local followed = KEYS[5] and redis.call('GET', KEYS[5])
+local id
+if followed then
+  id = redis.call('XADD', KEYS[2], '*', 'p', ARGV[3], 'ns', 1 - scanned, 'fw', followed)
+else
+  id = redis.call('XADD', KEYS[2], '*', 'p', ARGV[3], 'ns', 1 - scanned)
+end
 local kick = redis.call('SET', KEYS[4], '1', 'NX', 'EX', tonumber(ARGV[4]))
 if kick then return {1, id, 1} end
 return {1, id, 0}
@@ -190,10 +197,11 @@ def record_response(
 def _queue(redis: Redis, form: SurveyForm, dept: DepartmentInfo, sub: Submission, token: str,
            now: datetime) -> Outcome:  # fmt: skip
     from app.intake.respondents import _scan_key  # the scan memory's own key format
+    from app.integrity.follows import followed_key
 
     stamp = int(now.timestamp() * 1000)
     keys = [done_key(form.id, dept.id, sub.respondent_key), STREAM, _scan_key(sub.respondent_key, dept.code),
-            DRAIN_FLAG]  # fmt: skip
+            DRAIN_FLAG, followed_key(sub.respondent_key)]  # fmt: skip
     args = [f"{token}|{stamp}", _done_ttl(form, now), sub.encode(), DRAIN_FLAG_TTL]
     result = RECORD(redis, keys, args)
     if int(result[0]) == 0:

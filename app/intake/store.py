@@ -62,8 +62,9 @@ class Submission:
         )
 
     @classmethod
-    def decode(cls, payload: str | bytes, no_scan: bool = False) -> Submission:
-        """Parse a stream entry (ValueError when malformed); `no_scan` comes from the Lua script."""
+    def decode(cls, payload: str | bytes, no_scan: bool = False, followed: str | None = None) -> Submission:
+        """Parse a stream entry (ValueError when malformed); `no_scan` and `followed` (ms, when the
+        person followed the account) come from the Lua script."""
         try:
             d = orjson.loads(payload)
             answers = [(int(a[0]), int(a[1]) or None, str(a[2]) if len(a) > 2 else None) for a in d["a"]]
@@ -87,6 +88,8 @@ class Submission:
         if len(sub.idempotency_key) != 64 or len(sub.respondent_key) != 64:
             raise ValueError("malformed intake entry: bad key length")
         meta["scanned"] = not no_scan
+        if followed:
+            meta["fw"] = int(followed)
         if no_scan and "no_scan" not in flags:
             flags.append("no_scan")
         return sub

@@ -55,13 +55,13 @@ class Detector:
             return out
         hours = self.opening_hours(session)
         facts = [from_submission(sub) for sub in submissions]
-        follows.attach(redis, facts, submissions)
-        out.facts = [(f, Place(f)) for f in facts]
+        out.facts = windows.places(facts)
         counts = windows.read(redis, windows.needed(out.facts))
         out.increments = windows.increments(out.facts)
         counts.add(out.increments)
+        memo: dict = {}
         for sub, (f, p) in zip(submissions, out.facts, strict=True):
-            found = strengths(f, p, counts, hours.get(f.department_id))
+            found = strengths(f, p, counts, hours.get(f.department_id), memo)
             sub.score, sub.reasons = score(found)
             if sub.score >= self.threshold:
                 sub.held = True
@@ -111,16 +111,17 @@ class Detector:
         if not stored:
             return 0
         hours = self.opening_hours(session)
-        pairs = []
+        facts = []
         for response in stored:
             f = from_response(response)
             if extra and response.id in extra:
                 f.left_ms = extra[response.id]
-            pairs.append((f, Place(f)))
+            facts.append(f)
+        pairs = windows.places(facts)
         counts = windows.read(redis, windows.needed(pairs))
-        over = []
+        over, memo = [], {}
         for response, (f, p) in zip(stored, pairs, strict=True):
-            value, reasons = score(strengths(f, p, counts, hours.get(f.department_id)))
+            value, reasons = score(strengths(f, p, counts, hours.get(f.department_id), memo))
             if value >= self.threshold:
                 over.append((response, value, reasons))
         return hold(session, over, meta_updates=extra)

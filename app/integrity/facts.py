@@ -7,6 +7,8 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from app.integrity.signals import FOLLOW_BEFORE_MS
+
 MIN_TEXT = 8  # shorter free texts ("很好", "满意") are said by everyone: never compared
 _DROP = {ord(c): None for c in " \t\r\n，。！？、,.!?;；:：~～…-—\"'“”‘’()（）"}
 
@@ -54,10 +56,14 @@ def from_submission(sub) -> Facts:
     meta["sig"] = sig
     if tx:
         meta["tx"] = tx
+    followed = meta.get("fw")
+    if followed is not None and not 0 <= sub.submitted_at.timestamp() * 1000 - followed <= FOLLOW_BEFORE_MS:
+        del meta["fw"]  # a follower of old: nothing to watch
+        followed = None
     return Facts(
         sub.survey_id, sub.department_id, int(sub.submitted_at.timestamp() * 1000), sub.respondent_key,
         meta.get("ip"), meta.get("ua"), meta.get("scanned"), meta.get("completion_ms"),
-        "straightline" in sub.flags, tx, sig,
+        "straightline" in sub.flags, tx, sig, followed,
     )  # fmt: skip
 
 

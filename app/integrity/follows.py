@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from redis import Redis
 
-from app.integrity.signals import FOLLOW_BEFORE_MS, LEFT_AFTER_MS
+from app.integrity.signals import LEFT_AFTER_MS
 
 TTL = 2 * 86400  # seconds
 WATCH = "wx:ig:watch"  # answers by new followers, scored by answer time: unfollows looked for a day
 
 
-def _followed(rkey: str) -> str:
+def followed_key(rkey: str) -> str:
+    """When this person last followed the account: the intake script copies it onto the stream."""
     return f"wx:fw:{rkey}"
 
 
@@ -21,27 +22,12 @@ def _left(rkey: str) -> str:
 
 def record_follow(effects, rkey: str, ms: int) -> None:
     """A subscribe event (effects: Redis, or the webhook's DeferredWrites)."""
-    effects.set(_followed(rkey), ms, ex=TTL)
+    effects.set(followed_key(rkey), ms, ex=TTL)
 
 
 def record_leave(effects, rkey: str, ms: int) -> None:
     """An unsubscribe event."""
     effects.set(_left(rkey), ms, ex=TTL)
-
-
-def attach(redis: Redis, facts: list, submissions: list) -> None:
-    """Fill in follow and unfollow times of a batch's respondents (one MGET); stored in the meta."""
-    if not facts:
-        return
-    keys = [_followed(f.respondent_key) for f in facts] + [_left(f.respondent_key) for f in facts]
-    values = redis.mget(keys)
-    n = len(facts)
-    for i, (f, sub) in enumerate(zip(facts, submissions, strict=True)):
-        followed, left = values[i], values[n + i]
-        if followed is not None and 0 <= f.ms - int(followed) <= FOLLOW_BEFORE_MS:
-            f.followed_ms = sub.meta["fw"] = int(followed)
-            if left is not None and int(left) >= f.ms:
-                f.left_ms = sub.meta["left"] = int(left)
 
 
 def watch(redis: Redis, facts: list) -> None:

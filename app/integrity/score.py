@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from app.integrity import signals
 from app.integrity.facts import Facts
-from app.integrity.windows import Counts, Place, expected_in_window, expected_per_day
+from app.integrity.windows import Counts, Place, expected_in_window, expected_per_day, minute_of_day
 
 # Points a signal adds at full strength. No single signal reaches the default threshold (55): it
 # takes two kinds of evidence to hold an answer back (follow-and-leave needs only a little more).
@@ -48,39 +48,66 @@ GROUP_SIGNALS = (
 )
 
 
-def strengths(f: Facts, p: Place, counts: Counts, hours: tuple[int, int] | None) -> dict[str, float]:
-    window = counts.get(p.bucket_key, "n") + counts.get(p.prev_key, "n")
-    sig_field = f"s:{f.signature}"
+def strengths(f: Facts, p: Place, counts: Counts, hours: tuple[int, int] | None,
+              memo: dict | None = None) -> dict[str, float]:  # fmt: skip
+    """Every signal's strength for one response. The window signals are the same for every
+    response of a group (a department's bucket, day, prefix...): `memo` keeps them for a batch."""
+    memo = {} if memo is None else memo
     day_n = counts.get(p.day_key, "n")
-    found = {
-        "burst": signals.burst(window, expected_in_window(counts, f, p)),
-        "surge": signals.surge(day_n, expected_per_day(counts, f, p)),
-        "same_answers": signals.same_answers(
-            counts.get(p.bucket_key, sig_field) + counts.get(p.prev_key, sig_field), window
-        ),
-        "ip_cluster": signals.ip_cluster(
+    volume = memo.get(p.bucket_key)
+    if volume is None:
+        window = counts.get(p.bucket_key, "n") + counts.get(p.prev_key, "n")
+        burst = signals.burst(window, expected_in_window(counts, f, p))
+        surge = signals.surge(day_n, expected_per_day(counts, f, p))
+        # Burst and surge are one kind of evidence (volume) at two scales: only the stronger counts.
+        volume = memo[p.bucket_key] = (burst, 0.0) if burst >= surge else (0.0, surge)
+    same = (p.bucket_key, f.signature)
+    if same not in memo:
+        sig_field = f"s:{f.signature}"
+        window = counts.get(p.bucket_key, "n") + counts.get(p.prev_key, "n")
+        alike = counts.get(p.bucket_key, sig_field) + counts.get(p.prev_key, sig_field)
+        memo[same] = signals.same_answers(alike, window)
+    address = (p.ip_key, f.ip)
+    if address not in memo:
+        memo[address] = signals.ip_cluster(
             counts.get(p.ip_key, f.ip) if f.ip else 0, day_n, counts.lengths.get(p.ip_key, 0)
-        ),
-        "ua_cluster": signals.ua_cluster(f.ua, counts.get(p.day_key, f"u:{f.ua}")),
-        "no_scan_share": signals.no_scan_share(
-            f.scanned, counts.get(p.day_key, "ns"), day_n, expected_per_day(counts, f, p, "ns")
-        ),
-        "text_duplicates": signals.text_duplicates(counts.get(p.day_key, f"t:{f.text}") if f.text else 0),
+        )
+    browser = (p.day_key, f.ua)
+    if browser not in memo:
+        memo[browser] = signals.ua_cluster(f.ua, counts.get(p.day_key, f"u:{f.ua}"), day_n)
+    no_scan = 0.0
+    if f.scanned is False:
+        if p.day_key not in memo:
+            memo[p.day_key] = signals.no_scan_share(
+                False, counts.get(p.day_key, "ns"), day_n, expected_per_day(counts, f, p, "ns")
+            )
+        no_scan = memo[p.day_key]
+    text = 0.0
+    if f.text:
+        key = (p.day_key, f.text)
+        if key not in memo:
+            memo[key] = signals.text_duplicates(counts.get(p.day_key, f"t:{f.text}"), day_n)
+        text = memo[key]
+    return {
+        "burst": volume[0],
+        "surge": volume[1],
+        "same_answers": memo[same],
+        "ip_cluster": memo[address],
+        "ua_cluster": memo[browser],
+        "no_scan_share": no_scan,
+        "text_duplicates": text,
         "completion": signals.completion(f.completion_ms),
-        "straightline": signals.straightline(f.straightline),
-        "follow_churn": signals.follow_churn(f.ms, f.followed_ms, f.left_ms),
-        "off_hours": signals.off_hours(p.minute, hours),
+        "straightline": 1.0 if f.straightline else 0.0,
+        "follow_churn": signals.follow_churn(f.ms, f.followed_ms, f.left_ms) if f.followed_ms else 0.0,
+        "off_hours": signals.off_hours(minute_of_day(f), hours) if hours else 0.0,
     }
-    # Burst and surge are one kind of evidence (volume) at two scales: only the stronger counts.
-    found["surge" if found["burst"] >= found["surge"] else "burst"] = 0.0
-    return found
 
 
 def score(found: dict[str, float]) -> tuple[int, list]:
     """(0..100, [[signal, strength], ...] strongest first) from the signals' strengths."""
-    reasons = sorted(
-        ([name, round(s, 2)] for name, s in found.items() if s > 0), key=lambda r: -WEIGHTS[r[0]] * r[1]
-    )
+    reasons = [[name, round(s, 2)] for name, s in found.items() if s > 0]
+    if len(reasons) > 1:
+        reasons.sort(key=lambda r: -WEIGHTS[r[0]] * r[1])
     return min(100, round(sum(WEIGHTS[name] * s for name, s in reasons))), reasons
 
 

@@ -67,13 +67,18 @@ def ip_cluster(same_prefix: int, day_count: int, distinct_prefixes: int) -> floa
     return clamp(0.25 + 1.5 * (same_prefix - threshold) / threshold) if same_prefix > threshold else 0.0
 
 
-def ua_cluster(ua_class: str | None, same_class: int) -> float:
+UA_SHARE = 0.1  # ... and beyond this share of the day's answers
+TEXT_SHARE = 0.002  # a department with thousands of answers a day hears its common phrases often
+
+
+def ua_cluster(ua_class: str | None, same_class: int, day_count: int = 0) -> float:
     """Answers from outside WeChat's browser (desktop, scripts, no user agent) piling up at one
     department in one day; bots and missing agents weigh more."""
     if ua_class in (None, "wechat"):
         return 0.0
     base = 0.5 if ua_class in ("bot", "none") else 0.0
-    return clamp(base + max(0.0, (same_class - UA_FLOOR) / (2 * UA_FLOOR)))
+    threshold = max(UA_FLOOR, UA_SHARE * day_count)
+    return clamp(base + max(0.0, (same_class - threshold) / (2 * threshold)))
 
 
 def no_scan_share(
@@ -91,9 +96,10 @@ def no_scan_share(
     return max(share, clamp((no_scan_count - threshold) / threshold))
 
 
-def text_duplicates(same_text: int) -> float:
+def text_duplicates(same_text: int, day_count: int = 0) -> float:
     """Near-identical free text (same after dropping spaces, punctuation and case) repeated."""
-    return clamp((same_text - TEXT_FLOOR) / 3)
+    threshold = max(TEXT_FLOOR, TEXT_SHARE * day_count)
+    return clamp((same_text - threshold) / (1.5 * threshold))
 
 
 def completion(completion_ms: int | None) -> float:

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from redis import Redis
 
 from app.integrity.facts import Facts
+from app.redis_store import ScriptRunner
 from app.tally.rows import CITY_TZ
 
 BUCKET_MS = 600_000
@@ -34,13 +35,13 @@ OFFSET_S = int(CITY_TZ.utcoffset(datetime.now(UTC).replace(tzinfo=None)).total_s
 class Place:
     """Where one response falls: its city day, hour, hour of week and buckets, and its keys."""
 
-    __slots__ = ("day", "hour", "how", "minute", "bucket", "day_key", "ip_key", "bucket_key", "prev_key",
-                 "base_key", "day_start_ms")  # fmt: skip
+    __slots__ = ("day", "hour", "how", "bucket", "day_key", "ip_key", "bucket_key", "prev_key", "base_key",
+                 "day_start_ms")  # fmt: skip
 
     def __init__(self, f: Facts) -> None:
         local = f.ms // 1000 + OFFSET_S
         self.day, seconds = divmod(local, 86400)
-        self.hour, self.minute = seconds // 3600, seconds // 60
+        self.hour = seconds // 3600
         self.how = ((self.day + 3) % 7) * 24 + self.hour  # day 0 of the epoch was a Thursday
         self.bucket = f.ms // BUCKET_MS
         prefix = f"wx:ig:{f.survey_id}:{f.department_id}:"
@@ -51,13 +52,22 @@ class Place:
         self.day_start_ms = (self.day * 86400 - OFFSET_S) * 1000
 
 
-def _day_fields(f: Facts, p: Place) -> list[str]:
-    fields = ["n", "ns", f"h{p.hour}"]
-    if f.ua and f.ua != "wechat":
-        fields.append(f"u:{f.ua}")
-    if f.text:
-        fields.append(f"t:{f.text}")
-    return fields
+def places(facts: list[Facts]) -> list[tuple[Facts, Place]]:
+    """Each response with its Place; responses of one department and survey in one 10-minute
+    bucket share theirs (a bucket lies within one city hour and day)."""
+    cache: dict[tuple[int, int, int], Place] = {}
+    out = []
+    for f in facts:
+        key = (f.survey_id, f.department_id, f.ms // BUCKET_MS)
+        p = cache.get(key)
+        if p is None:
+            p = cache[key] = Place(f)
+        out.append((f, p))
+    return out
+
+
+def minute_of_day(f: Facts) -> int:
+    return (f.ms // 1000 + OFFSET_S) % 86400 // 60
 
 
 class Counts:
@@ -85,13 +95,23 @@ class Counts:
 def needed(facts: Iterable[tuple[Facts, Place]]) -> dict[str, set[str]]:
     """The hash fields the signals of these responses read."""
     want: dict[str, set[str]] = defaultdict(set)
+    seen: set[int] = set()
     for f, p in facts:
-        want[p.day_key].update(_day_fields(f, p))
+        if id(p) not in seen:  # what every response of this place reads
+            seen.add(id(p))
+            want[p.day_key].update(("n", "ns", f"h{p.hour}"))
+            want[p.bucket_key].add("n")
+            want[p.prev_key].add("n")
+            want[p.base_key].update((f"w{p.how}", f"o{p.hour}", "all", "ns", "first"))
         if f.ip:
             want[p.ip_key].add(f.ip)
-        for key in (p.bucket_key, p.prev_key):
-            want[key].update(("n", f"s:{f.signature}"))
-        want[p.base_key].update((f"w{p.how}", f"o{p.hour}", "all", "ns", "first"))
+        signature = f"s:{f.signature}"
+        want[p.bucket_key].add(signature)
+        want[p.prev_key].add(signature)
+        if f.ua and f.ua != "wechat":
+            want[p.day_key].add(f"u:{f.ua}")
+        if f.text:
+            want[p.day_key].add(f"t:{f.text}")
     return want
 
 
@@ -120,10 +140,14 @@ def read(redis: Redis, want: dict[str, set[str]]) -> Counts:
 def increments(facts: Iterable[tuple[Facts, Place]]) -> dict[str, Counter]:
     """What these responses add to the counts (`first` holds the earliest ms, not a sum)."""
     inc: dict[str, Counter] = defaultdict(Counter)
+    per_place: dict[int, list] = {}
     for f, p in facts:
+        group = per_place.get(id(p))
+        if group is None:
+            group = per_place[id(p)] = [p, 0, f.ms]
+        group[1] += 1
+        group[2] = min(group[2], f.ms)
         day = inc[p.day_key]
-        day["n"] += 1
-        day[f"h{p.hour}"] += 1
         if f.scanned is False:
             day["ns"] += 1
             inc[p.base_key]["ns"] += 1
@@ -133,30 +157,50 @@ def increments(facts: Iterable[tuple[Facts, Place]]) -> dict[str, Counter]:
             day[f"t:{f.text}"] += 1
         if f.ip:
             inc[p.ip_key][f.ip] += 1
-        bucket = inc[p.bucket_key]
-        bucket["n"] += 1
-        bucket[f"s:{f.signature}"] += 1
+        inc[p.bucket_key][f"s:{f.signature}"] += 1
+    for p, n, first in per_place.values():
+        inc[p.day_key]["n"] += n
+        inc[p.day_key][f"h{p.hour}"] += n
+        inc[p.bucket_key]["n"] += n
         base = inc[p.base_key]
-        base[f"w{p.how}"] += 1
-        base[f"o{p.hour}"] += 1
-        base["all"] += 1
-        base["first"] = min(base.get("first") or f.ms, f.ms)
+        base[f"w{p.how}"] += n
+        base[f"o{p.hour}"] += n
+        base["all"] += n
+        base["first"] = min(base.get("first") or first, first)
     return inc
 
 
+# KEYS: the hashes. ARGV: ttl of day keys, ttl of base keys, then per key: number of fields, field, n,
+# field, n... (`first` is set if absent, every other field incremented). One call per batch.
+ADD_SCRIPT = ScriptRunner("""
+local i = 3
+for k = 1, #KEYS do
+  local key, fields = KEYS[k], tonumber(ARGV[i])
+  i = i + 1
+  for _ = 1, fields do
+    if ARGV[i] == 'first' then
+      redis.call('HSETNX', key, 'first', ARGV[i + 1])
+    else
+      redis.call('HINCRBY', key, ARGV[i], ARGV[i + 1])
+    end
+    i = i + 2
+  end
+  redis.call('EXPIRE', key, string.sub(key, -5) == ':base' and ARGV[2] or ARGV[1])
+end
+return 1
+""")
+
+
 def write(redis: Redis, inc: dict[str, Counter]) -> None:
-    """Add a committed batch's counts (one pipeline)."""
+    """Add a committed batch's counts (one script call, looping in the server)."""
     if not inc:
         return
-    pipe = redis.pipeline(transaction=False)
-    for key, counter in inc.items():
-        for field, n in counter.items():
-            if field == "first":
-                pipe.hsetnx(key, "first", n)
-            else:
-                pipe.hincrby(key, field, n)
-        pipe.expire(key, BASE_TTL if key.endswith(":base") else DAY_TTL)
-    pipe.execute()
+    args: list = [DAY_TTL, BASE_TTL]
+    for counter in inc.values():
+        args.append(len(counter))
+        for item in counter.items():
+            args += item
+    ADD_SCRIPT(redis, list(inc), args)
 
 
 def expected_per_day(counts: Counts, f: Facts, p: Place, field: str = "all") -> float:
