@@ -27,6 +27,8 @@ class Periodic:
 FIXED: tuple[Periodic, ...] = (
     Periodic("intake-drain", "app.jobs.intake.drain_intake", "intake", interval=30),
     Periodic("integrity-leavers", "app.jobs.integrity.sweep_leavers", "intake", interval=60),
+    # The shared WeChat access token renewed ahead of its expiry (app/wechat_api.py, refresh_ahead).
+    Periodic("wechat-token", "app.jobs.wechat.refresh_access_token", "wechat", interval=60),
 )
 
 

@@ -8,7 +8,7 @@ from wechatpy.replies import BaseReply
 
 from app.intake.respondents import respondent_key
 from app.integrity.follows import record_follow
-from handlers import HandlerContext
+from handlers.context import HandlerContext
 from handlers.replies import HOW_TO, WELCOME, text_reply
 from handlers.scan import scan_reply_text
 

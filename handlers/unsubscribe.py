@@ -7,7 +7,7 @@ from typing import Any
 
 from app.intake.respondents import respondent_key
 from app.integrity.follows import record_leave
-from handlers import HandlerContext
+from handlers.context import HandlerContext
 
 
 def on_unsubscribe(message: Any, ctx: HandlerContext) -> None:

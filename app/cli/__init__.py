@@ -44,22 +44,15 @@ def _register_commands() -> None:
         surveys,
         tallies,
         templates,
-    )
+        worker,
+    )  # fmt: skip
 
-    for module in (
-        setup,
-        org,
-        surveys,
-        templates,
-        accounts,
-        server,
-        tallies,
-        exports,
-        qr,
-        posters,
-        integrity,
-    ):
+    for module in (setup, org, surveys, templates, accounts, server, worker, tallies, exports, qr, posters,
+                   integrity):  # fmt: skip
         module.register(cli)
+    from app.cli import backup  # backup / restore
+
+    backup.register(cli)
     cli.add_command(shell_command)
     cli.add_command(routes_command)
 

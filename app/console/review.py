@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import current_app, flash, redirect, render_template, request, url_for
 
 from app.console.blueprint import bp
 from app.console.guard import actor, require_role, scope_ids
@@ -12,6 +12,7 @@ from app.integrity import review as service
 from app.integrity.score import FLAG_LABELS, describe
 from app.models import Department, Question
 from app.org.surveys import list_surveys
+from app.security.client_address import client_address
 
 
 @bp.get("/review")
@@ -53,7 +54,7 @@ def decide(response_id: int):
             request.form.get("reason", ""),
             actor=actor(),
             department_ids=scope_ids(),
-            ip=request.remote_addr,
+            ip=client_address(request.environ, current_app.config["SETTINGS"]),
         )
     except Invalid as exc:
         db.session.rollback()

@@ -34,6 +34,7 @@ from app.intake.record import DEAD_LETTERS, DRAIN_FLAG, DRAIN_FLAG_TTL, STREAM, 
 from app.intake.store import Submission, write_responses
 from app.integrity import windows
 from app.integrity.detector import Detector
+from app.metrics import count_drained
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def read_batch(
     reply = redis.xreadgroup(GROUP, consumer, {STREAM: "0" if pending else ">"}, count=count, block=block_ms)
     if not reply:
         return []
-    return [(entry_id, fields) for entry_id, fields in reply[0][1] if fields is not None]
+    return [(entry_id, fields) for entry_id, fields in reply[0][1] if fields is not None]  # type: ignore[index,misc,str-unpack]
 
 
 def claim_stale(redis: Redis, consumer: str, count: int, idle_ms: int) -> list[Entry]:
@@ -113,7 +114,7 @@ def store_batch(session: Session, redis: Redis, entries: list[Entry], report: Dr
             )
         except ValueError as exc:
             log.error("drain: entry %s is malformed (%s); moved to %s", entry_id, exc, DEAD_LETTERS)
-            redis.xadd(DEAD_LETTERS, {"id": entry_id, "error": str(exc)[:200], **fields})
+            redis.xadd(DEAD_LETTERS, {"id": entry_id, "error": str(exc)[:200], **fields})  # type: ignore[dict-item]
             report.malformed += 1
     try:
         assessment = detector.assess(session, redis, submissions) if detector is not None else None
@@ -199,8 +200,11 @@ def drain_backlog(
     def run(entries: list[Entry]) -> None:
         report.batches += 1
         report.read += len(entries)
+        before = (report.inserted, report.duplicates, report.malformed)
         store_batch(session, redis, entries, report, detector)
         acknowledge(redis, entries, keep_flag=linger_seconds > 0)
+        after = (report.inserted, report.duplicates, report.malformed)
+        count_drained([i for i, _ in entries], *(a - b for a, b in zip(after, before, strict=True)))
 
     try:
         with gc_paused():
@@ -247,7 +251,7 @@ def intake_status(session: Session, redis: Redis) -> dict[str, Any]:
     oldest = None
     first = redis.xrange(STREAM, count=1)
     if first:
-        oldest = round(max(0.0, time.time() - int(first[0][0].split("-")[0]) / 1000), 1)
+        oldest = round(max(0.0, time.time() - int(str(first[0][0]).split("-")[0]) / 1000), 1)
     is_degraded = degraded.last is not None and time.time() - degraded.last < 300
     return {
         "ok": (oldest is None or oldest < LAG_LIMIT_SECONDS) and not is_degraded,

@@ -35,6 +35,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -47,9 +48,14 @@ from app.intake.forms import STATE_MESSAGES, DepartmentInfo, SurveyForm, read_fo
 from app.intake.respondents import respondent_key
 from app.intake.store import Submission, write_responses
 from app.intake.validation import FAST_MS, ip_prefix, parse_answers, straightlined, user_agent_class
+from app.metrics import ACCEPTED, SUBMISSIONS
 from app.models import Response
 from app.redis_store import ScriptRunner
+from app.security.rate_limits import Limit, limit_for
 from app.tally.rows import local_day
+
+if TYPE_CHECKING:
+    from app.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +65,16 @@ DRAIN_FLAG = "wx:intake:drain-wanted"
 DRAIN_FLAG_TTL = 10  # seconds: at most one drain job is enqueued per this interval by submissions
 DONE_TTL_CAP = timedelta(days=35)
 CHANNELS = ("wechat", "dev", "web")
-# KEYS: done key, stream, scan key, drain flag[, follow key]. ARGV: done value, done ttl, payload, flag
-# ttl. Returns {0, prior done value} or {1, stream id, 1 if a drain job should be enqueued}. The entry
-# carries `ns` (no scan before it) and `fw` (when the person followed the account, if lately).
+# KEYS: done key, stream, scan key, drain flag, follow key[, rate-limit counter]. ARGV: done value, done
+# ttl, payload, flag ttl[, allowed per window, counter ttl]. Returns {0, prior done value},
+# {1, stream id, 1 if a drain job should be enqueued}, or {2} past the rate limit (nothing stored).
+# The entry carries `ns` (no scan before it) and `fw` (when the person followed the account, if lately).
 RECORD_SCRIPT = """
+if KEYS[6] then
+  local count = redis.call('INCR', KEYS[6])
+  if count == 1 then redis.call('EXPIRE', KEYS[6], tonumber(ARGV[6])) end
+  if count > tonumber(ARGV[5]) then return {2} end
+end
 local prior = redis.call('GET', KEYS[1])
 if prior then return {0, prior} end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
@@ -122,7 +134,7 @@ def previous_answer(session: Session, redis: Redis, form: SurveyForm, dept: Depa
     except RedisError:
         prior = None
     if prior:
-        return datetime.fromtimestamp(int(prior.split("|", 1)[1]) / 1000, UTC)
+        return datetime.fromtimestamp(int(str(prior).split("|", 1)[1]) / 1000, UTC)
     try:
         found = session.scalar(
             select(Response.submitted_at).where(
@@ -140,10 +152,21 @@ def previous_answer(session: Session, redis: Redis, form: SurveyForm, dept: Depa
     return found
 
 
-def record_response(
+def record_response(*args, **kwargs) -> Outcome:
+    """Validate and accept one submission (see _record_response), counted for /metrics by outcome.
+    Refusals are counted where they are answered, by the questionnaire view (count_refusal)."""
+    outcome = _record_response(*args, **kwargs)
+    if outcome.kind == "accepted" and not outcome.degraded:
+        ACCEPTED.inc()
+    else:
+        SUBMISSIONS.labels(outcome.kind, "", "true" if outcome.degraded else "false").inc()
+    return outcome
+
+
+def _record_response(
     session: Session,
     redis: Redis,
-    settings,
+    settings: Settings,
     *,
     form: SurveyForm,
     department: DepartmentInfo,
@@ -188,14 +211,14 @@ def record_response(
         flags=flags,
     )
     try:
-        return _queue(redis, form, department, submission, token, now)
+        return _queue(redis, form, department, submission, token, now, limit_for(settings, "submit"))
     except RedisError as exc:
         log.error("intake: Redis unreachable (%s); writing the response straight to SQL", type(exc).__name__)
         return _write_directly(session, redis, settings, department, submission)
 
 
 def _queue(redis: Redis, form: SurveyForm, dept: DepartmentInfo, sub: Submission, token: str,
-           now: datetime) -> Outcome:  # fmt: skip
+           now: datetime, limit: Limit | None = None) -> Outcome:  # fmt: skip
     from app.intake.respondents import _scan_key  # the scan memory's own key format
     from app.integrity.follows import followed_key
 
@@ -203,7 +226,13 @@ def _queue(redis: Redis, form: SurveyForm, dept: DepartmentInfo, sub: Submission
     keys = [done_key(form.id, dept.id, sub.respondent_key), STREAM, _scan_key(sub.respondent_key, dept.code),
             DRAIN_FLAG, followed_key(sub.respondent_key)]  # fmt: skip
     args = [f"{token}|{stamp}", _done_ttl(form, now), sub.encode(), DRAIN_FLAG_TTL]
+    prefix = sub.meta.get("ip")
+    if limit is not None and prefix:  # the prefix's counter, in the same round trip
+        keys.append(limit.key(prefix, now.timestamp()))
+        args += [limit.allowed, limit.ttl]
     result = RECORD(redis, keys, args)
+    if int(result[0]) == 2:
+        raise limit.refusal(now.timestamp())  # type: ignore[union-attr]
     if int(result[0]) == 0:
         prior_token, _, prior_ms = str(result[1]).partition("|")
         when = datetime.fromtimestamp(int(prior_ms or 0) / 1000, UTC)
@@ -214,7 +243,7 @@ def _queue(redis: Redis, form: SurveyForm, dept: DepartmentInfo, sub: Submission
     return Outcome("accepted", now, drain_wanted=bool(int(result[2])))
 
 
-def _write_directly(session: Session, redis: Redis, settings, dept: DepartmentInfo,
+def _write_directly(session: Session, redis: Redis, settings: Settings, dept: DepartmentInfo,
                     sub: Submission) -> Outcome:  # fmt: skip
     now = time.time()
     degraded.since = degraded.since or now

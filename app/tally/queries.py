@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Date, and_, case, cast, func, literal, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
-from app.errors import Invalid
+from app.errors import Invalid, NotFound
 from app.models import Answer, Department, Option, Question, Response, Survey, TallyMonth, TallyRow
 from app.models.org import LEVEL_NAMES
 from app.tally.params import (
@@ -35,9 +35,9 @@ from app.tally.params import (
 # --- SQL pieces -------------------------------------------------------------------------------------
 
 
-def _bucket_expr(dialect: str, day_expr, bucket: str | None):
+def _bucket_expr(dialect: str, day_expr, bucket: str | None):  # bucket None: the survey's span
     """A date column truncated to the bucket's first day (quarters go by month, merged later)."""
-    if bucket in (None, "survey"):
+    if bucket is None or bucket == "survey":
         return literal(0)
     if bucket == "day":
         return day_expr
@@ -142,7 +142,7 @@ def _segment_question(survey: Survey, key: str | None) -> tuple[Question | None,
         return default, False
     question = next((q for q in survey.questions if q.key == key), None)
     if question is None:
-        raise Invalid(f"segment: survey {survey.slug} has no question {key!r}", field="segment")
+        raise NotFound(f"segment: survey {survey.slug} has no question {key!r}", field="segment")
     if question.kind != "single":
         raise Invalid(f"segment: question {key!r} is not single-choice", field="segment")
     return question, True
@@ -225,7 +225,9 @@ class _GroupKeys:
 
     def __init__(self, dims: list[str], lookups: _Lookups, survey: Survey, span: Period) -> None:
         self.lookups, self.survey, self.span = lookups, survey, span
-        self.parts = [(_DIMENSION_ID[dim], getattr(self, f"_{dim}"), {}) for dim in dims]
+        self.parts: list[tuple[int, Any, dict]] = [
+            (_DIMENSION_ID[dim], getattr(self, f"_{dim}"), {}) for dim in dims
+        ]
 
     def __call__(self, raw: tuple) -> tuple[tuple, tuple]:
         values: tuple = ()

@@ -15,8 +15,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import xmltodict
 from wechatpy import parse_message
@@ -25,9 +26,18 @@ from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 from wechatpy.replies import BaseReply, TextReply
 from wechatpy.utils import check_signature
 
-from app.org.scenes import GENERATION_KEY
+from app.org.scenes import GENERATION_KEY, RouteCache, ScanRouter
 from app.redis_store import ScriptRunner
+from app.security.rate_limits import limit_for
 from handlers import DeferredWrites, HandlerContext, dispatch
+
+if TYPE_CHECKING:
+    from datetime import date
+
+    from redis import Redis
+    from sqlalchemy.orm import Session
+
+    from app.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +45,17 @@ SUCCESS = "success"  # what WeChat expects when there is nothing to say
 REPLY_TTL = 600  # WeChat retries within ~15 s; keep replies well beyond that
 ATTEMPTS = 3  # computations of one reply while the routing generation keeps moving
 BUSY = "系统正忙，请稍后再试，给您带来不便非常抱歉。"
+
+
+@dataclass(frozen=True)
+class Inbox:
+    """What receiving a delivery needs (the handlers get far less: see handlers.HandlerContext)."""
+
+    session: Session
+    redis: Redis
+    settings: Settings
+    today: date
+    routes: RouteCache
 
 
 class Rejected(Exception):
@@ -72,6 +93,7 @@ class Delivery:
 class Received:
     body: str
     content_type: str
+    kind: str = ""  # the message type or event, lower case (for /metrics)
 
 
 def _refuse_entities(data: bytes | str) -> None:
@@ -140,11 +162,43 @@ def _parse(xml: str):
         message = parse_message(xml)
     except ValueError as exc:  # wechatpy refuses XML entities with ValueError
         raise Rejected(400, f"refused XML: {exc}") from None
-    except Exception as exc:
-        raise Rejected(400, f"not a WeChat message: {type(exc).__name__}") from None
-    if message is None or not message.source:
+    except Exception as exc:  # wechatpy trips on a field that holds elements: try it emptied, once
+        flat = _text_fields_only(xml)
+        try:
+            message = parse_message(flat) if flat is not None else None
+        except Exception:
+            message = None
+        if message is None:
+            raise Rejected(400, f"not a WeChat message: {type(exc).__name__}") from None
+    if message is None or not isinstance(message.source, str) or not message.source:
         raise Rejected(400, "not a WeChat message")
+    nested = [name for name, value in message._data.items() if isinstance(value, dict | list)]
+    if nested:
+        _log_nested(nested, message.type)
+        message._data.update(dict.fromkeys(nested, ""))
     return message
+
+
+def _log_nested(names: list[str], kind: str) -> None:
+    # Elements where WeChat sends text: a sender broke out of a CDATA section. One line, no traceback.
+    log.info(
+        "wechat: %s of a %s delivery holds XML elements, not text; read as empty", ", ".join(names), kind
+    )
+
+
+def _text_fields_only(xml: str) -> str | None:
+    """The message with each field that holds elements emptied, or None when none does."""
+    try:
+        fields = xmltodict.parse(xml, disable_entities=True)["xml"]
+    except Exception:
+        return None
+    if not isinstance(fields, dict):
+        return None
+    nested = [name for name, value in fields.items() if isinstance(value, dict | list)]
+    if not nested:
+        return None
+    _log_nested(nested, str(fields.get("MsgType") or "?"))
+    return xmltodict.unparse({"xml": {k: ("" if k in nested else v) for k, v in fields.items()}})
 
 
 def dedup_key(message) -> str:
@@ -154,7 +208,7 @@ def dedup_key(message) -> str:
     return f"e:{message.source}:{message._data.get('CreateTime', '')}:{message._data.get('Event', '')}"
 
 
-def receive(delivery: Delivery, ctx: HandlerContext, now: float | None = None) -> Received:
+def receive(delivery: Delivery, ctx: Inbox, now: float | None = None) -> Received:
     wechat = ctx.settings.wechat
     now = time.time() if now is None else now
     if not delivery.body.strip():
@@ -181,18 +235,21 @@ def receive(delivery: Delivery, ctx: HandlerContext, now: float | None = None) -
         raise Rejected(400, "unknown encrypt_type")
     message = _parse(xml)
     reply_xml = _reply_once(ctx, delivery, message, dedup_key(message))
+    kind = str(getattr(message, "event", "") or message.type or "unknown").lower()
     if reply_xml == SUCCESS:
-        return Received(SUCCESS, "text/plain; charset=utf-8")
+        return Received(SUCCESS, "text/plain; charset=utf-8", kind)
     if crypto is not None:
         reply_xml = crypto.encrypt_message(reply_xml, delivery.nonce, str(int(now)))
-    return Received(reply_xml, "application/xml; charset=utf-8")
+    return Received(reply_xml, "application/xml; charset=utf-8", kind)
 
 
-# KEYS: nonce, message, routing generation, then one per deferred write.
-# ARGV: dedup key, nonce window, reply, REPLY_TTL, expected generation ("" = any), then a value
-# and a TTL per deferred write. Returns {verdict, the stored reply or "", the generation}.
-# Verdicts: "stale" (computed under another generation), "replay" (the nonce belongs to another
-# message), "retry" (the message has its reply already): nothing written; "first": all written.
+# KEYS: nonce, message, routing generation, the sender's rate-limit counter, then one per deferred
+# write. ARGV: dedup key, nonce window, reply, REPLY_TTL, expected generation ("" = any), deliveries
+# allowed per window ("" = no limit), the counter's TTL, then a value and a TTL per deferred write.
+# Returns {verdict, the stored reply or "", the generation}. Verdicts: "stale" (computed under
+# another generation), "replay" (the nonce belongs to another message), "retry" (the message has
+# its reply already), "limited" (a new message past the sender's rate limit): nothing written
+# (but the counter); "first": all written.
 COMMIT = ScriptRunner("""
 local generation = redis.call('GET', KEYS[3]) or '0'
 if ARGV[5] ~= '' and ARGV[5] ~= generation then
@@ -203,10 +260,19 @@ if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
     return {'replay', '', generation}
   end
 end
-if not redis.call('SET', KEYS[2], ARGV[3], 'NX', 'EX', ARGV[4]) then
-  return {'retry', redis.call('GET', KEYS[2]) or '', generation}
+local stored = redis.call('GET', KEYS[2])
+if stored then
+  return {'retry', stored, generation}
 end
-for i = 4, #KEYS do
+if ARGV[6] ~= '' then
+  local count = redis.call('INCR', KEYS[4])
+  if count == 1 then redis.call('EXPIRE', KEYS[4], ARGV[7]) end
+  if count > tonumber(ARGV[6]) then
+    return {'limited', '', generation}
+  end
+end
+redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
+for i = 5, #KEYS do
   redis.call('SET', KEYS[i], ARGV[2 * i - 2], 'EX', ARGV[2 * i - 1])
 end
 return {'first', '', generation}
@@ -214,11 +280,21 @@ return {'first', '', generation}
 
 
 def _commit(
-    ctx: HandlerContext, delivery: Delivery, key: str, reply_xml: str, writes: DeferredWrites, expected: str
+    ctx: Inbox,
+    delivery: Delivery,
+    key: str,
+    reply_xml: str,
+    writes: DeferredWrites,
+    expected: str,
+    sender: str = "",
 ) -> tuple[str, str, str]:
     window = 2 * ctx.settings.wechat.timestamp_tolerance + 60
-    keys = [f"wx:nonce:{delivery.timestamp}:{delivery.nonce}", f"wx:msg:{key}", GENERATION_KEY]
+    limit = limit_for(ctx.settings, "webhook")
+    now = time.time()
+    counter = limit.key(sender, now) if limit is not None else "wx:rl:webhook:off"
+    keys = [f"wx:nonce:{delivery.timestamp}:{delivery.nonce}", f"wx:msg:{key}", GENERATION_KEY, counter]
     args: list[str | int] = [key, window, reply_xml, REPLY_TTL, expected]
+    args += [limit.allowed, limit.ttl] if limit is not None else ["", 0]
     for name, value, ttl in writes.pending:
         keys.append(name)
         args += [value, ttl]
@@ -228,24 +304,28 @@ def _commit(
     return verdict, stored, generation
 
 
-def _reply_once(ctx: HandlerContext, delivery: Delivery, message, key: str) -> str:
+def _reply_once(ctx: Inbox, delivery: Delivery, message, key: str) -> str:
     """The handler's reply for a first delivery, with its side effects; a retry (same MsgId, or
     same sender and CreateTime) gets the reply stored by the first, and causes nothing."""
     routes = ctx.routes
-    generation = (routes.generation or "?") if routes is not None else ""
+    generation = routes.generation or "?"
     for attempt in range(1, ATTEMPTS + 1):
         writes = DeferredWrites()
+        router = ScanRouter(ctx.session, ctx.settings, routes, generation)
         try:
-            reply = dispatch(message, replace(ctx, generation=generation, writes=writes))
+            reply = dispatch(message, HandlerContext(router, writes, ctx.settings, ctx.today))
         except Exception:
             log.exception("handler failed for %s %s", message.type, getattr(message, "event", ""))
             ctx.session.rollback()
             return TextReply(message=message, content=BUSY).render()  # nothing stored: a retry runs again
         reply_xml = (reply.render() if isinstance(reply, BaseReply) else SUCCESS) or SUCCESS
         expected = generation if attempt < ATTEMPTS else ""  # the last attempt takes any generation
-        verdict, stored, current = _commit(ctx, delivery, key, reply_xml, writes, expected)
+        verdict, stored, current = _commit(ctx, delivery, key, reply_xml, writes, expected, message.source)
         if verdict == "first":
             return reply_xml
+        if verdict == "limited":
+            log.info("webhook: a follower is past its rate limit (%s); no reply", message.type)
+            return SUCCESS
         if verdict == "retry":
             return stored or SUCCESS
         generation = routes.observe(current)  # stale: routes changed since; route again, from SQL

@@ -15,10 +15,10 @@ from werkzeug.datastructures import MultiDict
 
 from app import accounts, intake
 from app.dev.wechat_server import event_xml, seal
-from app.integrity.detector import Detector
-from app.integrity.quarantine import sweep_leavers
 from app.intake.drain import drain_backlog
 from app.intake.respondents import record_scan, respondent_key
+from app.integrity.detector import Detector
+from app.integrity.quarantine import sweep_leavers
 from app.models import AuditEntry, Response, TallyRow
 from app.org.surveys import get_survey
 from app.tally.verify import verify_tallies
