@@ -55,7 +55,7 @@ def campaign(seed, days, organic_per_day, kinds, incidents, size, threshold, as_
     overall, and organic answers wrongly quarantined per department."""
     from app import create_app
     from app.config import load_settings
-    from app.integrity import simulate as sim
+    from app.dev import simulate as sim
     from app.migrate import upgrade
     from app.redis_store import ensure_embedded, stop_embedded
 

@@ -125,7 +125,7 @@ def store_batch(session: Session, redis: Redis, entries: list[Entry], report: Dr
         raise
     report.inserted += len(inserted)
     report.duplicates += len(submissions) - len(inserted)
-    if assessment is not None:
+    if assessment is not None and detector is not None:
         report.quarantined += sum(1 for sub in inserted if sub.held)
         if len(inserted) < len(submissions):  # a replayed batch: count only what was new
             keys = {sub.idempotency_key for sub in inserted}

@@ -1,5 +1,5 @@
 # A survey campaign as a list of labelled events: organic citizens of a fictional city and several
-# kinds of ballot stuffing (刷票), generated from a seed. app.integrity.simulate plays it through the
+# kinds of ballot stuffing (刷票), generated from a seed. app.dev.simulate plays it through the
 # real intake path and measures the detector against the labels.
 """Kinds of stuffing (KINDS), each as a department would do it:
 

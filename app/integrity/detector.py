@@ -91,7 +91,8 @@ class Detector:
         return moved
 
     def look_again(self, session: Session, redis: Redis, survey_id: int, department_id: int, start_ms: int,
-                   end_ms: int, skip: set[str] = frozenset(), extra: dict | None = None) -> int:  # fmt: skip
+                   end_ms: int, skip: frozenset[str] | set[str] = frozenset(),
+                   extra: dict | None = None) -> int:  # fmt: skip
         """Score again the counted, unreviewed answers of one department in [start, end) with the
         counts as they are now; quarantine those over the threshold (in the caller's transaction)."""
         query = select(Response).where(
@@ -119,7 +120,8 @@ class Detector:
             facts.append(f)
         pairs = windows.places(facts)
         counts = windows.read(redis, windows.needed(pairs))
-        over, memo = [], {}
+        over: list = []
+        memo: dict = {}
         for response, (f, p) in zip(stored, pairs, strict=True):
             value, reasons = score(strengths(f, p, counts, hours.get(f.department_id), memo))
             if value >= self.threshold:

@@ -43,7 +43,7 @@ def leavers(redis: Redis, now_ms: int) -> list[tuple[int, int, str, int, int]]:
     """(survey, department, respondent key, answered ms, left ms) of watched answers whose person
     has left; forgets those and any answer older than a day."""
     redis.zremrangebyscore(WATCH, "-inf", now_ms - LEFT_AFTER_MS - 1)
-    members = redis.zrange(WATCH, 0, -1, withscores=True)
+    members: list[tuple[str, float]] = list(redis.zrange(WATCH, 0, -1, withscores=True))  # type: ignore[arg-type]
     if not members:
         return []
     lefts = redis.mget([_left(str(m).rsplit(":", 1)[1]) for m, _ in members])

@@ -30,7 +30,7 @@ def hold(
             .where(Response.id == response.id, Response.status == "counted", Response.reviewed_at.is_(None))
             .values(status="quarantined", score=value, reasons=reasons, meta=meta)
             .execution_options(synchronize_session=False)
-        ).rowcount
+        ).rowcount  # type: ignore[attr-defined]
         if done == 1:
             moved.append(response)
     if not moved:

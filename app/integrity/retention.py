@@ -26,7 +26,7 @@ def purge_metadata(session: Session, older_than_days: int, *, actor: str = "syst
         .where(Response.submitted_at < cutoff, Response.meta != {})
         .values(meta={})
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ).rowcount  # type: ignore[attr-defined]
     audit.record(session, actor, "retention.purge", f"{older_than_days}d",
                  {"before": cutoff.isoformat(), "responses": purged})  # fmt: skip
     return purged

@@ -98,7 +98,8 @@ def move_counts(session: Session, responses: list[Response], old: str, new: str)
             Answer.response_id.in_(list(answers)))
     ):  # fmt: skip
         answers[response_id].append((question_id, option_id, bool(text)))
-    removed, added = [], []
+    removed: list = []
+    added: list = []
     for r in responses:
         submitted = r.submitted_at if r.submitted_at.tzinfo else r.submitted_at.replace(tzinfo=UTC)
         for status, keys in ((old, removed), (new, added)):

@@ -105,10 +105,10 @@ def strengths(f: Facts, p: Place, counts: Counts, hours: tuple[int, int] | None,
 
 def score(found: dict[str, float]) -> tuple[int, list]:
     """(0..100, [[signal, strength], ...] strongest first) from the signals' strengths."""
-    reasons = [[name, round(s, 2)] for name, s in found.items() if s > 0]
-    if len(reasons) > 1:
-        reasons.sort(key=lambda r: -WEIGHTS[r[0]] * r[1])
-    return min(100, round(sum(WEIGHTS[name] * s for name, s in reasons))), reasons
+    held = [(name, round(s, 2)) for name, s in found.items() if s > 0]
+    if len(held) > 1:
+        held.sort(key=lambda r: -WEIGHTS[r[0]] * r[1])
+    return min(100, round(sum(WEIGHTS[name] * s for name, s in held))), [list(r) for r in held]
 
 
 # The per-answer flags intake stores (app.intake.record), in the reviewers' words.

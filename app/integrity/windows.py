@@ -29,7 +29,7 @@ from app.tally.rows import CITY_TZ
 BUCKET_MS = 600_000
 DAY_TTL = 3 * 86400  # seconds: day and bucket counts outlive any retroactive look
 BASE_TTL = 60 * 86400
-OFFSET_S = int(CITY_TZ.utcoffset(datetime.now(UTC).replace(tzinfo=None)).total_seconds())  # no DST in China
+OFFSET_S = int(datetime.now(UTC).astimezone(CITY_TZ).utcoffset().total_seconds())  # type: ignore[union-attr]
 
 
 class Place:

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
+
+if TYPE_CHECKING:
+    from app.integrity.detector import Detector
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +57,7 @@ def integrity_detector(settings):
     return _detector
 
 
-_detector = None
+_detector: Detector | None = None
 
 
 def other_work_waiting() -> bool:

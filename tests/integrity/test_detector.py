@@ -45,8 +45,9 @@ def submit(app, session, redis, openid, *, ip, ua=PHONE_UA, choice: int | None =
         record_scan(redis, respondent_key(settings.survey.respondent_secret, openid), DEPT, 24)
     token = intake.issue_form_token(settings.app.secret_key, time.time() - 45)
     outcome = intake.record_response(
-        session, redis, settings, form=form, department=dept, openid=openid, data=answers(form, choice, zlib.crc32(openid.encode())),
-        form_token=token, user_agent=ua, remote_addr=ip,
+        session, redis, settings, form=form, department=dept, openid=openid,
+        data=answers(form, choice, zlib.crc32(openid.encode())), form_token=token, user_agent=ua,
+        remote_addr=ip,
     )  # fmt: skip
     assert outcome.kind == "accepted"
 

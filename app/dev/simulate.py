@@ -1,6 +1,6 @@
-# `wxsurvey simulate campaign`: a labelled campaign (app.integrity.campaign) played through the real
-# intake path — WeChat events through the webhook, answers through record_response, the drain with
-# the detector — and the detector's precision and recall measured against the labels.
+# `wxsurvey simulate campaign`, an edge beside the WeChat simulator: a labelled campaign
+# (app.integrity.campaign) played through the real intake path (WeChat events through the webhook,
+# answers through record_response, the drain with the detector), measured against the labels.
 from __future__ import annotations
 
 import time
