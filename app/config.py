@@ -119,6 +119,12 @@ class LimitsSettings:
 
 
 @dataclass
+class IntegritySettings:
+    enabled: bool = True  # the stuffing detector in the drain (app/integrity/)
+    threshold: int = 55  # a score at or above it quarantines the response
+
+
+@dataclass
 class Settings:
     """All sections, typed: settings.wechat.token. Built by load_settings, never by hand."""
 
@@ -131,6 +137,7 @@ class Settings:
     qr: QrSettings = field(default_factory=QrSettings)
     cases: CasesSettings = field(default_factory=CasesSettings)
     limits: LimitsSettings = field(default_factory=LimitsSettings)
+    integrity: IntegritySettings = field(default_factory=IntegritySettings)
 
     @property
     def is_production(self) -> bool:
@@ -144,8 +151,7 @@ class Settings:
 SECTIONS: dict[str, Any] = {
     "app": AppSettings, "database": DatabaseSettings, "redis": RedisSettings, "wechat": WechatSettings,
     "survey": SurveySettings, "exports": ExportsSettings, "qr": QrSettings,
-    "cases": CasesSettings,
-    "limits": LimitsSettings,
+    "cases": CasesSettings, "limits": LimitsSettings, "integrity": IntegritySettings,
 }  # fmt: skip
 # The built-in defaults, section -> key -> value: every key a file or the environment may set.
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -286,6 +292,8 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
     for key in ("deadline_working_days", "contact_days", "notify_retries", "notify_backoff"):
         if values["cases"][key] < 1:
             raise ConfigError(f"cases.{key}: must be at least 1")
+    if not 1 <= values["integrity"]["threshold"] <= 100:
+        raise ConfigError(f"integrity.threshold: must be 1..100, got {values['integrity']['threshold']}")
     if values["limits"]["window"] < 1:
         raise ConfigError("limits.window: must be at least 1 (seconds)")
     for key in ("submissions_per_prefix", "logins_per_prefix", "api_per_token", "webhook_per_openid"):

@@ -29,6 +29,7 @@ FIXED: tuple[Periodic, ...] = (
     # The 差评 follow-up loop: overdue cases go up a level; contacts are erased when they expire.
     Periodic("cases-escalate", "app.jobs.cases.escalate_cases", "default", interval=600),
     Periodic("cases-expire-contacts", "app.jobs.cases.erase_expired_contacts", "default", interval=3600),
+    Periodic("integrity-leavers", "app.jobs.integrity.sweep_leavers", "intake", interval=60),
     # The shared WeChat access token renewed ahead of its expiry (app/wechat_api.py, refresh_ahead).
     Periodic("wechat-token", "app.jobs.wechat.refresh_access_token", "wechat", interval=60),
 )

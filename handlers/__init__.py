@@ -21,12 +21,13 @@ Handler = Callable[[Any, HandlerContext], BaseReply | None]
 
 def dispatch(message: Any, ctx: HandlerContext) -> BaseReply | None:
     """Find the handler for this message's kind (events by event type, messages by type)."""
-    from handlers import menu, other, scan, subscribe, text
+    from handlers import menu, other, scan, subscribe, text, unsubscribe
 
     table: dict[str, Handler] = {
         "event:subscribe_scan": subscribe.on_subscribe_scan,
         "event:scan": scan.on_scan,
         "event:subscribe": subscribe.on_subscribe,
+        "event:unsubscribe": unsubscribe.on_unsubscribe,
         "event:click": menu.on_click,
         "event:view": menu.on_view,
         "text": text.on_text,

@@ -1,4 +1,4 @@
-"""Everything else (images, voice, location, unfollow, template-send reports…): `success`, no reply."""
+"""Everything else (images, voice, location, template-send reports…): `success`, no reply."""
 
 from __future__ import annotations
 

@@ -37,6 +37,7 @@ def _register_commands() -> None:
         accounts,
         cases,
         exports,
+        integrity,
         org,
         posters,
         qr,
@@ -49,7 +50,7 @@ def _register_commands() -> None:
     )  # fmt: skip
 
     for module in (setup, org, surveys, templates, accounts, server, worker, tallies, exports, qr, posters,
-                   cases):  # fmt: skip
+                   cases, integrity):  # fmt: skip
         module.register(cli)
     from app.cli import backup  # backup / restore
 

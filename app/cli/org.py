@@ -1,4 +1,4 @@
-"""`wxsurvey departments import|list`: the org chart from the command line."""
+"""`wxsurvey departments import|list|hours`: the org chart from the command line."""
 
 from __future__ import annotations
 
@@ -58,3 +58,14 @@ def list_command(as_json: bool, active: bool) -> None:
     for row in rows:
         mark = "" if row["active"] else "  (inactive)"
         click.echo(f"{row['code']:<10} {row['level']:<9} {row['category']:<8} {row['name']}{mark}")
+
+
+@group.command("hours")
+@click.argument("code")
+@click.argument("hours")
+def hours_command(code: str, hours: str) -> None:
+    """Opening hours of a department served at a window, HH:MM-HH:MM in city time ("none" clears);
+    the stuffing detector treats answers outside them as a signal."""
+    department = service.set_opening_hours(db.session, code, "" if hours == "none" else hours, actor="cli")
+    db.session.commit()
+    click.echo(f"{department.code} {department.name}: {department.opening_hours or 'no opening hours'}")

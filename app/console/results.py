@@ -61,6 +61,9 @@ def results():
     overview = tallies(db.session, survey, group_by=[], department_codes=codes, period=period)
     by_question = tallies(db.session, survey, group_by=["question", "option"], department_codes=codes,
                           period=period)  # fmt: skip
+    by_department = tallies(
+        db.session, survey, group_by=["department"], department_codes=codes, period=period
+    )
     min_sample = current_app.config["SETTINGS"].survey.min_sample
     ranking: dict[str, list] = {}
     for row in satisfaction_index(db.session, survey, department_codes=codes, period=period,
@@ -71,6 +74,7 @@ def results():
         **context,
         overview=overview,
         charts=question_charts(survey, by_question),
+        by_department=[row for row in by_department.rows if row["count"] or row["quarantined"]],
         ranking=ranking,
         indicators=[
             r

@@ -9,6 +9,7 @@ from app.console.guard import actor, require_role, scope_ids
 from app.db import db
 from app.errors import Invalid
 from app.integrity import review as service
+from app.integrity.score import FLAG_LABELS, describe
 from app.models import Department, Question
 from app.org.surveys import list_surveys
 from app.security.client_address import client_address
@@ -36,6 +37,8 @@ def review():
         departments=departments,
         questions=questions,
         options=options,
+        describe=describe,
+        flag_labels=FLAG_LABELS,
     )
 
 

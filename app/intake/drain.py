@@ -32,6 +32,8 @@ from sqlalchemy.orm import Session
 
 from app.intake.record import DEAD_LETTERS, DRAIN_FLAG, DRAIN_FLAG_TTL, STREAM, degraded
 from app.intake.store import Submission, write_responses
+from app.integrity import windows
+from app.integrity.detector import Detector
 from app.metrics import count_drained
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,8 @@ class DrainReport:
     duplicates: int = 0
     malformed: int = 0
     reclaimed: int = 0
+    quarantined: int = 0  # by the stuffing detector as they were written
+    retroactive: int = 0  # stored earlier, quarantined once a later batch showed their window
     yielded: bool = False  # ended early to let other queued work run
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
@@ -95,19 +99,25 @@ def claim_stale(redis: Redis, consumer: str, count: int, idle_ms: int) -> list[E
     return claimed
 
 
-def store_batch(session: Session, redis: Redis, entries: list[Entry], report: DrainReport) -> None:
-    """Decode and commit one batch (the SQL step); malformed entries go to the dead letters."""
+def store_batch(session: Session, redis: Redis, entries: list[Entry], report: DrainReport,
+                detector: Detector | None = None) -> None:  # fmt: skip
+    """Decode and commit one batch (the SQL step); malformed entries go to the dead letters.
+    With a detector the batch is scored first (app.integrity.detector) and, once committed,
+    added to the window counts; stored answers its windows implicate are quarantined after."""
     submissions: list[Submission] = []
     for entry_id, fields in entries:
         try:
             if "p" not in fields:
                 raise ValueError("malformed intake entry: no payload")
-            submissions.append(Submission.decode(fields["p"], no_scan=fields.get("ns") == "1"))
+            submissions.append(
+                Submission.decode(fields["p"], no_scan=fields.get("ns") == "1", followed=fields.get("fw"))
+            )
         except ValueError as exc:
             log.error("drain: entry %s is malformed (%s); moved to %s", entry_id, exc, DEAD_LETTERS)
             redis.xadd(DEAD_LETTERS, {"id": entry_id, "error": str(exc)[:200], **fields})  # type: ignore[dict-item]
             report.malformed += 1
     try:
+        assessment = detector.assess(session, redis, submissions) if detector is not None else None
         inserted = write_responses(session, submissions)
         session.commit()
     except SQLAlchemyError:
@@ -115,6 +125,18 @@ def store_batch(session: Session, redis: Redis, entries: list[Entry], report: Dr
         raise
     report.inserted += len(inserted)
     report.duplicates += len(submissions) - len(inserted)
+    if assessment is not None and detector is not None:
+        report.quarantined += sum(1 for sub in inserted if sub.held)
+        if len(inserted) < len(submissions):  # a replayed batch: count only what was new
+            keys = {sub.idempotency_key for sub in inserted}
+            keep = [i for i, sub in enumerate(submissions) if sub.idempotency_key in keys]
+            assessment.facts = [assessment.facts[i] for i in keep]
+            assessment.increments = windows.increments(assessment.facts)
+        try:
+            report.retroactive += detector.after_commit(session, redis, assessment)
+        except SQLAlchemyError:
+            session.rollback()
+            raise
 
 
 def acknowledge(redis: Redis, entries: list[Entry], *, keep_flag: bool = False) -> None:
@@ -157,6 +179,7 @@ def drain_backlog(
     linger_seconds: float = 0.0,
     gather_seconds: float = 0.0,
     should_yield: Callable[[], bool] | None = None,
+    detector: Detector | None = None,
 ) -> DrainReport:
     """Drain until the stream is empty or max_seconds have passed; SQL errors propagate
     (the batch stays pending and is retried by the next drain).
@@ -178,7 +201,7 @@ def drain_backlog(
         report.batches += 1
         report.read += len(entries)
         before = (report.inserted, report.duplicates, report.malformed)
-        store_batch(session, redis, entries, report)
+        store_batch(session, redis, entries, report, detector)
         acknowledge(redis, entries, keep_flag=linger_seconds > 0)
         after = (report.inserted, report.duplicates, report.malformed)
         count_drained([i for i, _ in entries], *(a - b for a, b in zip(after, before, strict=True)))

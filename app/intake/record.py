@@ -66,20 +66,27 @@ DRAIN_FLAG = "wx:intake:drain-wanted"
 DRAIN_FLAG_TTL = 10  # seconds: at most one drain job is enqueued per this interval by submissions
 DONE_TTL_CAP = timedelta(days=35)
 CHANNELS = ("wechat", "dev", "web")
-# KEYS: done key, stream, scan key, drain flag[, rate-limit counter]. ARGV: done value, done ttl,
-# payload, flag ttl[, allowed per window, counter ttl]. Returns {0, prior done value},
+# KEYS: done key, stream, scan key, drain flag, follow key[, rate-limit counter]. ARGV: done value, done
+# ttl, payload, flag ttl[, allowed per window, counter ttl]. Returns {0, prior done value},
 # {1, stream id, 1 if a drain job should be enqueued}, or {2} past the rate limit (nothing stored).
+# The entry carries `ns` (no scan before it) and `fw` (when the person followed the account, if lately).
 RECORD_SCRIPT = """
-if KEYS[5] then
-  local count = redis.call('INCR', KEYS[5])
-  if count == 1 then redis.call('EXPIRE', KEYS[5], tonumber(ARGV[6])) end
+if KEYS[6] then
+  local count = redis.call('INCR', KEYS[6])
+  if count == 1 then redis.call('EXPIRE', KEYS[6], tonumber(ARGV[6])) end
   if count > tonumber(ARGV[5]) then return {2} end
 end
 local prior = redis.call('GET', KEYS[1])
 if prior then return {0, prior} end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
 local scanned = redis.call('EXISTS', KEYS[3])
-local id = redis.call('XADD', KEYS[2], '*', 'p', ARGV[3], 'ns', 1 - scanned)
+local followed = KEYS[5] and redis.call('GET', KEYS[5])
+local id
+if followed then
+  id = redis.call('XADD', KEYS[2], '*', 'p', ARGV[3], 'ns', 1 - scanned, 'fw', followed)
+else
+  id = redis.call('XADD', KEYS[2], '*', 'p', ARGV[3], 'ns', 1 - scanned)
+end
 local kick = redis.call('SET', KEYS[4], '1', 'NX', 'EX', tonumber(ARGV[4]))
 if kick then return {1, id, 1} end
 return {1, id, 0}
@@ -215,10 +222,11 @@ def _record_response(
 def _queue(redis: Redis, form: SurveyForm, dept: DepartmentInfo, sub: Submission, token: str,
            now: datetime, limit: Limit | None = None) -> Outcome:  # fmt: skip
     from app.intake.respondents import _scan_key  # the scan memory's own key format
+    from app.integrity.follows import followed_key
 
     stamp = int(now.timestamp() * 1000)
     keys = [done_key(form.id, dept.id, sub.respondent_key), STREAM, _scan_key(sub.respondent_key, dept.code),
-            DRAIN_FLAG]  # fmt: skip
+            DRAIN_FLAG, followed_key(sub.respondent_key)]  # fmt: skip
     args = [f"{token}|{stamp}", _done_ttl(form, now), sub.encode(), DRAIN_FLAG_TTL]
     prefix = sub.meta.get("ip")
     if limit is not None and prefix:  # the prefix's counter, in the same round trip

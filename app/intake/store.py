@@ -41,6 +41,10 @@ class Submission:
     flags: list[str] = field(default_factory=list)
     # A 差评 with a comment: {"w": deadline in working days, "c": sealed contact (with consent only)}.
     case: dict[str, Any] | None = None
+    # Set by the stuffing detector in the drain (app.integrity), never carried on the stream.
+    score: int | None = None
+    reasons: list | None = None
+    held: bool = False  # the detector quarantines it
 
     def encode(self) -> bytes:
         """Compact JSON for the stream (well under 1 KB for the standard questionnaire)."""
@@ -61,8 +65,9 @@ class Submission:
         return orjson.dumps(body)
 
     @classmethod
-    def decode(cls, payload: str | bytes, no_scan: bool = False) -> Submission:
-        """Parse a stream entry (ValueError when malformed); `no_scan` comes from the Lua script."""
+    def decode(cls, payload: str | bytes, no_scan: bool = False, followed: str | None = None) -> Submission:
+        """Parse a stream entry (ValueError when malformed); `no_scan` and `followed` (ms, when the
+        person followed the account) come from the Lua script."""
         try:
             d = orjson.loads(payload)
             answers = [(int(a[0]), int(a[1]) or None, str(a[2]) if len(a) > 2 else None) for a in d["a"]]
@@ -87,13 +92,15 @@ class Submission:
         if len(sub.idempotency_key) != 64 or len(sub.respondent_key) != 64:
             raise ValueError("malformed intake entry: bad key length")
         meta["scanned"] = not no_scan
+        if followed:
+            meta["fw"] = int(followed)
         if no_scan and "no_scan" not in flags:
             flags.append("no_scan")
         return sub
 
     @property
     def status(self) -> str:
-        return status_for(self.flags)
+        return "quarantined" if self.held else status_for(self.flags)
 
     def tally_keys(self):
         return response_tally_keys(
@@ -108,13 +115,13 @@ class Submission:
 
 
 RESPONSE_COLUMNS = ("idempotency_key", "survey_id", "department_id", "respondent_key", "submitted_at",
-                    "received_at", "channel", "status", "meta", "flags")  # fmt: skip
+                    "received_at", "channel", "status", "meta", "flags", "score", "reasons")  # fmt: skip
 ANSWER_COLUMNS = ("response_id", "question_id", "option_id", "text")
 ROWS_PER_INSERT = 3000  # responses per INSERT ... VALUES on SQLite (30,000 parameters), fewer if
 # the library allows fewer variables; each statement has its fixed cost: 500 per statement was
 # 10-20% slower for the same rows.
 _PG_ARRAY_TYPES = ("text", "bigint", "bigint", "text", "timestamptz", "timestamptz", "text", "text", "jsonb",
-                   "jsonb")  # fmt: skip
+                   "jsonb", "smallint", "jsonb")  # fmt: skip
 
 
 def _json_text(value) -> str:
@@ -192,7 +199,8 @@ def write_responses(session: Session, submissions: list[Submission]) -> list[Sub
     received = bind_time(datetime.now(UTC))  # the same for every row: converted once
     rows = [
         [s.idempotency_key, s.survey_id, s.department_id, s.respondent_key, bind_time(s.submitted_at),
-         received, s.channel, s.status, _json_text(s.meta), _flags_text(tuple(s.flags))]
+         received, s.channel, s.status, _json_text(s.meta), _flags_text(tuple(s.flags)), s.score,
+         None if s.reasons is None else _json_text(s.reasons)]
         for s in submissions
     ]  # fmt: skip
     ids = _insert_responses(conn, rows)

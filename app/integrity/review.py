@@ -8,13 +8,14 @@ admins deciding the same response at once move the counts only once.
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import UTC
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from app.accounts import audit
 from app.errors import Conflict, Forbidden, Invalid, NotFound
-from app.models import Question, Response, utcnow
+from app.models import Answer, Question, Response, utcnow
 from app.tally.rows import apply_tally, response_tally_keys
 
 DECISIONS = {"accept": "counted", "reject": "rejected"}
@@ -82,6 +83,35 @@ def tally_keys(session: Session, response: Response, status: str):
     )
 
 
+def move_counts(session: Session, responses: list[Response], old: str, new: str) -> None:
+    """Move these responses' tally counts from status `old` to `new` (daily rows and monthly
+    rollup), in the caller's transaction: one upsert per sign for the whole list."""
+    if not responses or old == new:
+        return
+    segments = dict(session.execute(
+        select(Question.survey_id, Question.id).where(
+            Question.survey_id.in_({r.survey_id for r in responses}), Question.segment.is_(True))
+    ).all())  # fmt: skip
+    answers: dict[int, list] = {r.id: [] for r in responses}
+    for response_id, question_id, option_id, text in session.execute(
+        select(Answer.response_id, Answer.question_id, Answer.option_id, Answer.text).where(
+            Answer.response_id.in_(list(answers)))
+    ):  # fmt: skip
+        answers[response_id].append((question_id, option_id, bool(text)))
+    removed: list = []
+    added: list = []
+    for r in responses:
+        submitted = r.submitted_at if r.submitted_at.tzinfo else r.submitted_at.replace(tzinfo=UTC)
+        for status, keys in ((old, removed), (new, added)):
+            keys += response_tally_keys(
+                survey_id=r.survey_id, department_id=r.department_id, submitted_at=submitted,
+                channel=r.channel, status=status, answers=answers[r.id],
+                segment_question_id=segments.get(r.survey_id),
+            )  # fmt: skip
+    apply_tally(session, removed, -1)
+    apply_tally(session, added, +1)
+
+
 def decide(
     session: Session,
     response_id: int,
@@ -116,8 +146,7 @@ def decide(
     if moved != 1:
         raise Conflict("这条回答刚被其他管理员处理过，请刷新页面")
     if old != new:
-        apply_tally(session, tally_keys(session, response, old), -1)
-        apply_tally(session, tally_keys(session, response, new), +1)
+        move_counts(session, [response], old, new)
     session.refresh(response)
     audit.record(
         session, actor, f"response.{decision}", str(response.id),

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
+
+if TYPE_CHECKING:
+    from app.integrity.detector import Detector
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +36,28 @@ def drain_intake(max_seconds: float = DRAIN_SECONDS) -> dict[str, Any]:
         linger_seconds=LINGER_SECONDS,
         gather_seconds=GATHER_SECONDS,
         should_yield=other_work_waiting,
+        detector=integrity_detector(settings),
     )
     if report.seconds >= max_seconds and not report.yielded:
         # Stopped by the clock while entries were still coming: a follow-up job takes over (it sees
         # everything this one committed, and lingers for nothing if the stream fell quiet).
         request_drain()
     return report.as_dict()
+
+
+def integrity_detector(settings):
+    """The process's stuffing detector (it caches departments' opening hours), or None when off."""
+    from app.integrity.detector import Detector
+
+    global _detector
+    if not settings.integrity.enabled:
+        return None
+    if _detector is None or _detector.threshold != settings.integrity.threshold:
+        _detector = Detector(settings.integrity.threshold)
+    return _detector
+
+
+_detector: Detector | None = None
 
 
 def other_work_waiting() -> bool:

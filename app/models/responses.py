@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, SmallInteger, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import Base, BigId, JsonDoc, utcnow
@@ -41,6 +41,10 @@ class Response(Base):
     reviewed_by: Mapped[str | None] = mapped_column(String(64))
     reviewed_at: Mapped[datetime | None]
     review_reason: Mapped[str | None] = mapped_column(Text)
+    # The stuffing detector's verdict (app.integrity): 0..100 and the signals behind it,
+    # [[signal, strength 0..1, detail], ...]; NULL before it first looked (or with it switched off).
+    score: Mapped[int | None] = mapped_column(SmallInteger)
+    reasons: Mapped[list[Any] | None] = mapped_column(JsonDoc)
 
     answers: Mapped[list[Answer]] = relationship(back_populates="response", cascade="all, delete-orphan")
 

@@ -356,3 +356,19 @@ def import_departments(
         {"created": len(report.created), "updated": len(report.updated), "rows": report.rows},
     )
     return report
+
+
+def set_opening_hours(session: Session, code: str, hours: str | None, actor: str = "system") -> Department:
+    """Set (or clear, with None or "") the opening hours of a department served at a window,
+    "HH:MM-HH:MM" in city time; the stuffing detector treats answers outside them as a signal."""
+    from app.integrity.signals import parse_hours
+
+    department = get_department(session, code)
+    hours = (hours or "").strip() or None
+    try:
+        parse_hours(hours)
+    except ValueError:
+        raise Invalid("办公时间格式应为 HH:MM-HH:MM，例如 08:30-17:30", field="opening_hours") from None
+    department.opening_hours = hours
+    audit.record(session, actor, "department.hours", code, {"opening_hours": hours})
+    return department

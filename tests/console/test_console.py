@@ -299,7 +299,7 @@ def test_review_moves_tally_counts_and_records_the_decision(city, session):
     held.flags = ["straightline"]
     session.commit()
     page = city.get("/console/review").get_data(as_text=True)
-    assert f"response-{held.id}" in page and "straightline" in page
+    assert f"response-{held.id}" in page and "所有评分题选同一项" in page  # the flag in the reviewers' words
     no_reason = post(city, f"/console/review/{held.id}", {"decision": "accept", "reason": " "})
     assert no_reason.status_code == 302
     session.expire_all()

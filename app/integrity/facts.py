@@ -1,0 +1,86 @@
+# What the detector knows about one response: read from a submission in the drain, or back from a
+# stored response when a later batch makes it look again (retroactive quarantine).
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from app.integrity.signals import FOLLOW_BEFORE_MS
+
+MIN_TEXT = 8  # shorter free texts ("很好", "满意") are said by everyone: never compared
+_DROP = {ord(c): None for c in " \t\r\n，。！？、,.!?;；:：~～…-—\"'“”‘’()（）"}
+
+
+def text_key(text: str | None) -> str | None:
+    """A short hash of the normalised text (spaces, punctuation and case dropped); the text itself
+    is never kept in the integrity metadata."""
+    if not text:
+        return None
+    normal = unicodedata.normalize("NFKC", text).lower().translate(_DROP)
+    if len(normal) < MIN_TEXT:
+        return None
+    return hashlib.blake2b(normal.encode(), digest_size=6).hexdigest()
+
+
+def choice_signature(answers) -> int:
+    """The options chosen, question by question, as one number (the same choices, the same number)."""
+    return hash(tuple(o for _, o, _ in answers if o)) & 0xFFFFFFFF  # ints hash the same in every process
+
+
+@dataclass(slots=True)
+class Facts:
+    survey_id: int
+    department_id: int
+    ms: int  # submitted, ms since the epoch
+    respondent_key: str
+    ip: str | None
+    ua: str | None
+    scanned: bool | None
+    completion_ms: int | None
+    straightline: bool
+    text: str | None  # text_key
+    signature: int
+    followed_ms: int | None = None
+    left_ms: int | None = None
+    response_id: int | None = None  # once stored
+
+
+def from_submission(sub) -> Facts:
+    """The facts of a Submission in the drain; stores the derived ones in its meta for later looks."""
+    meta = sub.meta
+    text = next((t for _, _, t in sub.answers if t), None)
+    tx = text_key(text) if text else None
+    sig = choice_signature(sub.answers)
+    meta["sig"] = sig
+    if tx:
+        meta["tx"] = tx
+    followed = meta.get("fw")
+    if followed is not None and not 0 <= sub.submitted_at.timestamp() * 1000 - followed <= FOLLOW_BEFORE_MS:
+        del meta["fw"]  # a follower of old: nothing to watch
+        followed = None
+    return Facts(
+        sub.survey_id, sub.department_id, int(sub.submitted_at.timestamp() * 1000), sub.respondent_key,
+        meta.get("ip"), meta.get("ua"), meta.get("scanned"), meta.get("completion_ms"),
+        "straightline" in sub.flags, tx, sig, followed,
+    )  # fmt: skip
+
+
+def from_response(response) -> Facts:
+    """The facts of a stored Response (its meta as the drain left it)."""
+    meta = response.meta or {}
+    submitted = response.submitted_at
+    if submitted.tzinfo is None:
+        submitted = submitted.replace(tzinfo=UTC)
+    return Facts(
+        response.survey_id, response.department_id, int(submitted.timestamp() * 1000),
+        response.respondent_key,
+        meta.get("ip"), meta.get("ua"), meta.get("scanned"), meta.get("completion_ms"),
+        "straightline" in (response.flags or []), meta.get("tx"), int(meta.get("sig") or 0),
+        meta.get("fw"), meta.get("left"), response.id,
+    )  # fmt: skip
+
+
+def moment(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)

@@ -1,0 +1,128 @@
+# One response's integrity score (0..100) and its reasons: the signals weighed together. A score at
+# or above integrity.threshold quarantines the response (kept, out of the official figures).
+from __future__ import annotations
+
+from app.integrity import signals
+from app.integrity.facts import Facts
+from app.integrity.windows import Counts, Place, expected_in_window, expected_per_day, minute_of_day
+
+# Points a signal adds at full strength. No single signal reaches the default threshold (55): it
+# takes two kinds of evidence to hold an answer back (follow-and-leave needs only a little more).
+WEIGHTS = {
+    "burst": 30,
+    "surge": 30,
+    "same_answers": 30,
+    "ip_cluster": 45,
+    "ua_cluster": 30,
+    "no_scan_share": 35,
+    "text_duplicates": 45,
+    "completion": 20,
+    "straightline": 10,
+    "follow_churn": 50,
+    "off_hours": 25,
+}
+# The reviewers' words for each signal (the console's review queue shows them).
+LABELS = {
+    "burst": "短时集中提交（超出该单位同时段常态）",
+    "surge": "当日回答量远超该单位平日水平",
+    "same_answers": "同一时段大量完全相同的选择",
+    "ip_cluster": "同一网段集中提交",
+    "ua_cluster": "非微信浏览器集中提交",
+    "no_scan_share": "未扫该单位二维码（当日此类回答远多于平日）",
+    "text_duplicates": "意见文字与他人雷同",
+    "completion": "作答用时过短",
+    "straightline": "所有评分题选同一项",
+    "follow_churn": "作答前刚关注、作答后很快取消关注",
+    "off_hours": "在该窗口单位办公时间以外作答",
+}
+# Signals read from counts over the department's window: when one grows with a later batch, the
+# responses already stored in that window are looked at again (retroactive quarantine).
+GROUP_SIGNALS = (
+    "burst",
+    "surge",
+    "same_answers",
+    "ip_cluster",
+    "ua_cluster",
+    "no_scan_share",
+    "text_duplicates",
+)
+
+
+def strengths(f: Facts, p: Place, counts: Counts, hours: tuple[int, int] | None,
+              memo: dict | None = None) -> dict[str, float]:  # fmt: skip
+    """Every signal's strength for one response. The window signals are the same for every
+    response of a group (a department's bucket, day, prefix...): `memo` keeps them for a batch."""
+    memo = {} if memo is None else memo
+    day_n = counts.get(p.day_key, "n")
+    volume = memo.get(p.bucket_key)
+    if volume is None:
+        window = counts.get(p.bucket_key, "n") + counts.get(p.prev_key, "n")
+        burst = signals.burst(window, expected_in_window(counts, f, p))
+        surge = signals.surge(day_n, expected_per_day(counts, f, p))
+        # Burst and surge are one kind of evidence (volume) at two scales: only the stronger counts.
+        volume = memo[p.bucket_key] = (burst, 0.0) if burst >= surge else (0.0, surge)
+    same = (p.bucket_key, f.signature)
+    if same not in memo:
+        sig_field = f"s:{f.signature}"
+        window = counts.get(p.bucket_key, "n") + counts.get(p.prev_key, "n")
+        alike = counts.get(p.bucket_key, sig_field) + counts.get(p.prev_key, sig_field)
+        memo[same] = signals.same_answers(alike, window)
+    address = (p.ip_key, f.ip)
+    if address not in memo:
+        memo[address] = signals.ip_cluster(
+            counts.get(p.ip_key, f.ip) if f.ip else 0, day_n, counts.lengths.get(p.ip_key, 0)
+        )
+    browser = (p.day_key, f.ua)
+    if browser not in memo:
+        memo[browser] = signals.ua_cluster(f.ua, counts.get(p.day_key, f"u:{f.ua}"), day_n)
+    no_scan = 0.0
+    if f.scanned is False:
+        if p.day_key not in memo:
+            memo[p.day_key] = signals.no_scan_share(
+                False, counts.get(p.day_key, "ns"), day_n, expected_per_day(counts, f, p, "ns")
+            )
+        no_scan = memo[p.day_key]
+    text = 0.0
+    if f.text:
+        key = (p.day_key, f.text)
+        if key not in memo:
+            memo[key] = signals.text_duplicates(counts.get(p.day_key, f"t:{f.text}"), day_n)
+        text = memo[key]
+    return {
+        "burst": volume[0],
+        "surge": volume[1],
+        "same_answers": memo[same],
+        "ip_cluster": memo[address],
+        "ua_cluster": memo[browser],
+        "no_scan_share": no_scan,
+        "text_duplicates": text,
+        "completion": signals.completion(f.completion_ms),
+        "straightline": 1.0 if f.straightline else 0.0,
+        "follow_churn": signals.follow_churn(f.ms, f.followed_ms, f.left_ms) if f.followed_ms else 0.0,
+        "off_hours": signals.off_hours(minute_of_day(f), hours) if hours else 0.0,
+    }
+
+
+def score(found: dict[str, float]) -> tuple[int, list]:
+    """(0..100, [[signal, strength], ...] strongest first) from the signals' strengths."""
+    held = [(name, round(s, 2)) for name, s in found.items() if s > 0]
+    if len(held) > 1:
+        held.sort(key=lambda r: -WEIGHTS[r[0]] * r[1])
+    return min(100, round(sum(WEIGHTS[name] * s for name, s in held))), [list(r) for r in held]
+
+
+# The per-answer flags intake stores (app.intake.record), in the reviewers' words.
+FLAG_LABELS = {
+    "straightline": "所有评分题选同一项",
+    "no_scan": "作答前未扫该单位二维码",
+    "too_fast": "作答用时过短",
+}
+
+
+def describe(reasons: list | None) -> list[str]:
+    """The reasons in the reviewers' words, with their weight: "同一网段集中提交（45 分）"."""
+    out = []
+    for name, strength, *_ in reasons or []:
+        label = LABELS.get(name, name)
+        out.append(f"{label}（{round(WEIGHTS.get(name, 0) * strength)} 分）")
+    return out

@@ -1,0 +1,240 @@
+# Sliding-window counts per department and survey, kept in Redis hashes so that every drain worker
+# sees the same ones: per city day, per 10-minute bucket, and the department's baseline by hour.
+"""Keys (s = survey id, d = department id), all with a TTL:
+
+- `wx:ig:<s>:<d>:d<day>`: n (answers that day), ns (no scan before), h<hour> (per hour),
+  u:<user-agent class> (outside WeChat only), t:<text hash>; `...:ip`: one field per address
+  prefix (HLEN = distinct prefixes).
+- `wx:ig:<s>:<d>:b<bucket>`: n and s:<choice signature> per 10 minutes (a window is 2 buckets).
+- `wx:ig:<s>:<d>:base`: w<hour of week>, o<hour of day>, `all` and `ns` totals, `first` (ms of the
+  first answer): the department's own baseline for the burst, surge and no-scan signals.
+
+The drain reads the counts a batch needs before writing it and adds the batch's own after its
+transaction commits, so a batch replayed after a crash is not counted twice (a crash in between
+loses a batch's counts: these are heuristics, SQL is the record).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from redis import Redis
+
+from app import clock
+from app.integrity.facts import Facts
+from app.redis_store import ScriptRunner
+
+BUCKET_MS = 600_000
+DAY_TTL = 3 * 86400  # seconds: day and bucket counts outlive any retroactive look
+BASE_TTL = 60 * 86400
+
+
+@functools.lru_cache(maxsize=4)
+def _offset_in(zone_key: str) -> int:
+    offset = datetime.now(UTC).astimezone(clock.zone()).utcoffset()
+    return int(offset.total_seconds()) if offset else 0
+
+
+def offset_s() -> int:
+    """The city's offset from UTC in seconds (app.timezone; zones without daylight saving time)."""
+    return _offset_in(clock.zone().key)
+
+
+class Place:
+    """Where one response falls: its city day, hour, hour of week and buckets, and its keys."""
+
+    __slots__ = ("day", "hour", "how", "bucket", "day_key", "ip_key", "bucket_key", "prev_key", "base_key",
+                 "day_start_ms")  # fmt: skip
+
+    def __init__(self, f: Facts) -> None:
+        local = f.ms // 1000 + offset_s()
+        self.day, seconds = divmod(local, 86400)
+        self.hour = seconds // 3600
+        self.how = ((self.day + 3) % 7) * 24 + self.hour  # day 0 of the epoch was a Thursday
+        self.bucket = f.ms // BUCKET_MS
+        prefix = f"wx:ig:{f.survey_id}:{f.department_id}:"
+        self.day_key = f"{prefix}d{self.day}"
+        self.ip_key = self.day_key + ":ip"
+        self.bucket_key, self.prev_key = f"{prefix}b{self.bucket}", f"{prefix}b{self.bucket - 1}"
+        self.base_key = prefix + "base"
+        self.day_start_ms = (self.day * 86400 - offset_s()) * 1000
+
+
+def places(facts: list[Facts]) -> list[tuple[Facts, Place]]:
+    """Each response with its Place; responses of one department and survey in one 10-minute
+    bucket share theirs (a bucket lies within one city hour and day)."""
+    cache: dict[tuple[int, int, int], Place] = {}
+    out = []
+    for f in facts:
+        key = (f.survey_id, f.department_id, f.ms // BUCKET_MS)
+        p = cache.get(key)
+        if p is None:
+            p = cache[key] = Place(f)
+        out.append((f, p))
+    return out
+
+
+def minute_of_day(f: Facts) -> int:
+    return (f.ms // 1000 + offset_s()) % 86400 // 60
+
+
+class Counts:
+    """Counts read from Redis (plus, for a batch not yet added, the batch's own)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, dict[str, int]] = defaultdict(dict)
+        self.lengths: dict[str, int] = {}
+
+    def get(self, key: str, field: str) -> int:
+        return self.values.get(key, {}).get(field, 0)
+
+    def add(self, increments: dict[str, Counter]) -> None:
+        for key, counter in increments.items():
+            values = self.values[key]
+            for field, n in counter.items():
+                if field == "first":
+                    values[field] = min(values.get(field) or n, n)
+                    continue
+                if key.endswith(":ip") and not values.get(field):
+                    self.lengths[key] = self.lengths.get(key, 0) + 1
+                values[field] = values.get(field, 0) + n
+
+
+def needed(facts: Iterable[tuple[Facts, Place]]) -> dict[str, set[str]]:
+    """The hash fields the signals of these responses read."""
+    want: dict[str, set[str]] = defaultdict(set)
+    seen: set[int] = set()
+    for f, p in facts:
+        if id(p) not in seen:  # what every response of this place reads
+            seen.add(id(p))
+            want[p.day_key].update(("n", "ns", f"h{p.hour}"))
+            want[p.bucket_key].add("n")
+            want[p.prev_key].add("n")
+            want[p.base_key].update((f"w{p.how}", f"o{p.hour}", "all", "ns", "first"))
+        if f.ip:
+            want[p.ip_key].add(f.ip)
+        signature = f"s:{f.signature}"
+        want[p.bucket_key].add(signature)
+        want[p.prev_key].add(signature)
+        if f.ua and f.ua != "wechat":
+            want[p.day_key].add(f"u:{f.ua}")
+        if f.text:
+            want[p.day_key].add(f"t:{f.text}")
+    return want
+
+
+def read(redis: Redis, want: dict[str, set[str]]) -> Counts:
+    """One pipeline: HMGET of every hash's wanted fields, HLEN of the address-prefix hashes."""
+    counts = Counts()
+    if not want:
+        return counts
+    pipe = redis.pipeline(transaction=False)
+    plan = [(key, sorted(fields)) for key, fields in want.items()]
+    for key, fields in plan:
+        pipe.hmget(key, fields)
+        if key.endswith(":ip"):
+            pipe.hlen(key)
+    replies = iter(pipe.execute())
+    for key, fields in plan:
+        values = counts.values[key]
+        for field, value in zip(fields, next(replies), strict=True):
+            if value is not None:
+                values[field] = int(value)
+        if key.endswith(":ip"):
+            counts.lengths[key] = int(next(replies))
+    return counts
+
+
+def increments(facts: Iterable[tuple[Facts, Place]]) -> dict[str, Counter]:
+    """What these responses add to the counts (`first` holds the earliest ms, not a sum)."""
+    inc: dict[str, Counter] = defaultdict(Counter)
+    per_place: dict[int, list] = {}
+    for f, p in facts:
+        group = per_place.get(id(p))
+        if group is None:
+            group = per_place[id(p)] = [p, 0, f.ms]
+        group[1] += 1
+        group[2] = min(group[2], f.ms)
+        day = inc[p.day_key]
+        if f.scanned is False:
+            day["ns"] += 1
+            inc[p.base_key]["ns"] += 1
+        if f.ua and f.ua != "wechat":
+            day[f"u:{f.ua}"] += 1
+        if f.text:
+            day[f"t:{f.text}"] += 1
+        if f.ip:
+            inc[p.ip_key][f.ip] += 1
+        inc[p.bucket_key][f"s:{f.signature}"] += 1
+    for p, n, first in per_place.values():
+        inc[p.day_key]["n"] += n
+        inc[p.day_key][f"h{p.hour}"] += n
+        inc[p.bucket_key]["n"] += n
+        base = inc[p.base_key]
+        base[f"w{p.how}"] += n
+        base[f"o{p.hour}"] += n
+        base["all"] += n
+        base["first"] = min(base.get("first") or first, first)
+    return inc
+
+
+# KEYS: the hashes. ARGV: ttl of day keys, ttl of base keys, then per key: number of fields, field, n,
+# field, n... (`first` is set if absent, every other field incremented). One call per batch.
+ADD_SCRIPT = ScriptRunner("""
+local i = 3
+for k = 1, #KEYS do
+  local key, fields = KEYS[k], tonumber(ARGV[i])
+  i = i + 1
+  for _ = 1, fields do
+    if ARGV[i] == 'first' then
+      redis.call('HSETNX', key, 'first', ARGV[i + 1])
+    else
+      redis.call('HINCRBY', key, ARGV[i], ARGV[i + 1])
+    end
+    i = i + 2
+  end
+  redis.call('EXPIRE', key, string.sub(key, -5) == ':base' and ARGV[2] or ARGV[1])
+end
+return 1
+""")
+
+
+def write(redis: Redis, inc: dict[str, Counter]) -> None:
+    """Add a committed batch's counts (one script call, looping in the server)."""
+    if not inc:
+        return
+    args: list = [DAY_TTL, BASE_TTL]
+    for counter in inc.values():
+        args.append(len(counter))
+        for item in counter.items():
+            args += item
+    ADD_SCRIPT(redis, list(inc), args)
+
+
+def expected_per_day(counts: Counts, f: Facts, p: Place, field: str = "all") -> float:
+    """The department's usual answers per day (field "all"), or answers with no scan ("ns"), over
+    the days before today (0 with less than one)."""
+    first = counts.get(p.base_key, "first") or f.ms
+    history_days = (p.day_start_ms - first) / 86_400_000
+    if history_days < 1:
+        return 0.0
+    today = counts.get(p.day_key, "n" if field == "all" else field)
+    return max(counts.get(p.base_key, field) - today, 0) / history_days
+
+
+def expected_in_window(counts: Counts, f: Facts, p: Place) -> float:
+    """The department's usual number of answers in 20 minutes at this hour: the same hour of the
+    same weekday over the weeks before today, or of any day when there is less than a week."""
+    first = counts.get(p.base_key, "first") or f.ms
+    history_days = (p.day_start_ms - first) / 86_400_000
+    today = counts.get(p.day_key, f"h{p.hour}")
+    if history_days >= 7:
+        per_hour = (counts.get(p.base_key, f"w{p.how}") - today) / (history_days / 7)
+    elif history_days >= 1:
+        per_hour = (counts.get(p.base_key, f"o{p.hour}") - today) / history_days
+    else:
+        return 0.0
+    return max(per_hour, 0.0) / 3

@@ -1,0 +1,142 @@
+# Integrity benchmark (issue 15): the stuffing detector's cost in the drain, as CPU per answer with
+# and without it on the same campaign-shaped traffic (1,000 submissions/s over 25 departments).
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bench.harness import Context, Result, Scenario
+
+SURVEY = "demo-departments"
+RATE = 1000  # submissions per second, as make bench's campaign
+BATCH = 1000  # what the drain job gathers per second at that rate
+ROUNDS = 3
+
+
+def _queue(client, app, n: int, tag: str, rng: random.Random) -> None:
+    """n entries on the stream as record_response leaves them: 25 departments, citizens' carrier
+    prefixes, WeChat mostly, a suggestion now and then, one second of campaign per 1,000."""
+    from app import intake
+    from app.db import db
+    from app.intake import store as intake_store
+    from app.models import Department
+
+    codes = [code for (code,) in db.session.query(Department.code).filter(Department.level == "city")]
+    forms = {code: intake.load_form(db.session, SURVEY, code) for code in codes}
+    prefixes = [f"112.{rng.randrange(256)}.{rng.randrange(256)}.0/24" for _ in range(200)]
+    start = datetime.now(UTC) - timedelta(seconds=n / RATE)
+    pipe = client.pipeline(transaction=False)
+    for i in range(n):
+        code = rng.choice(codes)
+        form, dept = forms[code]
+        answers = [(q.id, rng.choice(q.options[:3]).id, None) for q in form.questions if q.kind == "single"]
+        if rng.random() < 0.3:
+            answers.append((form.questions[-1].id, None, f"窗口工作人员态度很好，第{rng.randrange(10**6)}号"))
+        rkey = hashlib.sha256(f"{tag}-{i}".encode()).hexdigest()
+        sub = intake_store.Submission(
+            hashlib.sha256(f"{tag}-i-{i}".encode()).hexdigest(), form.id, dept.id, rkey,
+            start + timedelta(seconds=i / RATE), "wechat", answers, form.segment_question_id,
+            {"completion_ms": rng.randrange(20_000, 120_000), "ip": rng.choice(prefixes),
+             "ua": "wechat" if rng.random() < 0.96 else "mobile"},
+        )  # fmt: skip
+        keys = [
+            intake.done_key(form.id, dept.id, rkey),
+            intake.STREAM,
+            f"wx:scan:{rkey}:{code}",
+            intake.DRAIN_FLAG,
+        ]
+        if rng.random() < 0.8:  # four in five scanned the department's code first
+            pipe.set(keys[2], "1", ex=3600)
+        pipe.eval(
+            intake.RECORD_SCRIPT, 4, *keys, f"{'0' * 32}|{int(time.time() * 1000)}", 86400, sub.encode(), 10
+        )
+        if i % 1000 == 999:
+            pipe.execute()
+    pipe.execute()
+
+
+def _baseline(client, app) -> None:
+    """Two weeks of the same traffic as history: at this rate every hour is ordinary for each
+    department (the steady state; without it the whole campaign is one burst, see detail)."""
+    from app.db import db
+    from app.intake import load_form
+    from app.models import Department
+
+    per_hour = RATE * 3600 // 25
+    first = int((time.time() - 14 * 86400) * 1000)
+    for (code,) in db.session.query(Department.code).filter(Department.level == "city"):
+        form, dept = load_form(db.session, SURVEY, code)
+        fields = {f"o{h}": per_hour * 14 for h in range(24)} | {f"w{h}": per_hour * 2 for h in range(168)}
+        fields |= {"all": per_hour * 24 * 14, "ns": per_hour * 24 * 14 // 5, "first": first}
+        client.hset(f"wx:ig:{form.id}:{dept.id}:base", mapping=fields)
+
+
+def _reset(client, session) -> None:
+    from sqlalchemy import text
+
+    for table in ("answers", "responses", "tally_rows", "tally_months", "audit_log"):
+        session.execute(text(f"DELETE FROM {table}"))
+    session.commit()
+    keys = list(client.scan_iter("wx:ig:*", count=1000)) + list(client.scan_iter("wx:done:*", count=1000))
+    for i in range(0, len(keys), 1000):
+        client.delete(*keys[i : i + 1000])
+
+
+def _redis_cpu(client) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def run_detector_cost(ctx: Context) -> list[Result]:
+    """The drain's CPU per answer (this process: decoding, the detector, SQLite's inserts) with and
+    without the detector, alternating, best of ROUNDS each; Redis's own CPU reported beside."""
+    n = 5000 if ctx.quick else 30_000
+    measured: dict[str, list[tuple[float, float]]] = {"plain": [], "detector": []}
+    with ctx.stack("integrity", rq_workers=0) as stack:
+        app = stack.app()
+        with app.app_context():
+            from app.db import db
+            from app.intake import drain
+            from app.integrity.detector import Detector
+            from app.redis_store import redis_store
+
+            client = redis_store.client
+            for round_no in range(ROUNDS):
+                for mode in ("plain", "detector"):
+                    _reset(client, db.session)
+                    _queue(client, app, n, f"{mode}-{round_no}", random.Random(round_no))
+                    _baseline(client, app)
+                    detector = Detector(55) if mode == "detector" else None
+                    redis_before, cpu_before = _redis_cpu(client), time.process_time()
+                    report = drain.drain_backlog(db.session, client, batch_size=BATCH, max_seconds=600,
+                                                 detector=detector)  # fmt: skip
+                    cpu = (time.process_time() - cpu_before) / report.inserted * 1e6
+                    redis_cpu = (_redis_cpu(client) - redis_before) / report.inserted * 1e6
+                    measured[mode].append((cpu, redis_cpu))
+    plain = min(c for c, _ in measured["plain"])
+    with_detector = min(c for c, _ in measured["detector"])
+    detail: dict[str, Any] = {
+        "answers_per_run": n, "batch": BATCH, "rounds": ROUNDS,
+        "plain_us": [round(c, 1) for c, _ in measured["plain"]],
+        "detector_us": [round(c, 1) for c, _ in measured["detector"]],
+        "redis_us_plain": [round(r, 1) for _, r in measured["plain"]],
+        "redis_us_detector": [round(r, 1) for _, r in measured["detector"]],
+    }  # fmt: skip
+    return [
+        Result(
+            "integrity.drain_cpu_per_answer",
+            round(with_detector, 1),
+            "us CPU/answer",
+            round(plain, 1),
+            "the same drain without the detector",
+            "<= 1.10 x without",
+            with_detector <= 1.10 * plain,
+            detail,
+        )
+    ]
+
+
+SCENARIOS = [Scenario("integrity.drain_cpu", run_detector_cost)]
