@@ -2,12 +2,15 @@
 the custom menu, template messages and the OAuth code exchange. Never called on the webhook path.
 
 In dev mode with the simulator on, `wechat.api_base_url` / `oauth_base_url` left at WeChat's
-addresses mean the built-in simulator at `{app.base_url}/dev/wechat` instead.
+addresses mean the simulator instead: `wechat.simulator_url` (its own process, as `wxsurvey run`
+starts it), else `{app.base_url}/dev/wechat` in the web app itself.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import threading
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -32,6 +35,20 @@ STALE_TOKEN_CODES = {40001, 40014, 42001}
 BAD_CODE_CODES = {40029, 40163, 41008}
 
 
+_local = threading.local()
+
+
+def shared_http() -> requests.Session:
+    """This thread's keep-alive session to WeChat: a code exchange reuses the connection the last
+    one opened instead of a TCP (and in production TLS) handshake per citizen. One per thread,
+    since a requests.Session is not meant to be shared between threads; a forked child (an RQ
+    work horse) opens its own rather than write on its parent's sockets."""
+    held = getattr(_local, "http", None)
+    if held is None or held[0] != os.getpid():
+        held = _local.http = (os.getpid(), requests.Session())
+    return held[1]
+
+
 class WeChatApiError(Unavailable):
     """WeChat refused or could not be reached; `errcode` is WeChat's when it answered."""
 
@@ -44,10 +61,14 @@ def uses_simulator(settings) -> bool:
     return not settings.is_production and bool(settings.wechat.simulator)
 
 
+def simulator_base(settings) -> str:
+    return settings.wechat.simulator_url.rstrip("/") or settings.app.base_url + SIMULATOR_PATH
+
+
 def _base(settings, key: str) -> str:
     value = getattr(settings.wechat, key)
     if uses_simulator(settings) and value == DEFAULTS["wechat"][key]:
-        return settings.app.base_url + SIMULATOR_PATH
+        return simulator_base(settings)
     return value.rstrip("/")
 
 
@@ -60,7 +81,7 @@ def oauth_base_url(settings) -> str:
 
 
 def talks_to_simulator(settings) -> bool:
-    return api_base_url(settings) == settings.app.base_url + SIMULATOR_PATH
+    return api_base_url(settings) == simulator_base(settings)
 
 
 def showqrcode_base(settings) -> str:
@@ -91,7 +112,7 @@ class WeChatApi:
     def __init__(self, settings, redis: Redis, http: requests.Session | None = None, timeout: float = 5.0):
         self.settings = settings
         self.redis = redis
-        self.http = http or requests.Session()
+        self.http = http or shared_http()
         self.timeout = timeout
         self.base = api_base_url(settings)
 

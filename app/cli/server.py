@@ -10,6 +10,8 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from app.cli.supervisor import Child, Supervisor, web_argv, worker_argv
+from app.dev.simulator import simulator_argv, simulator_url
+from app.wechat_api import uses_simulator
 
 
 def register(cli: click.Group) -> None:
@@ -17,7 +19,7 @@ def register(cli: click.Group) -> None:
     cli.add_command(serve)
 
 
-def _links(settings) -> list[str]:
+def _links(settings, fake_wechat: str = "") -> list[str]:
     from app.org.demo import ADMIN_USERNAME, DEPARTMENT_SURVEY
 
     base = settings.app.base_url
@@ -32,6 +34,8 @@ def _links(settings) -> list[str]:
     ]
     if not settings.is_production and settings.wechat.simulator:
         lines.append(f"  simulator:     {base}/dev/phone")
+    if fake_wechat:
+        lines.append(f"  fake WeChat:   {fake_wechat}  (its own process)")
     lines.append("Press Ctrl-C to stop.")
     return lines
 
@@ -51,12 +55,18 @@ def run(host: str | None, port: int | None) -> None:
         from app.redis_store import redis_store
 
         env["WXSURVEY_REDIS_URL"] = redis_store.url
+    children = [
+        Child("web", web_argv(host, port, settings.app.web_workers, settings.app.web_threads)),
+        Child("worker", worker_argv()),
+        Child("scheduler", worker_argv("--cron")),
+    ]
+    if uses_simulator(settings) and not settings.wechat.simulator_url:
+        # The fake WeChat in a process of its own: its WeChat-like waits hold none of web's threads.
+        sim_port = settings.wechat.simulator_port
+        children.append(Child("simulator", simulator_argv(host, sim_port)))
+        env["WXSURVEY_WECHAT_SIMULATOR_URL"] = simulator_url(host, sim_port)
     supervisor = Supervisor(
-        [
-            Child("web", web_argv(host, port, settings.app.web_workers, settings.app.web_threads)),
-            Child("worker", worker_argv()),
-            Child("scheduler", worker_argv("--cron")),
-        ],
+        children,
         env=env,
         log=lambda message: click.echo(f"[wxsurvey] {message}", err=True),
     )
@@ -65,7 +75,7 @@ def run(host: str | None, port: int | None) -> None:
         if supervisor.wait_http(
             f"http://{host if host not in ('0.0.0.0', '::') else '127.0.0.1'}:{port}/healthz"
         ):
-            click.echo("\n".join(_links(settings)))
+            click.echo("\n".join(_links(settings, env.get("WXSURVEY_WECHAT_SIMULATOR_URL", ""))))
             sys.stdout.flush()
         supervisor.run_until_stopped()
     finally:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from app.config import DEV_WECHAT
 from tests.conftest import ROOT, run_cli
 
 
@@ -65,7 +66,7 @@ def group_alive(pgid: int) -> bool:
 
 @pytest.mark.slow
 def test_make_run_twice(tmp_path):
-    port = free_port()
+    port, sim_port = free_port(), free_port()
     var = tmp_path / "var"
     env = {k: v for k, v in os.environ.items() if not k.startswith("WXSURVEY_")}
     env.update({
@@ -75,6 +76,7 @@ def test_make_run_twice(tmp_path):
         "WXSURVEY_APP_PORT": str(port),
         "WXSURVEY_APP_BASE_URL": f"http://127.0.0.1:{port}",
         "WXSURVEY_APP_WEB_WORKERS": "1",
+        "WXSURVEY_WECHAT_SIMULATOR_PORT": str(sim_port),
     })  # fmt: skip
     (tmp_path / "none.toml").write_text("")
     for attempt in (1, 2):
@@ -88,14 +90,21 @@ def test_make_run_twice(tmp_path):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
                 assert json.load(response) == {"status": "ok"}
             assert Path(var, "redis.sock").exists()
+            # The fake WeChat API answers from a process of its own, on its own port.
+            fake = f"http://127.0.0.1:{sim_port}/dev/wechat"
+            assert f"fake WeChat:   {fake}" in output
+            token = f"{fake}/cgi-bin/token?grant_type=client_credential&appid={DEV_WECHAT['appid']}"
+            with urllib.request.urlopen(f"{token}&secret={DEV_WECHAT['secret']}", timeout=5) as response:
+                assert json.load(response)["access_token"].startswith("SIM_")
         finally:
             ctrl_c(process)
         deadline = time.monotonic() + 30
         while group_alive(process.pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not group_alive(process.pid), f"run {attempt}: processes left behind after Ctrl-C"
-        with pytest.raises(OSError):
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
+        for stopped in (f"http://127.0.0.1:{port}/healthz", f"http://127.0.0.1:{sim_port}/dev/wechat/"):
+            with pytest.raises(OSError):
+                urllib.request.urlopen(stopped, timeout=2)
         assert not Path(var, "redis.sock").exists(), "embedded redis still running"
     listed = run_cli("departments", "list", "--json", env={k: v for k, v in env.items() if k != "PYTHONPATH"})
     departments = json.loads(listed.stdout)
