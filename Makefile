@@ -26,6 +26,8 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check app handlers qr survey_templates tests worker.py bench
 	$(BIN)/ruff format --check app handlers qr survey_templates tests worker.py bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -28,7 +28,7 @@ def create_app(config: Settings | Mapping[str, Mapping[str, Any]] | None = None)
         SESSION_COOKIE_SECURE=settings.app.base_url.startswith("https://"),
         JSON_AS_ASCII=False,
     )
-    app.json.ensure_ascii = False
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
     register_logging(app, settings)
     register_extensions(app)
     register_routing(app)

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import redis
 from flask import Flask, current_app
@@ -23,6 +24,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
+
+if TYPE_CHECKING:
+    from app.config import Settings
 
 
 class EmbeddedRedisError(RuntimeError):
@@ -94,7 +98,7 @@ def stop_embedded(var_dir: Path) -> None:
         pass  # the server closes the connection as it exits
 
 
-def redis_url(settings) -> str:
+def redis_url(settings: Settings) -> str:
     if settings.redis.url:
         return settings.redis.url
     return ensure_embedded(settings.var_dir, settings.redis.embedded_appendfsync)

@@ -13,7 +13,7 @@ import os
 import threading
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import requests
@@ -22,6 +22,9 @@ from redis import Redis
 from app.config import DEFAULTS
 from app.errors import Invalid, Unavailable
 from qr import SHOWQRCODE_BASE, permanent_scene_payload, showqrcode_url
+
+if TYPE_CHECKING:
+    from app.config import Settings
 
 SIMULATOR_PATH = "/dev/wechat"
 TOKEN_KEY = "wx:api:access_token"
@@ -57,34 +60,34 @@ class WeChatApiError(Unavailable):
         self.errcode = errcode
 
 
-def uses_simulator(settings) -> bool:
+def uses_simulator(settings: Settings) -> bool:
     return not settings.is_production and bool(settings.wechat.simulator)
 
 
-def simulator_base(settings) -> str:
+def simulator_base(settings: Settings) -> str:
     return settings.wechat.simulator_url.rstrip("/") or settings.app.base_url + SIMULATOR_PATH
 
 
-def _base(settings, key: str) -> str:
+def _base(settings: Settings, key: str) -> str:
     value = getattr(settings.wechat, key)
     if uses_simulator(settings) and value == DEFAULTS["wechat"][key]:
         return simulator_base(settings)
     return value.rstrip("/")
 
 
-def api_base_url(settings) -> str:
+def api_base_url(settings: Settings) -> str:
     return _base(settings, "api_base_url")
 
 
-def oauth_base_url(settings) -> str:
+def oauth_base_url(settings: Settings) -> str:
     return _base(settings, "oauth_base_url")
 
 
-def talks_to_simulator(settings) -> bool:
+def talks_to_simulator(settings: Settings) -> bool:
     return api_base_url(settings) == simulator_base(settings)
 
 
-def showqrcode_base(settings) -> str:
+def showqrcode_base(settings: Settings) -> str:
     return api_base_url(settings) if talks_to_simulator(settings) else SHOWQRCODE_BASE
 
 
@@ -109,7 +112,9 @@ def cached_ticket(redis: Redis, scene: str, settings=None) -> Ticket | None:
 class WeChatApi:
     """One account's API. Every process shares one access token, refreshed by one lock holder."""
 
-    def __init__(self, settings, redis: Redis, http: requests.Session | None = None, timeout: float = 5.0):
+    def __init__(
+        self, settings: Settings, redis: Redis, http: requests.Session | None = None, timeout: float = 5.0
+    ):
         self.settings = settings
         self.redis = redis
         self.http = http or shared_http()
@@ -153,12 +158,12 @@ class WeChatApi:
     def access_token(self) -> str:
         token = self.redis.get(TOKEN_KEY)
         if token:
-            return token
+            return str(token)
         # One holder fetches; the others wait on the lock and then find the token cached.
         with self.redis.lock(TOKEN_LOCK, timeout=30, blocking_timeout=15):
             token = self.redis.get(TOKEN_KEY)
             if token:
-                return token
+                return str(token)
             return self.fetch_access_token()
 
     def fetch_access_token(self, *, stable: bool = True, force_refresh: bool = False) -> str:
@@ -226,7 +231,7 @@ class WeChatApi:
         return int(self.call("POST", "/cgi-bin/message/template/send", json=body).get("msgid") or 0)
 
 
-def default_menu(settings) -> dict[str, Any]:
+def default_menu(settings: Settings) -> dict[str, Any]:
     """The account's custom menu: evaluate (how to), and help."""
     return {
         "button": [
@@ -245,7 +250,7 @@ class OAuthIdentity:
     is_snapshotuser: bool
 
 
-def oauth_authorize_url(settings, redirect_uri: str, state: str) -> str:
+def oauth_authorize_url(settings: Settings, redirect_uri: str, state: str) -> str:
     query = urlencode(
         {
             "appid": settings.wechat.appid,
@@ -258,7 +263,7 @@ def oauth_authorize_url(settings, redirect_uri: str, state: str) -> str:
     return f"{oauth_base_url(settings)}/connect/oauth2/authorize?{query}#wechat_redirect"
 
 
-def exchange_oauth_code(settings, code: str, http: requests.Session | None = None) -> OAuthIdentity:
+def exchange_oauth_code(settings: Settings, code: str, http: requests.Session | None = None) -> OAuthIdentity:
     """code → openid. A code is single-use and lives 5 minutes: never call this twice for one."""
     client = WeChatApi(settings, redis=None, http=http)  # type: ignore[arg-type]  # no token needed
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
 from flask import current_app
@@ -13,13 +14,16 @@ from app.cli.supervisor import Child, Supervisor, web_argv, worker_argv
 from app.dev.simulator import simulator_argv, simulator_url
 from app.wechat_api import uses_simulator
 
+if TYPE_CHECKING:
+    from app.config import Settings
+
 
 def register(cli: click.Group) -> None:
     cli.add_command(run)
     cli.add_command(serve)
 
 
-def _links(settings, fake_wechat: str = "") -> list[str]:
+def _links(settings: Settings, fake_wechat: str = "") -> list[str]:
     from app.org.demo import ADMIN_USERNAME, DEPARTMENT_SURVEY
 
     base = settings.app.base_url

@@ -78,7 +78,7 @@ def read_batch(
     reply = redis.xreadgroup(GROUP, consumer, {STREAM: "0" if pending else ">"}, count=count, block=block_ms)
     if not reply:
         return []
-    return [(entry_id, fields) for entry_id, fields in reply[0][1] if fields is not None]
+    return [(entry_id, fields) for entry_id, fields in reply[0][1] if fields is not None]  # type: ignore[index,misc,str-unpack]
 
 
 def claim_stale(redis: Redis, consumer: str, count: int, idle_ms: int) -> list[Entry]:
@@ -104,7 +104,7 @@ def store_batch(session: Session, redis: Redis, entries: list[Entry], report: Dr
             submissions.append(Submission.decode(fields["p"], no_scan=fields.get("ns") == "1"))
         except ValueError as exc:
             log.error("drain: entry %s is malformed (%s); moved to %s", entry_id, exc, DEAD_LETTERS)
-            redis.xadd(DEAD_LETTERS, {"id": entry_id, "error": str(exc)[:200], **fields})
+            redis.xadd(DEAD_LETTERS, {"id": entry_id, "error": str(exc)[:200], **fields})  # type: ignore[dict-item]
             report.malformed += 1
     try:
         inserted = write_responses(session, submissions)
@@ -224,7 +224,7 @@ def intake_status(session: Session, redis: Redis) -> dict[str, Any]:
     oldest = None
     first = redis.xrange(STREAM, count=1)
     if first:
-        oldest = round(max(0.0, time.time() - int(first[0][0].split("-")[0]) / 1000), 1)
+        oldest = round(max(0.0, time.time() - int(str(first[0][0]).split("-")[0]) / 1000), 1)
     is_degraded = degraded.last is not None and time.time() - degraded.last < 300
     return {
         "ok": (oldest is None or oldest < LAG_LIMIT_SECONDS) and not is_degraded,

@@ -35,6 +35,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -50,6 +51,9 @@ from app.intake.validation import FAST_MS, ip_prefix, parse_answers, straightlin
 from app.models import Response
 from app.redis_store import ScriptRunner
 from app.tally.rows import local_day
+
+if TYPE_CHECKING:
+    from app.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +119,7 @@ def previous_answer(session: Session, redis: Redis, form: SurveyForm, dept: Depa
     except RedisError:
         prior = None
     if prior:
-        return datetime.fromtimestamp(int(prior.split("|", 1)[1]) / 1000, UTC)
+        return datetime.fromtimestamp(int(str(prior).split("|", 1)[1]) / 1000, UTC)
     try:
         found = session.scalar(
             select(Response.submitted_at).where(
@@ -136,7 +140,7 @@ def previous_answer(session: Session, redis: Redis, form: SurveyForm, dept: Depa
 def record_response(
     session: Session,
     redis: Redis,
-    settings,
+    settings: Settings,
     *,
     form: SurveyForm,
     department: DepartmentInfo,
@@ -206,7 +210,7 @@ def _queue(redis: Redis, form: SurveyForm, dept: DepartmentInfo, sub: Submission
     return Outcome("accepted", now, drain_wanted=bool(int(result[2])))
 
 
-def _write_directly(session: Session, redis: Redis, settings, dept: DepartmentInfo,
+def _write_directly(session: Session, redis: Redis, settings: Settings, dept: DepartmentInfo,
                     sub: Submission) -> Outcome:  # fmt: skip
     now = time.time()
     degraded.since = degraded.since or now

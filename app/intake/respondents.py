@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import Any
 
 from redis import Redis
 
@@ -24,7 +25,7 @@ def _scan_key(key: str, department_code: str) -> str:
     return f"wx:scan:{key}:{department_code}"
 
 
-def record_scan(redis: Redis, key: str, department_code: str, window_hours: int) -> None:
+def record_scan(redis: Any, key: str, department_code: str, window_hours: int) -> None:
     """Remember that this respondent scanned this department's code (called by the scan handlers)."""
     redis.set(_scan_key(key, department_code), "1", ex=max(1, window_hours) * 3600)
 

@@ -26,7 +26,7 @@ def run_scheduled_export(name: str) -> str:
     if outcome.duplicate:
         log.info("export %s: slot %s already run, skipped", name, outcome.slot)
         return f"duplicate {outcome.slot}"
-    if schedule.destination:
+    if schedule.destination and outcome.run is not None:
         push_export(outcome.run.id)
     return f"ran {outcome.slot}"
 

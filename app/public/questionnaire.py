@@ -4,6 +4,8 @@
 # does not answer (errors, refusals, no identity) arrives here.
 from __future__ import annotations
 
+from typing import Any
+
 from flask import current_app, make_response, render_template, request, session
 
 from app.db import db
@@ -48,7 +50,7 @@ def questionnaire(survey_slug: str, department_code: str):
     if text_size in ("large", "normal"):
         session["large_text"] = text_size == "large"
     form, dept = load_form(db.session, survey_slug, department_code)
-    context = {"form": form, "department": dept}
+    context: dict[str, Any] = {"form": form, "department": dept}
     state = refusal(form, dept)
     if state:
         status = 409 if request.method == "POST" else 200

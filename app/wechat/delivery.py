@@ -15,8 +15,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import xmltodict
 from wechatpy import parse_message
@@ -25,9 +26,17 @@ from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 from wechatpy.replies import BaseReply, TextReply
 from wechatpy.utils import check_signature
 
-from app.org.scenes import GENERATION_KEY
+from app.org.scenes import GENERATION_KEY, RouteCache, ScanRouter
 from app.redis_store import ScriptRunner
 from handlers import DeferredWrites, HandlerContext, dispatch
+
+if TYPE_CHECKING:
+    from datetime import date
+
+    from redis import Redis
+    from sqlalchemy.orm import Session
+
+    from app.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +44,17 @@ SUCCESS = "success"  # what WeChat expects when there is nothing to say
 REPLY_TTL = 600  # WeChat retries within ~15 s; keep replies well beyond that
 ATTEMPTS = 3  # computations of one reply while the routing generation keeps moving
 BUSY = "系统正忙，请稍后再试，给您带来不便非常抱歉。"
+
+
+@dataclass(frozen=True)
+class Inbox:
+    """What receiving a delivery needs (the handlers get far less: see handlers.HandlerContext)."""
+
+    session: Session
+    redis: Redis
+    settings: Settings
+    today: date
+    routes: RouteCache
 
 
 class Rejected(Exception):
@@ -154,7 +174,7 @@ def dedup_key(message) -> str:
     return f"e:{message.source}:{message._data.get('CreateTime', '')}:{message._data.get('Event', '')}"
 
 
-def receive(delivery: Delivery, ctx: HandlerContext, now: float | None = None) -> Received:
+def receive(delivery: Delivery, ctx: Inbox, now: float | None = None) -> Received:
     wechat = ctx.settings.wechat
     now = time.time() if now is None else now
     if not delivery.body.strip():
@@ -214,7 +234,7 @@ return {'first', '', generation}
 
 
 def _commit(
-    ctx: HandlerContext, delivery: Delivery, key: str, reply_xml: str, writes: DeferredWrites, expected: str
+    ctx: Inbox, delivery: Delivery, key: str, reply_xml: str, writes: DeferredWrites, expected: str
 ) -> tuple[str, str, str]:
     window = 2 * ctx.settings.wechat.timestamp_tolerance + 60
     keys = [f"wx:nonce:{delivery.timestamp}:{delivery.nonce}", f"wx:msg:{key}", GENERATION_KEY]
@@ -228,15 +248,16 @@ def _commit(
     return verdict, stored, generation
 
 
-def _reply_once(ctx: HandlerContext, delivery: Delivery, message, key: str) -> str:
+def _reply_once(ctx: Inbox, delivery: Delivery, message, key: str) -> str:
     """The handler's reply for a first delivery, with its side effects; a retry (same MsgId, or
     same sender and CreateTime) gets the reply stored by the first, and causes nothing."""
     routes = ctx.routes
-    generation = (routes.generation or "?") if routes is not None else ""
+    generation = routes.generation or "?"
     for attempt in range(1, ATTEMPTS + 1):
         writes = DeferredWrites()
+        router = ScanRouter(ctx.session, ctx.settings, routes, generation)
         try:
-            reply = dispatch(message, replace(ctx, generation=generation, writes=writes))
+            reply = dispatch(message, HandlerContext(router, writes, ctx.settings, ctx.today))
         except Exception:
             log.exception("handler failed for %s %s", message.type, getattr(message, "event", ""))
             ctx.session.rollback()

@@ -11,8 +11,7 @@ from wechatpy.utils import check_signature
 from app.db import db
 from app.redis_store import redis_store
 from app.wechat.blueprint import bp
-from app.wechat.delivery import Delivery, Rejected, receive
-from handlers import HandlerContext
+from app.wechat.delivery import Delivery, Inbox, Rejected, receive
 
 
 def _plain(text: str, status: int = 200) -> Response:
@@ -47,7 +46,7 @@ def answer(app: Flask, delivery: Delivery) -> tuple[int, str, str]:
     """(status, body, content type) for a delivery: its reply, or why it is refused. In an app
     context; the view and the fast path in front of Flask (app/fast/webhook.py) share it."""
     routes = app.extensions["wxsurvey_routes"]
-    ctx = HandlerContext(db.session, redis_store.client, app.config["SETTINGS"], date.today(), routes)
+    ctx = Inbox(db.session, redis_store.client, app.config["SETTINGS"], date.today(), routes)
     try:
         received = receive(delivery, ctx)
     except Rejected as exc:
