@@ -24,7 +24,7 @@ def create_simulator_app(settings: Settings | None = None) -> Flask:
     settings = settings or load_settings()
     app = Flask(__name__)
     app.config.update(SETTINGS=settings, SECRET_KEY=settings.app.secret_key, JSON_AS_ASCII=False)
-    app.json.ensure_ascii = False
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
     redis_store.init_app(app)
     app.register_blueprint(bp, url_prefix="/dev")
     return app
