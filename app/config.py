@@ -32,7 +32,7 @@ class AppSettings:
     var_dir: str = "var"
     account_name: str = "市民意调查"
     web_workers: int = 2
-    web_threads: int = 4
+    web_threads: int = 32
     log_level: str = "INFO"
 
 

@@ -262,7 +262,10 @@ class Stack:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE SCHEMA "{self._pg_schema}"'))
         admin.dispose()
-        scoped = make_url(url).update_query_dict({"options": f"-csearch_path={self._pg_schema}"})
+        # application_name: the bench finds this stack's backends (their CPU) by it.
+        scoped = make_url(url).update_query_dict(
+            {"options": f"-csearch_path={self._pg_schema}", "application_name": self._pg_schema}
+        )
         return scoped.render_as_string(hide_password=False)
 
     def _spawn(self, argv: list[str], log_name: str) -> subprocess.Popen:
