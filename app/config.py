@@ -34,6 +34,9 @@ class AppSettings:
     web_workers: int = 2
     web_threads: int = 32
     log_level: str = "INFO"
+    fast_paths: bool = True  # the WSGI fast paths in front of Flask (app/fast/); off: Flask answers all
+    log_format: str = "text"
+    metrics_token: str = ""
 
 
 @dataclass
@@ -232,6 +235,8 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
     app = values["app"]
     if app["mode"] not in MODES:
         raise ConfigError(f"app.mode: must be one of {', '.join(MODES)}, got {app['mode']!r}")
+    if app["log_format"] not in ("text", "json"):
+        raise ConfigError(f"app.log_format: must be text or json, got {app['log_format']!r}")
     if not 0 < app["port"] < 65536:
         raise ConfigError(f"app.port: must be 1..65535, got {app['port']}")
     if not app["base_url"].startswith(("http://", "https://")):

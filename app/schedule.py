@@ -26,6 +26,8 @@ class Periodic:
 # catches whatever they could not, e.g. after a worker crash or while Redis was down).
 FIXED: tuple[Periodic, ...] = (
     Periodic("intake-drain", "app.jobs.intake.drain_intake", "intake", interval=30),
+    # The shared WeChat access token renewed ahead of its expiry (app/wechat_api.py, refresh_ahead).
+    Periodic("wechat-token", "app.jobs.wechat.refresh_access_token", "wechat", interval=60),
 )
 
 

@@ -22,6 +22,7 @@ from redis import Redis
 
 from app.config import DEFAULTS
 from app.errors import Invalid, Unavailable
+from app.metrics import TOKEN_REFRESHES, WECHAT_API
 from qr import SHOWQRCODE_BASE, permanent_scene_payload, showqrcode_url
 
 if TYPE_CHECKING:
@@ -31,8 +32,12 @@ SIMULATOR_PATH = "/dev/wechat"
 TOKEN_KEY = "wx:api:access_token"
 TOKEN_LOCK = "wx:api:access_token:lock"
 TICKETS_KEY = "wx:api:qr_tickets"  # hash: scene -> {"ticket", "url"} as JSON
-# Refresh this long before WeChat's 7,200 s expiry, so no request races the deadline.
+# The shared token is dropped from the cache this long before WeChat's 7,200 s expiry, so no request
+# races the deadline (in its last 5 minutes WeChat's stable_token hands out the next token).
 TOKEN_MARGIN = 300
+# The scheduled refresh (every minute) fetches the next token once the cached one has less than this
+# left, so requests find a fresh token instead of fetching one on their own path.
+REFRESH_AHEAD = 120
 # errcodes meaning "this access token is no longer valid": drop it and fetch once more.
 STALE_TOKEN_CODES = {40001, 40014, 42001}
 # errcodes of a bad or used OAuth code: the citizen should simply open the link again.
@@ -63,11 +68,15 @@ def _exchange_pool() -> urllib3.PoolManager:
 
 
 def _checked(data: Any, path: str) -> dict[str, Any]:
+    """WeChat's answer, or WeChatApiError with its errcode; counted either way."""
     if not isinstance(data, dict):
+        WECHAT_API.labels(path, "error").inc()
         raise WeChatApiError(f"微信接口返回了无法识别的内容（{path}）")
     errcode = data.get("errcode") or 0
     if errcode:
+        WECHAT_API.labels(path, "error").inc()
         raise WeChatApiError(f"微信接口错误 {errcode}：{data.get('errmsg', '')}（{path}）", errcode)
+    WECHAT_API.labels(path, "ok").inc()
     return data
 
 
@@ -151,13 +160,14 @@ class WeChatApi:
             response.raise_for_status()
             data = response.json()
         except (requests.RequestException, ValueError) as exc:
+            WECHAT_API.labels(path, "unreachable").inc()
             raise WeChatApiError(f"微信接口暂时无法访问（{path}）：{type(exc).__name__}") from None
         return _checked(data, path)
 
     def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         """An authenticated call; a stale token is dropped and the call tried once more."""
         for attempt in (1, 2):
-            token = self.access_token()
+            token = self.access_token(trigger="missing" if attempt == 1 else "stale")
             params = {**kwargs.pop("params", {}), "access_token": token}
             try:
                 return self._request(method, path, params=params, **kwargs)
@@ -169,7 +179,7 @@ class WeChatApi:
 
     # --- the shared access token ----------------------------------------------------------------
 
-    def access_token(self) -> str:
+    def access_token(self, trigger: str = "missing") -> str:
         token = self.redis.get(TOKEN_KEY)
         if token:
             return str(token)
@@ -178,9 +188,27 @@ class WeChatApi:
             token = self.redis.get(TOKEN_KEY)
             if token:
                 return str(token)
-            return self.fetch_access_token()
+            return self.fetch_access_token(trigger=trigger)
 
-    def fetch_access_token(self, *, stable: bool = True, force_refresh: bool = False) -> str:
+    def refresh_ahead(self) -> str | None:
+        """The scheduled refresh: fetch the next token when the shared one has under REFRESH_AHEAD
+        seconds left (or is missing). One holder across processes: whoever does not get the lock at
+        once leaves the work to its holder. Returns the new token, or None when nothing was due."""
+        if self.redis.ttl(TOKEN_KEY) > REFRESH_AHEAD:
+            return None
+        lock = self.redis.lock(TOKEN_LOCK, timeout=30)
+        if not lock.acquire(blocking=False):
+            return None
+        try:
+            if self.redis.ttl(TOKEN_KEY) > REFRESH_AHEAD:  # another holder just refreshed it
+                return None
+            return self.fetch_access_token(trigger="scheduled")
+        finally:
+            lock.release()
+
+    def fetch_access_token(
+        self, *, stable: bool = True, force_refresh: bool = False, trigger: str = "missing"
+    ) -> str:
         """Fetch a token from WeChat and share it (call with the lock held, or from access_token)."""
         wechat = self.settings.wechat
         if stable:
@@ -204,6 +232,7 @@ class WeChatApi:
         if not token:
             raise WeChatApiError("微信接口没有返回 access_token")
         self.redis.set(TOKEN_KEY, token, ex=max(60, expires - TOKEN_MARGIN))
+        TOKEN_REFRESHES.labels(trigger).inc()
         day_key = f"wx:api:token_fetches:{date.today():%Y%m%d}"
         self.redis.incr(day_key)  # WeChat allows 2,000 a day: watch this counter
         self.redis.expire(day_key, 2 * 86400)
@@ -295,6 +324,7 @@ def exchange_oauth_code(settings: Settings, code: str, timeout: float = 5.0) -> 
             raise ValueError(f"HTTP {response.status}")
         data = json.loads(response.data)
     except (urllib3.exceptions.HTTPError, ValueError) as exc:
+        WECHAT_API.labels(path, "unreachable").inc()
         raise WeChatApiError(f"微信接口暂时无法访问（{path}）：{type(exc).__name__}") from None
     try:
         data = _checked(data, path)

@@ -39,9 +39,25 @@ def worker_index(config) -> int:
     return int(name[2:]) if name[2:].isdigit() else 0
 
 
+# The view tests of the two routes the WSGI fast paths answer run with the layer on and off
+# (app/fast/CONTRACT.md): the same assertions hold either way.
+FAST_LAYER_DIRS = ("public", "wechat")  # tests/fast compares the layer with the views itself
+
+
 def pytest_generate_tests(metafunc):
     if "backend" in metafunc.fixturenames:
         metafunc.parametrize("backend", BACKENDS, scope="session")
+    if (
+        "fast_layer" in metafunc.fixturenames
+        and Path(str(metafunc.definition.path)).parent.name in FAST_LAYER_DIRS
+    ):
+        metafunc.parametrize("fast_layer", [True, False], ids=["fast", "flask"])
+
+
+@pytest.fixture
+def fast_layer() -> bool:
+    """Whether the app under test has the WSGI fast paths in front of Flask (app.fast_paths)."""
+    return True
 
 
 # --- Redis ---------------------------------------------------------------------------------------
@@ -141,8 +157,8 @@ def settings_for(tmp_path: Path, database_url: str, redis_url: str, **sections):
 
 
 @pytest.fixture
-def app(tmp_path, database_url, redis_client, redis_url):
-    app = create_app(settings_for(tmp_path, database_url, redis_url))
+def app(tmp_path, database_url, redis_client, redis_url, fast_layer):
+    app = create_app(settings_for(tmp_path, database_url, redis_url, app={"fast_paths": fast_layer}))
     app.config["TESTING"] = True
     database = app.extensions["wxsurvey_db"]
     empty_tables(database.engine)

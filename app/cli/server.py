@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from typing import TYPE_CHECKING
 
@@ -54,6 +55,12 @@ def run(host: str | None, port: int | None) -> None:
     host, port = host or settings.app.host, port or settings.app.port
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
+    if "PROMETHEUS_MULTIPROC_DIR" not in env:
+        # /metrics adds up the counters of web workers, worker and scheduler (app/metrics.py)
+        metrics_dir = settings.var_dir / "metrics"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     if not settings.redis.url:
         # Children connect to the embedded server this process started rather than racing to start one.
         from app.redis_store import redis_store

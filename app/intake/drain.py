@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from app.intake.record import DEAD_LETTERS, DRAIN_FLAG, DRAIN_FLAG_TTL, STREAM, degraded
 from app.intake.store import Submission, write_responses
+from app.metrics import count_drained
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +177,11 @@ def drain_backlog(
     def run(entries: list[Entry]) -> None:
         report.batches += 1
         report.read += len(entries)
+        before = (report.inserted, report.duplicates, report.malformed)
         store_batch(session, redis, entries, report)
         acknowledge(redis, entries, keep_flag=linger_seconds > 0)
+        after = (report.inserted, report.duplicates, report.malformed)
+        count_drained([i for i, _ in entries], *(a - b for a, b in zip(after, before, strict=True)))
 
     try:
         with gc_paused():

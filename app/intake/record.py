@@ -48,6 +48,7 @@ from app.intake.forms import STATE_MESSAGES, DepartmentInfo, SurveyForm, read_fo
 from app.intake.respondents import respondent_key
 from app.intake.store import Submission, write_responses
 from app.intake.validation import FAST_MS, ip_prefix, parse_answers, straightlined, user_agent_class
+from app.metrics import ACCEPTED, SUBMISSIONS
 from app.models import Response
 from app.redis_store import ScriptRunner
 from app.tally.rows import local_day
@@ -137,7 +138,18 @@ def previous_answer(session: Session, redis: Redis, form: SurveyForm, dept: Depa
     return found
 
 
-def record_response(
+def record_response(*args, **kwargs) -> Outcome:
+    """Validate and accept one submission (see _record_response), counted for /metrics by outcome.
+    Refusals are counted where they are answered, by the questionnaire view (count_refusal)."""
+    outcome = _record_response(*args, **kwargs)
+    if outcome.kind == "accepted" and not outcome.degraded:
+        ACCEPTED.inc()
+    else:
+        SUBMISSIONS.labels(outcome.kind, "", "true" if outcome.degraded else "false").inc()
+    return outcome
+
+
+def _record_response(
     session: Session,
     redis: Redis,
     settings: Settings,

@@ -21,6 +21,7 @@ from app.intake import (
 )
 from app.intake.respondents import respondent_key
 from app.jobs.intake import request_drain
+from app.metrics import SUBMISSIONS, count_refusal
 from app.public.blueprint import bp
 from app.public.identity import begin_identity, current_channel, current_openid
 from app.public.pages import local_date, outcome_page, questionnaire_page
@@ -54,6 +55,8 @@ def questionnaire(survey_slug: str, department_code: str):
     state = refusal(form, dept)
     if state:
         status = 409 if request.method == "POST" else 200
+        if request.method == "POST":
+            SUBMISSIONS.labels("refused", "state", "false").inc()
         return _page("public/closed.html", status, message=STATE_MESSAGES[state], **context)
     openid = current_openid()
     if request.method == "GET":
@@ -92,6 +95,7 @@ def questionnaire(survey_slug: str, department_code: str):
             remote_addr=request.remote_addr,
         )
     except Invalid as exc:
+        count_refusal(exc)
         if exc.field == "form_token":
             form_token = issue_form_token(settings.app.secret_key)
         values = {q.key: request.form.getlist(q.input_name) for q in form.questions}
@@ -100,6 +104,7 @@ def questionnaire(survey_slug: str, department_code: str):
             summary=exc.message, **context,
         )  # fmt: skip
     except Conflict as exc:
+        count_refusal(exc)
         return _page("public/closed.html", 409, message=exc.message, **context)
     if outcome.drain_wanted:
         request_drain()

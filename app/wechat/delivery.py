@@ -92,6 +92,7 @@ class Delivery:
 class Received:
     body: str
     content_type: str
+    kind: str = ""  # the message type or event, lower case (for /metrics)
 
 
 def _refuse_entities(data: bytes | str) -> None:
@@ -201,11 +202,12 @@ def receive(delivery: Delivery, ctx: Inbox, now: float | None = None) -> Receive
         raise Rejected(400, "unknown encrypt_type")
     message = _parse(xml)
     reply_xml = _reply_once(ctx, delivery, message, dedup_key(message))
+    kind = str(getattr(message, "event", "") or message.type or "unknown").lower()
     if reply_xml == SUCCESS:
-        return Received(SUCCESS, "text/plain; charset=utf-8")
+        return Received(SUCCESS, "text/plain; charset=utf-8", kind)
     if crypto is not None:
         reply_xml = crypto.encrypt_message(reply_xml, delivery.nonce, str(int(now)))
-    return Received(reply_xml, "application/xml; charset=utf-8")
+    return Received(reply_xml, "application/xml; charset=utf-8", kind)
 
 
 # KEYS: nonce, message, routing generation, then one per deferred write.
