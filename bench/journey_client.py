@@ -11,9 +11,11 @@
 
 A "系统繁忙" answer from the simulator (its error rate) ends the callback in the kind 503 retry
 page; the citizen taps 重试 (the journey goes round open/oauth/callback once more) and it is
-counted as a retry, not an error. Anything else unexpected, or no answer within the timeout,
-is an error. Closed loop: `concurrency` citizens, each starting a new journey when theirs ends.
-Open loop: a new citizen every 1/rate s whatever happened, latency from the intended start.
+counted as a retry, not an error; a keep-alive connection the server closed while idle is
+reopened and the request sent again, as browsers do (counted too). Anything else unexpected, or
+no answer within the timeout, is an error. Closed loop: `concurrency` citizens, each starting a
+new journey when theirs ends. Open loop: a new citizen every 1/rate s whatever happened, latency
+from the intended start.
 Prints one JSON object on stdout.
 """
 
@@ -55,6 +57,7 @@ class Browser:
         self.conns: dict[tuple[str, int], tuple[asyncio.StreamReader, asyncio.StreamWriter]] = {}
         self.cookies: dict[str, str] = {}
         self.timeout = timeout
+        self.reconnects = 0
 
     async def request(self, method: str, url: str, body: bytes = b"", headers: dict | None = None):
         parts = urlsplit(url)
@@ -72,6 +75,7 @@ class Browser:
 
     async def _send(self, where: tuple[str, int], payload: bytes):
         conn = self.conns.get(where)
+        reused = conn is not None
         if conn is None:
             conn = self.conns[where] = await asyncio.open_connection(*where)
         reader, writer = conn
@@ -81,7 +85,12 @@ class Browser:
         except (OSError, asyncio.IncompleteReadError):
             writer.close()
             del self.conns[where]
-            raise
+            if not reused:
+                raise
+            # The server closed an idle keep-alive connection as we reused it: a browser opens a
+            # new one and sends the request again (nothing of it was answered).
+            self.reconnects += 1
+            return await self._send(where, payload)
         lines = head.decode("latin-1").split("\r\n")
         status, headers, length = int(lines[0].split()[1]), {}, 0
         for line in lines[1:]:
@@ -119,6 +128,7 @@ class Journeys:
         self.totals: list[float] = []
         self.errors: Counter[str] = Counter()
         self.retries = 0
+        self.reconnects = 0
         self.completed = 0
 
     def scan_event(self, openid: str) -> tuple[str, bytes]:
@@ -181,6 +191,7 @@ class Journeys:
         except (OSError, asyncio.IncompleteReadError, ValueError, KeyError) as exc:
             self.errors[type(exc).__name__] += 1
         finally:
+            self.reconnects += phone.reconnects + wechat_server.reconnects
             phone.close()
             wechat_server.close()
 
@@ -227,6 +238,7 @@ async def drive(spec: dict[str, Any]) -> dict[str, Any]:
         "errors": sum(journeys.errors.values()),
         "error_kinds": dict(journeys.errors),
         "retries": journeys.retries,
+        "stale_connections_reopened": journeys.reconnects,
         "duration_s": round(elapsed, 2),
         "journeys_per_s": round(journeys.completed / elapsed, 1),
         "journey": _percentiles(journeys.totals),
