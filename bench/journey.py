@@ -104,7 +104,6 @@ def _counted(stack) -> int:
 
 
 def run_journey(ctx: Context) -> list[Result]:
-    from app.config import AppSettings
     from app.dev.simulator import simulator_argv, simulator_url
 
     seconds = 3 if ctx.quick else 8
@@ -114,11 +113,10 @@ def run_journey(ctx: Context) -> list[Result]:
         "WXSURVEY_WECHAT_SIMULATOR_LATENCY_MS": "sns/oauth2/access_token=80",
         "WXSURVEY_WECHAT_SIMULATOR_ERROR_RATE": "*=0.001",
     }
-    threads = AppSettings().web_threads
-    with ctx.bare(web_threads=threads) as bare:
+    with ctx.bare() as bare:
         base = ctx.load(bare.base_url, "bench.loadgen:constant_get", duration=seconds, connections=64)
     results: list[Result] = []
-    with ctx.stack("journey", web_threads=threads, settings=settings) as stack:
+    with ctx.stack("journey", settings=settings) as stack:
         with open(stack.workdir / "simulator.log", "ab") as log:
             sim = subprocess.Popen(
                 simulator_argv("127.0.0.1", sim_port), env=stack.env, cwd=ROOT, stdout=log, stderr=log
