@@ -51,6 +51,7 @@ from app.intake.validation import FAST_MS, ip_prefix, parse_answers, straightlin
 from app.metrics import ACCEPTED, SUBMISSIONS
 from app.models import Response
 from app.redis_store import ScriptRunner
+from app.security.rate_limits import Limit, limit_for
 from app.tally.rows import local_day
 
 if TYPE_CHECKING:
@@ -64,9 +65,15 @@ DRAIN_FLAG = "wx:intake:drain-wanted"
 DRAIN_FLAG_TTL = 10  # seconds: at most one drain job is enqueued per this interval by submissions
 DONE_TTL_CAP = timedelta(days=35)
 CHANNELS = ("wechat", "dev", "web")
-# KEYS: done key, stream, scan key, drain flag. ARGV: done value, done ttl, payload, flag ttl.
-# Returns {0, prior done value} or {1, stream id, 1 if a drain job should be enqueued}.
+# KEYS: done key, stream, scan key, drain flag[, rate-limit counter]. ARGV: done value, done ttl,
+# payload, flag ttl[, allowed per window, counter ttl]. Returns {0, prior done value},
+# {1, stream id, 1 if a drain job should be enqueued}, or {2} past the rate limit (nothing stored).
 RECORD_SCRIPT = """
+if KEYS[5] then
+  local count = redis.call('INCR', KEYS[5])
+  if count == 1 then redis.call('EXPIRE', KEYS[5], tonumber(ARGV[6])) end
+  if count > tonumber(ARGV[5]) then return {2} end
+end
 local prior = redis.call('GET', KEYS[1])
 if prior then return {0, prior} end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
@@ -197,21 +204,27 @@ def _record_response(
         flags=flags,
     )
     try:
-        return _queue(redis, form, department, submission, token, now)
+        return _queue(redis, form, department, submission, token, now, limit_for(settings, "submit"))
     except RedisError as exc:
         log.error("intake: Redis unreachable (%s); writing the response straight to SQL", type(exc).__name__)
         return _write_directly(session, redis, settings, department, submission)
 
 
 def _queue(redis: Redis, form: SurveyForm, dept: DepartmentInfo, sub: Submission, token: str,
-           now: datetime) -> Outcome:  # fmt: skip
+           now: datetime, limit: Limit | None = None) -> Outcome:  # fmt: skip
     from app.intake.respondents import _scan_key  # the scan memory's own key format
 
     stamp = int(now.timestamp() * 1000)
     keys = [done_key(form.id, dept.id, sub.respondent_key), STREAM, _scan_key(sub.respondent_key, dept.code),
             DRAIN_FLAG]  # fmt: skip
     args = [f"{token}|{stamp}", _done_ttl(form, now), sub.encode(), DRAIN_FLAG_TTL]
+    prefix = sub.meta.get("ip")
+    if limit is not None and prefix:  # the prefix's counter, in the same round trip
+        keys.append(limit.key(prefix, now.timestamp()))
+        args += [limit.allowed, limit.ttl]
     result = RECORD(redis, keys, args)
+    if int(result[0]) == 2:
+        raise limit.refusal(now.timestamp())  # type: ignore[union-attr]
     if int(result[0]) == 0:
         prior_token, _, prior_ms = str(result[1]).partition("|")
         when = datetime.fromtimestamp(int(prior_ms or 0) / 1000, UTC)
