@@ -50,7 +50,8 @@ def cpu_snapshot(groups: dict[str, list[int]]) -> dict[str, dict[int, int]]:
 def cpu_spent(before: dict[str, dict[int, int]], after: dict[str, dict[int, int]]) -> dict[str, float]:
     spent = {}
     for name, now in after.items():
-        ticks = sum(t - before.get(name, {}).get(pid, 0) for pid, t in now.items())
+        # A pid that appeared counts whole; one whose count went down is a new process on a reused pid.
+        ticks = sum(max(0, t - before.get(name, {}).get(pid, 0)) for pid, t in now.items())
         spent[name] = round(ticks / TICKS, 2)
     return spent
 
@@ -142,6 +143,8 @@ def run_journey(ctx: Context) -> list[Result]:
                 run = journeys(stack.base_url, duration=seconds, **plan)
                 completed += run["completed"]
                 wait_until(lambda c=completed: _counted(stack) >= c, 300, "the drain", interval=0.2)
+                # Backends opened during the run (the pool grows with the threads) count too.
+                groups["database"] = sorted({*groups["database"], *_postgres_pids(stack)})
                 spent = cpu_spent(before, cpu_snapshot(groups))
                 run["cpu_s"] = spent
                 per = max(1, run["completed"])
