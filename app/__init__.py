@@ -95,8 +95,11 @@ def register_blueprints(app: Flask, settings: Settings) -> None:
     app.register_blueprint(api_bp, url_prefix="/api/v1")
     if not settings.is_production and settings.wechat.simulator:
         from app.dev.blueprint import bp as dev_bp
+        from app.dev.fake_wechat import bp as wechat_sim_bp
 
         app.register_blueprint(dev_bp, url_prefix="/dev")
+        # The fake WeChat API here too; `wxsurvey run` serves it from its own process instead.
+        app.register_blueprint(wechat_sim_bp, url_prefix="/dev")
 
 
 def register_fast_paths(app: Flask) -> None:

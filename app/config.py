@@ -6,6 +6,7 @@ ConfigError whose message names the key, so a typo never silently becomes a defa
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import tomllib
@@ -31,7 +32,7 @@ class AppSettings:
     var_dir: str = "var"
     account_name: str = "市民意调查"
     web_workers: int = 2
-    web_threads: int = 4
+    web_threads: int = 32
     log_level: str = "INFO"
     timezone: str = "Asia/Shanghai"  # the city's clock (app.clock): its "today" and calendar days
     fast_paths: bool = True  # the WSGI fast paths in front of Flask (app/fast/); off: Flask answers all
@@ -67,6 +68,12 @@ class WechatSettings:
     max_body_bytes: int = 65536
     simulator: bool = True
     scan_reply: str = "news"  # "news": a card (图文消息) with the department's picture; "text": a link
+    # Where the simulator's fake WeChat API and OAuth run ("" = under /dev/wechat of the web app).
+    simulator_url: str = ""
+    simulator_port: int = 5001
+    # Per endpoint ("path=value,...", "*" for the rest): WeChat-like latency and error rate.
+    simulator_latency_ms: str = "sns/oauth2/access_token=80"
+    simulator_error_rate: str = "*=0.001"
 
 
 @dataclass
@@ -245,6 +252,22 @@ def _merge_env(values: dict[str, dict[str, Any]], environ: Mapping[str, str]) ->
         values[section][key] = _coerce(name, DEFAULTS[section][key], raw)
 
 
+def per_endpoint(spec: str, endpoint: str) -> float:
+    """The value a "path=value,...,*=value" setting gives an endpoint (0 when none applies)."""
+    table = _endpoint_table(spec)
+    return table.get(endpoint, table.get("*", 0.0))
+
+
+@functools.lru_cache(maxsize=16)
+def _endpoint_table(spec: str) -> dict[str, float]:
+    table = {}
+    for item in spec.split(","):
+        if item.strip():
+            name, _, value = item.partition("=")
+            table[name.strip().strip("/")] = float(value)
+    return table
+
+
 def _validate(values: dict[str, dict[str, Any]]) -> None:
     app = values["app"]
     if app["mode"] not in MODES:
@@ -276,6 +299,17 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
         raise ConfigError(f"wechat.previous_encoding_aes_key: must be 43 characters, got {len(old)}")
     if values["wechat"]["scan_reply"] not in ("news", "text"):
         raise ConfigError(f"wechat.scan_reply: must be news or text, got {values['wechat']['scan_reply']!r}")
+    for key, top in (("simulator_latency_ms", 60000.0), ("simulator_error_rate", 1.0)):
+        spec = values["wechat"][key]
+        try:
+            ok = all(0 <= value <= top for value in _endpoint_table(spec).values())
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ConfigError(f"wechat.{key}: expected path=number,... (0..{top:g}), got {spec!r}")
+    sim_url = values["wechat"]["simulator_url"]
+    if sim_url and not sim_url.startswith(("http://", "https://")):
+        raise ConfigError(f"wechat.simulator_url: must start with http:// or https://, got {sim_url!r}")
     redis_url = values["redis"]["url"]
     if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://", "redis+sentinel://")):
         raise ConfigError(

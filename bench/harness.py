@@ -198,6 +198,14 @@ def gunicorn_argv(wsgi: str, port: int, workers: int, threads: int) -> list[str]
     return argv
 
 
+def _web_default(key: str) -> int:
+    """The production default (app.web_workers / app.web_threads) the stack and the bare server use,
+    unless WXSURVEY_BENCH_WEB_WORKERS / WXSURVEY_BENCH_WEB_THREADS say otherwise (comparisons)."""
+    from app.config import AppSettings
+
+    return int(os.environ.get(f"WXSURVEY_BENCH_{key.upper()}") or getattr(AppSettings(), key))
+
+
 class Stack:
     """The production-style stack in a temporary directory: gunicorn (gthread), RQ workers
     (worker.py), a Redis server (the embedded redis-server, or WXSURVEY_BENCH_REDIS_URL) and
@@ -213,8 +221,8 @@ class Stack:
         *,
         database_url: str | None = None,
         redis_url: str | None = None,
-        web_workers: int = 2,
-        web_threads: int = 4,
+        web_workers: int | None = None,
+        web_threads: int | None = None,
         rq_workers: int = 1,
         rq_queues: str = "intake,wechat,default,exports",
         settings: dict[str, str] | None = None,
@@ -222,8 +230,8 @@ class Stack:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.web_workers, self.web_threads, self.rq_workers, self.rq_queues = (
-            web_workers,
-            web_threads,
+            web_workers or _web_default("web_workers"),
+            web_threads or _web_default("web_threads"),
             rq_workers,
             rq_queues,
         )
@@ -263,7 +271,10 @@ class Stack:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE SCHEMA "{self._pg_schema}"'))
         admin.dispose()
-        scoped = make_url(url).update_query_dict({"options": f"-csearch_path={self._pg_schema}"})
+        # application_name: the bench finds this stack's backends (their CPU) by it.
+        scoped = make_url(url).update_query_dict(
+            {"options": f"-csearch_path={self._pg_schema}", "application_name": self._pg_schema}
+        )
         return scoped.render_as_string(hide_password=False)
 
     def _spawn(self, argv: list[str], log_name: str) -> subprocess.Popen:
@@ -352,8 +363,13 @@ class BareServer:
     """The baseline: a constant endpoint (bench.bare:app) under the same gunicorn settings."""
 
     def __init__(
-        self, workdir: Path, web_workers: int = 2, web_threads: int = 4, redis_url: str | None = None
-    ) -> None:
+        self, workdir: Path, web_workers: int | None = None, web_threads: int | None = None,
+        redis_url: str | None = None,
+    ) -> None:  # fmt: skip
+        web_workers, web_threads = (
+            web_workers or _web_default("web_workers"),
+            web_threads or _web_default("web_threads"),
+        )
         self.env = {**os.environ, **({"WXSURVEY_BENCH_BARE_REDIS_URL": redis_url} if redis_url else {})}
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"

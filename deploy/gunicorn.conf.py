@@ -11,8 +11,9 @@ _settings = load_settings()  # WXSURVEY_CONFIG and the unit's EnvironmentFile, a
 # /metrics is answered without a token only to internal addresses.
 bind = [f"{_settings.app.host}:{_settings.app.port}"]
 
-# BENCHMARKS.md: 2 processes x 4 threads on 2 cores; 4 threads beat 2 (0.48-0.50 against 0.44-0.47
-# x bare). Give app.web_workers one process per core on a bigger server.
+# BENCHMARKS.md: one process per core; 32 threads each (app.web_threads), since a citizen's first
+# visit holds a thread for WeChat's OAuth code exchange (80 ms or more, no CPU): with 4 threads,
+# 2 processes took at most 8 / 0.08 s = 100 new citizens a second whatever the cores could do.
 worker_class = "gthread"
 workers = int(_settings.app.web_workers)
 threads = int(_settings.app.web_threads)

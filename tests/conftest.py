@@ -178,6 +178,8 @@ def settings_for(tmp_path: Path, database_url: str, redis_url: str, **sections):
         "app": {"var_dir": str(tmp_path / "var"), "base_url": "http://wx.test", **sections.pop("app", {})},
         "database": {"url": database_url, **sections.pop("database", {})},
         "redis": {"url": redis_url, **sections.pop("redis", {})},
+        # The simulator keeps WeChat's latency here, not its rare random failures (tests set those).
+        "wechat": {"simulator_error_rate": "", **sections.pop("wechat", {})},
         **sections,
     }
     return load_settings(config, environ={}, overrides=overrides)

@@ -13,6 +13,8 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from app.cli.supervisor import Child, Supervisor, web_argv, worker_argv
+from app.dev.simulator import simulator_argv, simulator_url
+from app.wechat_api import uses_simulator
 
 if TYPE_CHECKING:
     from app.config import Settings
@@ -23,7 +25,7 @@ def register(cli: click.Group) -> None:
     cli.add_command(serve)
 
 
-def _links(settings: Settings) -> list[str]:
+def _links(settings: Settings, fake_wechat: str = "") -> list[str]:
     from app.org.demo import ADMIN_USERNAME, DEPARTMENT_SURVEY
 
     base = settings.app.base_url
@@ -38,6 +40,8 @@ def _links(settings: Settings) -> list[str]:
     ]
     if not settings.is_production and settings.wechat.simulator:
         lines.append(f"  simulator:     {base}/dev/phone")
+    if fake_wechat:
+        lines.append(f"  fake WeChat:   {fake_wechat}  (its own process)")
     lines.append("Press Ctrl-C to stop.")
     return lines
 
@@ -91,6 +95,11 @@ def run(host: str | None, port: int | None) -> None:
         Child("worker", worker_argv()),
         Child("scheduler", worker_argv("--cron")),
     ]
+    if uses_simulator(settings) and not settings.wechat.simulator_url:
+        # The fake WeChat in a process of its own: its WeChat-like waits hold none of web's threads.
+        sim_port = settings.wechat.simulator_port
+        children.append(Child("simulator", simulator_argv(host, sim_port)))
+        env["WXSURVEY_WECHAT_SIMULATOR_URL"] = simulator_url(host, sim_port)
     supervisor = Supervisor(
         children, env=env, log=lambda message: click.echo(f"[wxsurvey] {message}", err=True)
     )
@@ -101,7 +110,7 @@ def run(host: str | None, port: int | None) -> None:
         if supervisor.wait_http(
             f"http://{host if host not in ('0.0.0.0', '::') else '127.0.0.1'}:{port}/healthz"
         ):
-            click.echo("\n".join(_links(settings)))
+            click.echo("\n".join(_links(settings, env.get("WXSURVEY_WECHAT_SIMULATOR_URL", ""))))
             sys.stdout.flush()
         supervisor.run_until_stopped()
     finally:

@@ -2,23 +2,49 @@
 OAuth authorize and code exchange, menu and template messages. Its state lives in Redis (wx:sim:*).
 
 The real client code (app/wechat_api.py) talks to it through wechat.api_base_url/oauth_base_url.
+It answers as slowly as WeChat (wechat.simulator_latency_ms per endpoint, 80 ms for the code
+exchange by default) and fails as rarely (wechat.simulator_error_rate: errcode -1, "system
+busy"), so it runs in a process of its own (app/dev/simulator.py) where its waits hold none of
+the web server's threads; the web app serves it too (wechat.simulator_url empty), for tests.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import secrets
+import time
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from flask import Response, current_app, jsonify, make_response, redirect, request
+from flask import Blueprint, Response, current_app, jsonify, make_response, redirect, request
 
-from app.dev.blueprint import bp
+from app.config import per_endpoint
 from app.redis_store import redis_store
 from qr import url_qr_png
 
 TOKEN_TTL = 7200
 CODE_TTL = 300  # an OAuth code lives five minutes and is used once
 OPENID_COOKIE = "wxsim_openid"
+PREFIX = "/dev/wechat/"
+# Pages a browser opens (WeChat answers those with a page, not an errcode): slowed, never failed.
+BROWSER_PAGES = ("connect/oauth2/authorize", "cgi-bin/showqrcode")
+
+bp = Blueprint("wechat_sim", __name__)
+
+
+@bp.before_request
+def like_wechat():
+    """WeChat's latency and its rare "system busy", per endpoint, before the endpoint runs
+    (a failed code exchange leaves the code unused, as a busy WeChat would)."""
+    wechat = _wechat()
+    endpoint = request.path[len(PREFIX) :] if request.path.startswith(PREFIX) else request.path
+    latency = per_endpoint(wechat.simulator_latency_ms, endpoint)
+    if latency > 0:
+        time.sleep(latency / 1000)
+    failing = per_endpoint(wechat.simulator_error_rate, endpoint)
+    if endpoint not in BROWSER_PAGES and random.random() < failing:
+        return _error(-1, "system error")
+    return None
 
 
 def _wechat():

@@ -1,7 +1,9 @@
-# The thanks and already-evaluated pages of a submission, rendered once per distinct content and
-# then served from memory (shared by the questionnaire view and the submission fast path).
+# The questionnaire page, and the thanks and already-evaluated pages of a submission, rendered once
+# per distinct content and then served from memory (shared by the questionnaire view and the
+# submission fast path); only the form token is filled in per citizen.
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from datetime import datetime
 
@@ -9,6 +11,33 @@ from app import clock
 
 RENDERED_PAGES_MAX = 4096  # bounded: cleared when full (the date in the pages changes daily)
 _rendered: dict[tuple, str] = {}
+# Where the form token goes in a cached questionnaire: random per process, so no survey text can
+# contain it; the page is cut there once and joined around each citizen's token.
+TOKEN_SLOT = "wxsurvey-form-token-" + secrets.token_hex(8)
+_questionnaires: dict[tuple, tuple[object, object, str, str]] = {}
+
+
+def questionnaire_page(form, dept, large_text: bool, token: str, render: Callable[[str], str],
+                       variant: object = None) -> str:  # fmt: skip
+    """The empty questionnaire of this survey and department with `token` in its form: rendered
+    by `render(token)` once per (survey, department, text size, variant), again whenever the
+    survey's frozen questions or the department change (an admin edited a draft, renamed the
+    department...), then two string joins per citizen instead of Jinja.
+    `variant` names anything else the page shows that is not in form or dept (settings)."""
+    key = (form.id, dept.id, large_text, variant)
+    held = _questionnaires.get(key)
+    if held is not None and (held[0] is form or held[0] == form) and (held[1] is dept or held[1] == dept):
+        if held[0] is not form or held[1] is not dept:  # equal content, newer objects: hit by identity next
+            held = _questionnaires[key] = (form, dept, held[2], held[3])
+        return held[2] + token + held[3]
+    html = render(TOKEN_SLOT)
+    head, slot, tail = html.partition(TOKEN_SLOT)
+    if not slot or TOKEN_SLOT in tail:  # the template does not show the token exactly once
+        return render(token)
+    if len(_questionnaires) >= RENDERED_PAGES_MAX:
+        _questionnaires.clear()
+    _questionnaires[key] = (form, dept, head, tail)
+    return head + token + tail
 
 
 def outcome_page(outcome, form, dept, large_text: bool, render: Callable[[str, str], str]) -> tuple[int, str]:

@@ -24,7 +24,7 @@ from app.jobs.intake import request_drain
 from app.metrics import SUBMISSIONS, count_refusal
 from app.public.blueprint import bp
 from app.public.identity import begin_identity, current_channel, current_openid
-from app.public.pages import local_date, outcome_page
+from app.public.pages import local_date, outcome_page, questionnaire_page
 from app.redis_store import redis_store
 from app.security.client_address import client_address
 
@@ -68,7 +68,15 @@ def questionnaire(survey_slug: str, department_code: str):
         if when is not None:
             return _page("public/already.html", when=local_date(when), **context)
         token = issue_form_token(settings.app.secret_key)
-        return _page("public/questionnaire.html", token=token, values={}, errors={}, **context)
+
+        def render(slot: str) -> str:
+            return render_template("public/questionnaire.html", token=slot, values={}, errors={}, **context)
+
+        large = bool(session.get("large_text"))
+        variant = (settings.survey.text_max_length, bool(settings.cases.contact_key))  # what else it shows
+        response = make_response(questionnaire_page(form, dept, large, token, render, variant))
+        response.headers["Cache-Control"] = "no-store"
+        return response
     if openid is None:
         message = "您的登录已失效，请重新扫码或从公众号菜单进入问卷，谢谢！"
         return _page("public/closed.html", 403, message=message, title="请重新进入", **context)

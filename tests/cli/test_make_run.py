@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from app.config import DEV_WECHAT
 from tests.conftest import ROOT, run_cli, wait_for_no_processes_with_env
 
 
@@ -65,6 +66,7 @@ def group_alive(pgid: int) -> bool:
 
 
 def run_env(tmp_path: Path, port: int, base_url: bool = True) -> dict[str, str]:
+    sim_port = free_port()
     var = tmp_path / "var"
     env = {k: v for k, v in os.environ.items() if not k.startswith("WXSURVEY_")}
     env.update({
@@ -73,6 +75,7 @@ def run_env(tmp_path: Path, port: int, base_url: bool = True) -> dict[str, str]:
         "WXSURVEY_APP_VAR_DIR": str(var),
         "WXSURVEY_APP_PORT": str(port),
         "WXSURVEY_APP_WEB_WORKERS": "1",
+        "WXSURVEY_WECHAT_SIMULATOR_PORT": str(sim_port),
     })  # fmt: skip
     if base_url:
         env["WXSURVEY_APP_BASE_URL"] = f"http://127.0.0.1:{port}"
@@ -97,6 +100,7 @@ def readyz(port: int) -> dict:
 def test_make_run_twice(tmp_path):
     port = free_port()
     env = run_env(tmp_path, port)
+    sim_port = int(env["WXSURVEY_WECHAT_SIMULATOR_PORT"])
     var = Path(env["WXSURVEY_APP_VAR_DIR"])
     for attempt in (1, 2):
         process, lines = start_make_run(env)
@@ -109,14 +113,21 @@ def test_make_run_twice(tmp_path):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
                 assert json.load(response) == {"status": "ok"}
             assert Path(var, "redis.sock").exists()
+            # The fake WeChat API answers from a process of its own, on its own port.
+            fake = f"http://127.0.0.1:{sim_port}/dev/wechat"
+            assert f"fake WeChat:   {fake}" in output
+            token = f"{fake}/cgi-bin/token?grant_type=client_credential&appid={DEV_WECHAT['appid']}"
+            with urllib.request.urlopen(f"{token}&secret={DEV_WECHAT['secret']}", timeout=5) as response:
+                assert json.load(response)["access_token"].startswith("SIM_")
         finally:
             ctrl_c(process)
         deadline = time.monotonic() + 30
         while group_alive(process.pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not group_alive(process.pid), f"run {attempt}: processes left behind after Ctrl-C"
-        with pytest.raises(OSError):
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
+        for stopped in (f"http://127.0.0.1:{port}/healthz", f"http://127.0.0.1:{sim_port}/dev/wechat/"):
+            with pytest.raises(OSError):
+                urllib.request.urlopen(stopped, timeout=2)
         assert not Path(var, "redis.sock").exists(), "embedded redis still running"
         assert nothing_left(env) == [], f"run {attempt}"
     listed = run_cli("departments", "list", "--json", env={k: v for k, v in env.items() if k != "PYTHONPATH"})

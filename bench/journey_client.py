@@ -1,0 +1,258 @@
+# The journey load generator, run as its own process (`python -m bench.journey_client`, a JSON spec
+# on stdin): fresh citizens over asyncio, each with its own openid, connections and cookies.
+"""One journey, as a citizen at a service window makes it:
+
+  scan     WeChat's server POSTs the signed SCAN event to /wechat; the reply carries the link
+  open     the WeChat browser GETs the link: no identity yet, 302 to WeChat's OAuth
+  oauth    GET the (simulated) authorize URL: 302 back to /oauth/callback with a code
+  callback GET /oauth/callback: the app exchanges the code (the simulator's latency), 302 back
+  form     GET the questionnaire: 200, the form and its token
+  answer   POST the answers: 200, the thank-you page
+
+A "系统繁忙" answer from the simulator (its error rate) ends the callback in the kind 503 retry
+page; the citizen taps 重试 (the journey goes round open/oauth/callback once more) and it is
+counted as a retry, not an error; a keep-alive connection the server closed while idle is
+reopened and the request sent again, as browsers do (counted too). Anything else unexpected, or
+no answer within the timeout, is an error. Closed loop: `concurrency` citizens, each starting a
+new journey when theirs ends. Open loop: a new citizen every 1/rate s whatever happened, latency
+from the intended start.
+Prints one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import resource
+import sys
+import time
+import uuid
+from collections import Counter, defaultdict
+from http.cookies import SimpleCookie
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+STEPS = ("scan", "open", "oauth", "callback", "form", "answer")
+WECHAT_UA = "Mozilla/5.0 (Linux; Android 13) AppleWebKit/537.36 Mobile Safari/537.36 MicroMessenger/8.0.47"
+ACCOUNT = "gh_bench000000"
+SCENE = "s:demo-departments:D08"
+ANSWERS = {
+    "q_overall": "satisfied", "q_service_attitude": "basic", "q_efficiency": "satisfied",
+    "q_openness": "very_satisfied", "q_integrity": "satisfied", "q_respondent_type": "citizen",
+}  # fmt: skip
+LINK = re.compile(r'href="([^"]+)"')
+TOKEN = re.compile(rb'name="form_token" value="([^"]+)"')
+
+
+class JourneyError(Exception):
+    pass
+
+
+class Browser:
+    """One citizen's phone: a keep-alive connection per host and a cookie jar."""
+
+    def __init__(self, timeout: float) -> None:
+        self.conns: dict[tuple[str, int], tuple[asyncio.StreamReader, asyncio.StreamWriter]] = {}
+        self.cookies: dict[str, str] = {}
+        self.timeout = timeout
+        self.reconnects = 0
+
+    async def request(self, method: str, url: str, body: bytes = b"", headers: dict | None = None):
+        parts = urlsplit(url)
+        host, port = parts.hostname or "127.0.0.1", parts.port or 80
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", f"User-Agent: {WECHAT_UA}"]
+        if self.cookies:
+            lines.append("Cookie: " + "; ".join(f"{k}={v}" for k, v in self.cookies.items()))
+        for name, value in (headers or {}).items():
+            lines.append(f"{name}: {value}")
+        if body or method == "POST":
+            lines.append(f"Content-Length: {len(body)}")
+        payload = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        return await asyncio.wait_for(self._send((host, port), payload), self.timeout)
+
+    async def _send(self, where: tuple[str, int], payload: bytes):
+        conn = self.conns.get(where)
+        reused = conn is not None
+        if conn is None:
+            conn = self.conns[where] = await asyncio.open_connection(*where)
+        reader, writer = conn
+        try:
+            writer.write(payload)
+            head = await reader.readuntil(b"\r\n\r\n")
+        except (OSError, asyncio.IncompleteReadError):
+            writer.close()
+            del self.conns[where]
+            if not reused:
+                raise
+            # The server closed an idle keep-alive connection as we reused it: a browser opens a
+            # new one and sends the request again (nothing of it was answered).
+            self.reconnects += 1
+            return await self._send(where, payload)
+        lines = head.decode("latin-1").split("\r\n")
+        status, headers, length = int(lines[0].split()[1]), {}, 0
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            name, value = name.strip().lower(), value.strip()
+            if name == "content-length":
+                length = int(value)
+            elif name == "set-cookie":
+                cookie = SimpleCookie(value)
+                for key, morsel in cookie.items():
+                    self.cookies[key] = morsel.value
+            elif name:
+                headers[name] = value
+        data = await reader.readexactly(length) if length else b""
+        if headers.get("connection", "").lower() == "close":
+            writer.close()
+            del self.conns[where]
+        return status, headers, data
+
+    def close(self) -> None:
+        for _, writer in self.conns.values():
+            writer.close()
+
+
+class Journeys:
+    def __init__(self, spec: dict[str, Any]) -> None:
+        from app.config import DEV_WECHAT
+
+        self.base = spec["url"].rstrip("/")
+        self.timeout = float(spec.get("timeout", 30))
+        self.wechat = SimpleNamespace(**DEV_WECHAT)
+        self.prefix = uuid.uuid4().hex[:6]
+        self.count = 0
+        self.steps: dict[str, list[float]] = defaultdict(list)
+        self.totals: list[float] = []
+        self.errors: Counter[str] = Counter()
+        self.retries = 0
+        self.reconnects = 0
+        self.completed = 0
+
+    def scan_event(self, openid: str) -> tuple[str, bytes]:
+        from app.dev.wechat_server import event_xml, seal
+
+        now = int(time.time())
+        sealed = seal(event_xml(ACCOUNT, openid, "SCAN", SCENE, create_time=now), self.wechat, "plaintext")
+        return "/wechat?" + urlencode(sealed.params), sealed.body
+
+    async def _step(self, name: str, coro) -> tuple[int, dict, bytes]:
+        started = time.perf_counter()
+        result = await coro
+        self.steps[name].append(time.perf_counter() - started)
+        return result
+
+    async def one(self, due: float) -> None:
+        self.count += 1
+        openid = f"oJRNY{self.prefix}{self.count:09d}"
+        phone, wechat_server = Browser(self.timeout), Browser(self.timeout)
+        try:
+            path, body = self.scan_event(openid)
+            status, _, reply = await self._step(
+                "scan", wechat_server.request("POST", self.base + path, body, {"Content-Type": "text/xml"})
+            )
+            links = LINK.findall(reply.decode())
+            if status != 200 or not links:
+                raise JourneyError(f"scan {status}")
+            link = links[0].replace("&amp;", "&")
+            for attempt in (1, 2):
+                status, headers, _ = await self._step("open", phone.request("GET", link))
+                if status != 302:
+                    raise JourneyError(f"open {status}")
+                # WeChat knows who is asking: the simulator takes the openid as an argument.
+                authorize = headers["location"].partition("#")[0] + "&openid=" + openid
+                status, headers, _ = await self._step("oauth", phone.request("GET", authorize))
+                if status != 302:
+                    raise JourneyError(f"oauth {status}")
+                status, headers, _ = await self._step("callback", phone.request("GET", headers["location"]))
+                if status == 302:
+                    break
+                if status == 503 and attempt == 1:  # the kind retry page: the citizen taps 重试
+                    self.retries += 1
+                    continue
+                raise JourneyError(f"callback {status}")
+            status, _, page = await self._step("form", phone.request("GET", link))
+            token = TOKEN.search(page)
+            if status != 200 or token is None:
+                raise JourneyError(f"form {status}")
+            answers = urlencode({**ANSWERS, "form_token": token.group(1).decode()}).encode()
+            form_type = {"Content-Type": "application/x-www-form-urlencoded"}
+            status, _, thanks = await self._step("answer", phone.request("POST", link, answers, form_type))
+            if status != 200 or "感谢".encode() not in thanks:
+                raise JourneyError(f"answer {status}")
+            self.completed += 1
+            self.totals.append(time.perf_counter() - due)
+        except JourneyError as exc:
+            self.errors[str(exc)] += 1
+        except TimeoutError:
+            self.errors["timeout"] += 1
+        except (OSError, asyncio.IncompleteReadError, ValueError, KeyError) as exc:
+            self.errors[type(exc).__name__] += 1
+        finally:
+            self.reconnects += phone.reconnects + wechat_server.reconnects
+            phone.close()
+            wechat_server.close()
+
+
+def _percentiles(values: list[float]) -> dict[str, float | None]:
+    values = sorted(values)
+
+    def pct(p: float) -> float | None:
+        return round(values[min(len(values) - 1, int(p * len(values)))] * 1000, 1) if values else None
+
+    return {"p50_ms": pct(0.5), "p95_ms": pct(0.95), "p99_ms": pct(0.99), "n": len(values)}
+
+
+async def drive(spec: dict[str, Any]) -> dict[str, Any]:
+    journeys = Journeys(spec)
+    duration, rate = float(spec["duration"]), spec.get("rate")
+    cpu_start = resource.getrusage(resource.RUSAGE_SELF)
+    start = time.perf_counter()
+    if rate:
+        tasks, i = [], 0
+        while True:
+            due = start + i / rate
+            if due - start >= duration:
+                break
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(journeys.one(due)))
+            i += 1
+        await asyncio.gather(*tasks)
+    else:
+        stop_at = start + duration
+
+        async def citizen() -> None:
+            while time.perf_counter() < stop_at:
+                await journeys.one(time.perf_counter())
+
+        await asyncio.gather(*(citizen() for _ in range(int(spec["concurrency"]))))
+    elapsed = time.perf_counter() - start
+    cpu_end = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "started": journeys.count,
+        "completed": journeys.completed,
+        "errors": sum(journeys.errors.values()),
+        "error_kinds": dict(journeys.errors),
+        "retries": journeys.retries,
+        "stale_connections_reopened": journeys.reconnects,
+        "duration_s": round(elapsed, 2),
+        "journeys_per_s": round(journeys.completed / elapsed, 1),
+        "journey": _percentiles(journeys.totals),
+        "steps": {name: _percentiles(journeys.steps[name]) for name in STEPS},
+        "client_cpu_s": round(
+            cpu_end.ru_utime - cpu_start.ru_utime + cpu_end.ru_stime - cpu_start.ru_stime, 2
+        ),
+    }
+
+
+def main() -> int:
+    print(json.dumps(asyncio.run(drive(json.loads(sys.stdin.read())))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
