@@ -37,7 +37,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "redis": {
         "url": "",
+        "queue_url": "",
         "embedded_appendfsync": "everysec",
+        "ack_replicas": 0,
+        "ack_timeout_ms": 100,
     },
     "wechat": {
         "appid": "",
@@ -59,6 +62,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "drain_batch_size": 5000,
         "scan_window_hours": 24,
         "straightline_min_questions": 4,
+        "intake_shards": 1,
     },
     "exports": {
         "dir": "var/exports",
@@ -203,11 +207,21 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
     old = values["wechat"]["previous_encoding_aes_key"]
     if old and len(old) != 43:
         raise ConfigError(f"wechat.previous_encoding_aes_key: must be 43 characters, got {len(old)}")
+    schemes = ("redis://", "rediss://", "unix://", "redis+sentinel://", "redis+cluster://")
     redis_url = values["redis"]["url"]
-    if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://", "redis+sentinel://")):
-        raise ConfigError(
-            f"redis.url: must start with redis://, rediss://, unix:// or redis+sentinel://, got {redis_url!r}"
-        )
+    if redis_url and not redis_url.startswith(schemes):
+        raise ConfigError(f"redis.url: must start with {', '.join(schemes)[:-2]}, got {redis_url!r}")
+    queue_url = values["redis"]["queue_url"]
+    if queue_url and not queue_url.startswith(schemes[:4]):
+        raise ConfigError(f"redis.queue_url: must be a plain Redis (redis://, unix://...), got {queue_url!r}")
+    if redis_url.startswith("redis+cluster://") and not queue_url:
+        raise ConfigError("redis.queue_url: needed with a redis+cluster:// url (RQ runs on a plain Redis)")
+    if values["redis"]["ack_replicas"] < 0:
+        raise ConfigError("redis.ack_replicas: must be 0 or more")
+    if values["redis"]["ack_timeout_ms"] < 1:
+        raise ConfigError("redis.ack_timeout_ms: must be at least 1")
+    if not 1 <= values["survey"]["intake_shards"] <= 1024:
+        raise ConfigError("survey.intake_shards: must be 1..1024")
     if values["redis"]["embedded_appendfsync"] not in ("always", "everysec", "no"):
         raise ConfigError("redis.embedded_appendfsync: must be always, everysec or no")
     for key in ("min_sample", "text_max_length", "drain_batch_size"):

@@ -23,17 +23,29 @@ class Periodic:
 
 
 # Always on: the drain's safety net (submissions enqueue a drain when a backlog appears; this
-# catches whatever they could not, e.g. after a worker crash or while Redis was down).
-FIXED: tuple[Periodic, ...] = (
-    Periodic("intake-drain", "app.jobs.intake.drain_intake", "intake", interval=30),
-)
+# catches whatever they could not, e.g. after a worker crash or while Redis was down), one per
+# intake shard: "intake-drain" for shard 0 (its name from before shards), "intake-drain:K" after.
+def intake_drains(settings: Settings) -> list[Periodic]:
+    from app.intake.shards import all_shards
+    from app.jobs.intake import DRAIN_SECONDS
+
+    return [
+        Periodic(
+            "intake-drain" + (f":{k}" if k else ""),
+            "app.jobs.intake.drain_intake",
+            "intake",
+            interval=30,
+            args=(DRAIN_SECONDS, k),
+        )  # fmt: skip
+        for k in all_shards(settings.survey.intake_shards)
+    ]
 
 
 def periodic_jobs(settings: Settings) -> list[Periodic]:
-    """Every periodic job of this configuration: the fixed ones, then one per export schedule."""
+    """Every periodic job of this configuration: the intake drains, then one per export schedule."""
     from app.tally.exports import schedules
 
-    jobs = list(FIXED)
+    jobs = intake_drains(settings)
     jobs.extend(
         Periodic(
             f"export:{s.name}",

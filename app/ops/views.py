@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, current_app, jsonify
 
 from app.db import db
 from app.ops.health import readiness
@@ -18,5 +18,6 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    report, status = readiness(db.session, redis_store.client, redis_store.raw)
+    settings = current_app.config["SETTINGS"]
+    report, status = readiness(db.session, redis_store.client, redis_store.raw, settings)
     return jsonify(report), status

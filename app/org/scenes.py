@@ -254,7 +254,8 @@ def route_scan(
         route = cached_route(session, settings, event_key, today, cache, generation)
     if route.department is not None and openid:
         key = respondent_key(settings.survey.respondent_secret, openid)
-        record_scan(redis, key, route.department.code, settings.survey.scan_window_hours)
+        survey = settings.survey
+        record_scan(redis, key, route.department.code, survey.scan_window_hours, survey.intake_shards)
     return route
 
 
