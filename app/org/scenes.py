@@ -7,7 +7,7 @@ A new follower's scan arrives as `qrscene_<scene>`; `parse_scene` accepts both f
 
 Routes are cached per process (`RouteCache`) so that a scan needs no SQL in the steady state.
 Bound: a committed ORM change to a department or survey, by any process of this installation,
-bumps `wx:routes:generation` in Redis and reaches the webhook on its next delivery; any other
+bumps `wx:routes:{wh}:generation` in Redis and reaches the webhook on its next delivery; any other
 change (raw SQL, another tool) within ROUTE_TTL seconds.
 """
 
@@ -154,7 +154,10 @@ def route_scene(session: Session, settings, scene: Scene | None, today: date) ->
 # --- the route cache and its invalidation -----------------------------------------------------------
 
 ROUTE_TTL = 5.0  # seconds a cached route may live: the bound for changes made outside the ORM
-GENERATION_KEY = "wx:routes:generation"  # bumped after every commit touching departments or surveys
+# Bumped after every commit touching departments or surveys. HASH_TAG keeps it in one Redis Cluster
+# slot with the webhook's nonce and message keys (app.wechat.delivery reads all three atomically).
+HASH_TAG = "{wh}"
+GENERATION_KEY = f"wx:routes:{HASH_TAG}:generation"
 _ROUTING_MODELS = (Department, Survey)
 
 
