@@ -1,0 +1,58 @@
+"""`python -m tests.cluster.check ACKS` inside the data centre (its WXSURVEY_* environment): the
+intake's state, or with ACKS the verdict on the acknowledged answers, as one JSON line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+
+from sqlalchemy import func, select
+
+
+def main() -> None:
+    from app import create_app
+    from app.db import db
+    from app.intake.drain import intake_status
+    from app.intake.respondents import respondent_key
+    from app.models import ExportRun, Response
+    from app.redis_store import redis_store
+
+    app = create_app()
+    with app.app_context():
+        settings = app.config["SETTINGS"]
+        status = intake_status(db.session, redis_store.client, settings.survey.intake_shards)
+        report: dict = {"backlog": status["backlog"], "pending": status["pending"]}
+        if len(sys.argv) > 1:
+            acked = [line.split()[1] for line in open(sys.argv[1]) if not line.split()[1].startswith("-")]
+            keys = {respondent_key(settings.survey.respondent_secret, openid) for openid in acked}
+            rows = Counter(
+                dict(
+                    db.session.execute(
+                        select(Response.respondent_key, func.count()).group_by(Response.respondent_key)
+                    )
+                )
+            )
+            via = Counter(
+                (row.meta or {}).get("via", "stream") for row in db.session.scalars(select(Response))
+            )
+            runs = db.session.execute(
+                select(ExportRun.name, ExportRun.slot, func.count()).group_by(ExportRun.name, ExportRun.slot)
+            ).all()
+            report.update(
+                acknowledged=len(acked),
+                distinct_acknowledged=len(keys),
+                in_sql=sum(1 for k in keys if rows.get(k, 0) >= 1),
+                lost=sum(1 for k in keys if rows.get(k, 0) == 0),
+                doubled=sum(1 for k in keys if rows.get(k, 0) > 1),
+                rows=sum(rows.values()),
+                via=dict(via),
+                export_slots=len(runs),
+                export_slots_run_twice=sum(1 for r in runs if r[2] > 1),
+                token_fetches=int(redis_store.client.get("wx:sim:token_fetches") or 0),
+            )
+        print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
