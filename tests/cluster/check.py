@@ -26,13 +26,8 @@ def main() -> None:
         if len(sys.argv) > 1:
             acked = [line.split()[1] for line in open(sys.argv[1]) if not line.split()[1].startswith("-")]
             keys = {respondent_key(settings.survey.respondent_secret, openid) for openid in acked}
-            rows = Counter(
-                dict(
-                    db.session.execute(
-                        select(Response.respondent_key, func.count()).group_by(Response.respondent_key)
-                    )
-                )
-            )
+            grouped = select(Response.respondent_key, func.count()).group_by(Response.respondent_key)
+            rows = Counter({key: count for key, count in db.session.execute(grouped)})
             via = Counter(
                 (row.meta or {}).get("via", "stream") for row in db.session.scalars(select(Response))
             )
@@ -50,8 +45,37 @@ def main() -> None:
                 export_slots=len(runs),
                 export_slots_run_twice=sum(1 for r in runs if r[2] > 1),
                 token_fetches=int(redis_store.client.get("wx:sim:token_fetches") or 0),
+                redis_masters=_redis_totals(redis_store.client),
+                sql_bytes_per_response=_sql_bytes(db.session, sum(rows.values())),
             )
         print(json.dumps(report))
+
+
+def _redis_totals(client) -> dict:
+    """Commands and network bytes the cluster's masters handled since they started."""
+    totals = {"commands": 0, "net_input_bytes": 0, "net_output_bytes": 0, "used_memory": 0}
+    for node in client.get_primaries():
+        info = node.redis_connection.info()
+        totals["commands"] += int(info["total_commands_processed"])
+        totals["net_input_bytes"] += int(info["total_net_input_bytes"])
+        totals["net_output_bytes"] += int(info["total_net_output_bytes"])
+        totals["used_memory"] += int(info["used_memory"])
+    return totals
+
+
+def _sql_bytes(session, responses: int) -> float | None:
+    """PostgreSQL bytes (tables and indexes) of responses, answers and tally rows per response."""
+    from sqlalchemy import text
+
+    if session.get_bind().dialect.name != "postgresql" or not responses:
+        return None
+    size = session.scalar(
+        text(
+            "SELECT pg_total_relation_size('responses') + pg_total_relation_size('answers')"
+            " + pg_total_relation_size('tally_rows')"
+        )
+    )
+    return round(size / responses, 1)
 
 
 if __name__ == "__main__":

@@ -101,7 +101,11 @@ def run(dc: DataCentre) -> dict:
     killed = time.monotonic()
     dc.kill_redis(victim)
     dc.wait(
-        lambda: len(dc.masters()) == 3 and "cluster_state:ok" in dc.cluster("cluster", "info"),
+        lambda: (
+            victim not in dc.masters()
+            and len(dc.masters()) == 3
+            and "cluster_state:ok" in dc.cluster("cluster", "info")
+        ),
         "a replica to take over",
         timeout=60,
     )
