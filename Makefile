@@ -24,8 +24,10 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check app handlers qr survey_templates tests worker.py bench
-	$(BIN)/ruff format --check app handlers qr survey_templates tests worker.py bench
+	$(BIN)/ruff check app handlers qr survey_templates tests worker.py bench deploy
+	$(BIN)/ruff format --check app handlers qr survey_templates tests worker.py bench deploy
+	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)

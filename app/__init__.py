@@ -28,20 +28,41 @@ def create_app(config: Settings | Mapping[str, Mapping[str, Any]] | None = None)
         SESSION_COOKIE_SECURE=settings.app.base_url.startswith("https://"),
         JSON_AS_ASCII=False,
     )
-    app.json.ensure_ascii = False
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
     register_logging(app, settings)
     register_extensions(app)
     register_routing(app)
     register_blueprints(app, settings)
     register_error_pages(app)
-    register_fast_paths(app)
+    register_static_versions(app)
+    if settings.app.fast_paths:
+        register_fast_paths(app)
+    register_request_log(app, settings)
     return app
 
 
 def register_logging(app: Flask, settings: Settings) -> None:
-    level = getattr(logging, str(settings.app.log_level).upper(), logging.INFO)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app.logger.setLevel(level)
+    """app.log_format: readable lines, or one JSON object a line with each request's id, route,
+    status and duration (app/ops/logs.py; the request layer is added last, by register_request_log)."""
+    from app.ops.logs import ROUTE_KEY, configure
+
+    configure(settings.app.log_level, settings.app.log_format)
+    app.logger.setLevel(getattr(logging, str(settings.app.log_level).upper(), logging.INFO))
+    if settings.app.log_format == "json":
+
+        @app.before_request
+        def _route_for_the_log():
+            from flask import request
+
+            if request.url_rule is not None:
+                request.environ[ROUTE_KEY] = request.url_rule.rule
+
+
+def register_request_log(app: Flask, settings: Settings) -> None:
+    if settings.app.log_format == "json":
+        from app.ops.logs import RequestLog
+
+        app.wsgi_app = RequestLog(app.wsgi_app)  # type: ignore[method-assign]
 
 
 def register_extensions(app: Flask) -> None:
@@ -77,11 +98,34 @@ def register_blueprints(app: Flask, settings: Settings) -> None:
 
 def register_fast_paths(app: Flask) -> None:
     """Ordinary questionnaire submissions and WeChat deliveries answered in front of Flask
-    (app/fast/submit.py, app/fast/webhook.py)."""
+    (app/fast/: what each keeps equal to its view is listed in app/fast/CONTRACT.md)."""
     from app.fast.submit import SubmissionFastPath
     from app.fast.webhook import WebhookFastPath
 
     app.wsgi_app = SubmissionFastPath(app, WebhookFastPath(app, app.wsgi_app))  # type: ignore[method-assign]
+
+
+def register_static_versions(app: Flask) -> None:
+    """Static URLs carry ?v=<hash of the file>: nginx caches them for a month (deploy/), and an
+    upgrade that changes a stylesheet changes its URL."""
+    import hashlib
+    from pathlib import Path
+
+    versions: dict[str, str] = {}
+
+    @app.url_defaults
+    def _static_version(endpoint: str, values: dict) -> None:
+        name = values.get("filename")
+        if endpoint != "static" or not name or "v" in values:
+            return
+        if name not in versions:
+            try:
+                data = (Path(app.static_folder or "") / name).read_bytes()
+                versions[name] = hashlib.sha256(data).hexdigest()[:12]
+            except OSError:
+                versions[name] = ""
+        if versions[name]:
+            values["v"] = versions[name]
 
 
 def register_error_pages(app: Flask) -> None:

@@ -10,6 +10,7 @@ import os
 import secrets
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -17,64 +18,111 @@ from app.errors import ConfigError
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
 
+# --- the settings, section by section: each field's default is the built-in one ---------------------
+
+
+@dataclass
+class AppSettings:
+    secret_key: str = ""
+    base_url: str = "http://127.0.0.1:5000"
+    mode: str = "dev"
+    host: str = "127.0.0.1"
+    port: int = 5000
+    var_dir: str = "var"
+    account_name: str = "市民意调查"
+    web_workers: int = 2
+    web_threads: int = 4
+    log_level: str = "INFO"
+    fast_paths: bool = True  # the WSGI fast paths in front of Flask (app/fast/); off: Flask answers all
+    log_format: str = "text"
+    metrics_token: str = ""
+
+
+@dataclass
+class DatabaseSettings:
+    url: str = ""
+    echo: bool = False
+    pool_size: int = 5
+
+
+@dataclass
+class RedisSettings:
+    url: str = ""
+    queue_url: str = ""  # RQ's plain Redis (required with a redis+cluster:// url); empty = url
+    embedded_appendfsync: str = "everysec"
+    ack_replicas: int = 0  # replicas that must hold an answer before the thank-you page (WAIT)
+    ack_timeout_ms: int = 100
+
+
+@dataclass
+class WechatSettings:
+    appid: str = ""
+    secret: str = ""
+    token: str = ""
+    encoding_aes_key: str = ""
+    previous_encoding_aes_key: str = ""
+    api_base_url: str = "https://api.weixin.qq.com"
+    oauth_base_url: str = "https://open.weixin.qq.com"
+    require_wechat_browser: bool = True
+    timestamp_tolerance: int = 300
+    max_body_bytes: int = 65536
+    simulator: bool = True
+
+
+@dataclass
+class SurveySettings:
+    respondent_secret: str = ""
+    min_sample: int = 30
+    text_max_length: int = 500
+    drain_batch_size: int = 5000
+    scan_window_hours: int = 24
+    straightline_min_questions: int = 4
+    intake_shards: int = 1  # the intake stream split by department (app/intake/shards.py)
+
+
+@dataclass
+class ExportsSettings:
+    dir: str = "var/exports"
+    push_secret: str = ""
+    push_timeout: int = 10
+    push_retries: int = 5
+    push_backoff: int = 30
+    schedules: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class QrSettings:
+    font_path: str = ""
+
+
+@dataclass
+class Settings:
+    """All sections, typed: settings.wechat.token. Built by load_settings, never by hand."""
+
+    app: AppSettings = field(default_factory=AppSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    wechat: WechatSettings = field(default_factory=WechatSettings)
+    survey: SurveySettings = field(default_factory=SurveySettings)
+    exports: ExportsSettings = field(default_factory=ExportsSettings)
+    qr: QrSettings = field(default_factory=QrSettings)
+
+    @property
+    def is_production(self) -> bool:
+        return self.app.mode == "production"
+
+    @property
+    def var_dir(self) -> Path:
+        return Path(self.app.var_dir).resolve()
+
+
+SECTIONS: dict[str, Any] = {
+    "app": AppSettings, "database": DatabaseSettings, "redis": RedisSettings, "wechat": WechatSettings,
+    "survey": SurveySettings, "exports": ExportsSettings, "qr": QrSettings,
+}  # fmt: skip
+# The built-in defaults, section -> key -> value: every key a file or the environment may set.
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "app": {
-        "secret_key": "",
-        "base_url": "http://127.0.0.1:5000",
-        "mode": "dev",
-        "host": "127.0.0.1",
-        "port": 5000,
-        "var_dir": "var",
-        "account_name": "市民意调查",
-        "web_workers": 2,
-        "web_threads": 4,
-        "log_level": "INFO",
-    },
-    "database": {
-        "url": "",
-        "echo": False,
-        "pool_size": 5,
-    },
-    "redis": {
-        "url": "",
-        "queue_url": "",
-        "embedded_appendfsync": "everysec",
-        "ack_replicas": 0,
-        "ack_timeout_ms": 100,
-    },
-    "wechat": {
-        "appid": "",
-        "secret": "",
-        "token": "",
-        "encoding_aes_key": "",
-        "previous_encoding_aes_key": "",
-        "api_base_url": "https://api.weixin.qq.com",
-        "oauth_base_url": "https://open.weixin.qq.com",
-        "require_wechat_browser": True,
-        "timestamp_tolerance": 300,
-        "max_body_bytes": 65536,
-        "simulator": True,
-    },
-    "survey": {
-        "respondent_secret": "",
-        "min_sample": 30,
-        "text_max_length": 500,
-        "drain_batch_size": 5000,
-        "scan_window_hours": 24,
-        "straightline_min_questions": 4,
-        "intake_shards": 1,
-    },
-    "exports": {
-        "dir": "var/exports",
-        "push_secret": "",
-        "push_timeout": 10,
-        "push_retries": 5,
-        "push_backoff": 30,
-        "schedules": [],
-    },
-    "qr": {
-        "font_path": "",
-    },
+    name: {f.name: getattr(section(), f.name) for f in fields(section)} for name, section in SECTIONS.items()
 }
 
 MODES = ("dev", "production")
@@ -99,34 +147,6 @@ DEV_WECHAT = {
 
 # Variables of the same prefix that are not settings: the config path, test and bench switches, debug.
 NOT_SETTINGS = ("WXSURVEY_CONFIG", "WXSURVEY_DEBUG", "WXSURVEY_TEST_", "WXSURVEY_BENCH_")
-
-
-class Section(dict):
-    """A dict whose keys can also be read as attributes: settings.wechat.token."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
-class Settings(dict):
-    """All sections, plus where they came from."""
-
-    def __getattr__(self, name: str) -> Section:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    @property
-    def is_production(self) -> bool:
-        return self["app"]["mode"] == "production"
-
-    @property
-    def var_dir(self) -> Path:
-        return Path(self["app"]["var_dir"]).resolve()
 
 
 def _coerce(where: str, default: Any, value: Any) -> Any:
@@ -196,6 +216,8 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
     app = values["app"]
     if app["mode"] not in MODES:
         raise ConfigError(f"app.mode: must be one of {', '.join(MODES)}, got {app['mode']!r}")
+    if app["log_format"] not in ("text", "json"):
+        raise ConfigError(f"app.log_format: must be text or json, got {app['log_format']!r}")
     if not 0 < app["port"] < 65536:
         raise ConfigError(f"app.port: must be 1..65535, got {app['port']}")
     if not app["base_url"].startswith(("http://", "https://")):
@@ -298,4 +320,4 @@ def load_settings(
             raise ConfigError("app.secret_key: must be at least 16 characters in production")
     else:
         _dev_secrets(values)
-    return Settings({section: Section(keys) for section, keys in values.items()})
+    return Settings(**{name: SECTIONS[name](**keys) for name, keys in values.items()})

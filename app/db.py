@@ -6,13 +6,17 @@ Services take a `Session` explicitly; views and jobs get theirs from `db.session
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from flask import Flask, current_app
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
+if TYPE_CHECKING:
+    from app.config import Settings
 
-def database_url(settings) -> str:
+
+def database_url(settings: Settings) -> str:
     url = settings.database.url
     if url:
         return url
@@ -76,8 +80,9 @@ class _CurrentDatabase:
         return current_app.extensions["wxsurvey_db"]
 
     @property
-    def session(self) -> scoped_session[Session]:
-        return self.current.session
+    def session(self) -> Session:
+        """The app context's session (a scoped_session proxy, used as the Session it stands for)."""
+        return cast(Session, self.current.session)
 
     @property
     def engine(self) -> Engine:

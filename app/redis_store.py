@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import redis
 from flask import Flask, current_app
@@ -24,6 +25,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
+
+if TYPE_CHECKING:
+    from app.config import Settings
 
 
 class EmbeddedRedisError(RuntimeError):
@@ -95,7 +99,7 @@ def stop_embedded(var_dir: Path) -> None:
         pass  # the server closes the connection as it exits
 
 
-def redis_url(settings) -> str:
+def redis_url(settings: Settings) -> str:
     if settings.redis.url:
         return settings.redis.url
     return ensure_embedded(settings.var_dir, settings.redis.embedded_appendfsync)
@@ -183,7 +187,7 @@ class ScriptRunner:
     def _connection(self, client, keys: Sequence):
         """(this thread's connection, whether it was made just now)."""
         pool = self._pool(client, keys)
-        held = getattr(self._local, "held", None)
+        held: tuple[int, dict[int, tuple[Any, Any]]] | None = getattr(self._local, "held", None)
         if held is None or held[0] != os.getpid():
             held = self._local.held = (os.getpid(), {})
         conn = held[1].get(id(pool))
@@ -246,6 +250,7 @@ class RedisStore:
         settings = app.config["SETTINGS"]
         url = redis_url(settings)
         opts = {"socket_timeout": 5, "socket_connect_timeout": 2, "health_check_interval": 30}
+        text: redis.Redis | RedisCluster
         if url.startswith("redis+cluster://"):
             text = cluster_client(url, **opts)
             _, raw = plain_clients(settings.redis.queue_url, **opts)

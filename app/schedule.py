@@ -41,11 +41,18 @@ def intake_drains(settings: Settings) -> list[Periodic]:
     ]
 
 
+# Always on as well: the shared WeChat access token renewed ahead of its expiry (app/wechat_api.py).
+FIXED: tuple[Periodic, ...] = (
+    Periodic("wechat-token", "app.jobs.wechat.refresh_access_token", "wechat", interval=60),
+)
+
+
 def periodic_jobs(settings: Settings) -> list[Periodic]:
-    """Every periodic job of this configuration: the intake drains, then one per export schedule."""
+    """Every periodic job of this configuration: the intake drains, the fixed ones, then one per export
+    schedule."""
     from app.tally.exports import schedules
 
-    jobs = intake_drains(settings)
+    jobs = intake_drains(settings) + list(FIXED)
     jobs.extend(
         Periodic(
             f"export:{s.name}",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import requests
@@ -18,14 +18,22 @@ from redis import Redis
 
 from app.config import DEFAULTS
 from app.errors import Invalid, Unavailable
+from app.metrics import TOKEN_REFRESHES, WECHAT_API
 from qr import SHOWQRCODE_BASE, permanent_scene_payload, showqrcode_url
+
+if TYPE_CHECKING:
+    from app.config import Settings
 
 SIMULATOR_PATH = "/dev/wechat"
 TOKEN_KEY = "wx:api:access_token"
 TOKEN_LOCK = "wx:api:access_token:lock"
 TICKETS_KEY = "wx:api:qr_tickets"  # hash: scene -> {"ticket", "url"} as JSON
-# Refresh this long before WeChat's 7,200 s expiry, so no request races the deadline.
+# The shared token is dropped from the cache this long before WeChat's 7,200 s expiry, so no request
+# races the deadline (in its last 5 minutes WeChat's stable_token hands out the next token).
 TOKEN_MARGIN = 300
+# The scheduled refresh (every minute) fetches the next token once the cached one has less than this
+# left, so requests find a fresh token instead of fetching one on their own path.
+REFRESH_AHEAD = 120
 # errcodes meaning "this access token is no longer valid": drop it and fetch once more.
 STALE_TOKEN_CODES = {40001, 40014, 42001}
 # errcodes of a bad or used OAuth code: the citizen should simply open the link again.
@@ -40,30 +48,30 @@ class WeChatApiError(Unavailable):
         self.errcode = errcode
 
 
-def uses_simulator(settings) -> bool:
+def uses_simulator(settings: Settings) -> bool:
     return not settings.is_production and bool(settings.wechat.simulator)
 
 
-def _base(settings, key: str) -> str:
-    value = settings.wechat[key]
+def _base(settings: Settings, key: str) -> str:
+    value = getattr(settings.wechat, key)
     if uses_simulator(settings) and value == DEFAULTS["wechat"][key]:
         return settings.app.base_url + SIMULATOR_PATH
     return value.rstrip("/")
 
 
-def api_base_url(settings) -> str:
+def api_base_url(settings: Settings) -> str:
     return _base(settings, "api_base_url")
 
 
-def oauth_base_url(settings) -> str:
+def oauth_base_url(settings: Settings) -> str:
     return _base(settings, "oauth_base_url")
 
 
-def talks_to_simulator(settings) -> bool:
+def talks_to_simulator(settings: Settings) -> bool:
     return api_base_url(settings) == settings.app.base_url + SIMULATOR_PATH
 
 
-def showqrcode_base(settings) -> str:
+def showqrcode_base(settings: Settings) -> str:
     return api_base_url(settings) if talks_to_simulator(settings) else SHOWQRCODE_BASE
 
 
@@ -88,7 +96,9 @@ def cached_ticket(redis: Redis, scene: str, settings=None) -> Ticket | None:
 class WeChatApi:
     """One account's API. Every process shares one access token, refreshed by one lock holder."""
 
-    def __init__(self, settings, redis: Redis, http: requests.Session | None = None, timeout: float = 5.0):
+    def __init__(
+        self, settings: Settings, redis: Redis, http: requests.Session | None = None, timeout: float = 5.0
+    ):
         self.settings = settings
         self.redis = redis
         self.http = http or requests.Session()
@@ -106,18 +116,22 @@ class WeChatApi:
             response.raise_for_status()
             data = response.json()
         except (requests.RequestException, ValueError) as exc:
+            WECHAT_API.labels(path, "unreachable").inc()
             raise WeChatApiError(f"微信接口暂时无法访问（{path}）：{type(exc).__name__}") from None
         if not isinstance(data, dict):
+            WECHAT_API.labels(path, "error").inc()
             raise WeChatApiError(f"微信接口返回了无法识别的内容（{path}）")
         errcode = data.get("errcode") or 0
         if errcode:
+            WECHAT_API.labels(path, "error").inc()
             raise WeChatApiError(f"微信接口错误 {errcode}：{data.get('errmsg', '')}（{path}）", errcode)
+        WECHAT_API.labels(path, "ok").inc()
         return data
 
     def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         """An authenticated call; a stale token is dropped and the call tried once more."""
         for attempt in (1, 2):
-            token = self.access_token()
+            token = self.access_token(trigger="missing" if attempt == 1 else "stale")
             params = {**kwargs.pop("params", {}), "access_token": token}
             try:
                 return self._request(method, path, params=params, **kwargs)
@@ -129,18 +143,36 @@ class WeChatApi:
 
     # --- the shared access token ----------------------------------------------------------------
 
-    def access_token(self) -> str:
+    def access_token(self, trigger: str = "missing") -> str:
         token = self.redis.get(TOKEN_KEY)
         if token:
-            return token
+            return str(token)
         # One holder fetches; the others wait on the lock and then find the token cached.
         with self.redis.lock(TOKEN_LOCK, timeout=30, blocking_timeout=15):
             token = self.redis.get(TOKEN_KEY)
             if token:
-                return token
-            return self.fetch_access_token()
+                return str(token)
+            return self.fetch_access_token(trigger=trigger)
 
-    def fetch_access_token(self, *, stable: bool = True, force_refresh: bool = False) -> str:
+    def refresh_ahead(self) -> str | None:
+        """The scheduled refresh: fetch the next token when the shared one has under REFRESH_AHEAD
+        seconds left (or is missing). One holder across processes: whoever does not get the lock at
+        once leaves the work to its holder. Returns the new token, or None when nothing was due."""
+        if self.redis.ttl(TOKEN_KEY) > REFRESH_AHEAD:
+            return None
+        lock = self.redis.lock(TOKEN_LOCK, timeout=30)
+        if not lock.acquire(blocking=False):
+            return None
+        try:
+            if self.redis.ttl(TOKEN_KEY) > REFRESH_AHEAD:  # another holder just refreshed it
+                return None
+            return self.fetch_access_token(trigger="scheduled")
+        finally:
+            lock.release()
+
+    def fetch_access_token(
+        self, *, stable: bool = True, force_refresh: bool = False, trigger: str = "missing"
+    ) -> str:
         """Fetch a token from WeChat and share it (call with the lock held, or from access_token)."""
         wechat = self.settings.wechat
         if stable:
@@ -164,6 +196,7 @@ class WeChatApi:
         if not token:
             raise WeChatApiError("微信接口没有返回 access_token")
         self.redis.set(TOKEN_KEY, token, ex=max(60, expires - TOKEN_MARGIN))
+        TOKEN_REFRESHES.labels(trigger).inc()
         day_key = f"wx:api:token_fetches:{date.today():%Y%m%d}"
         self.redis.incr(day_key)  # WeChat allows 2,000 a day: watch this counter
         self.redis.expire(day_key, 2 * 86400)
@@ -205,7 +238,7 @@ class WeChatApi:
         return int(self.call("POST", "/cgi-bin/message/template/send", json=body).get("msgid") or 0)
 
 
-def default_menu(settings) -> dict[str, Any]:
+def default_menu(settings: Settings) -> dict[str, Any]:
     """The account's custom menu: evaluate (how to), and help."""
     return {
         "button": [
@@ -224,7 +257,7 @@ class OAuthIdentity:
     is_snapshotuser: bool
 
 
-def oauth_authorize_url(settings, redirect_uri: str, state: str) -> str:
+def oauth_authorize_url(settings: Settings, redirect_uri: str, state: str) -> str:
     query = urlencode(
         {
             "appid": settings.wechat.appid,
@@ -237,7 +270,7 @@ def oauth_authorize_url(settings, redirect_uri: str, state: str) -> str:
     return f"{oauth_base_url(settings)}/connect/oauth2/authorize?{query}#wechat_redirect"
 
 
-def exchange_oauth_code(settings, code: str, http: requests.Session | None = None) -> OAuthIdentity:
+def exchange_oauth_code(settings: Settings, code: str, http: requests.Session | None = None) -> OAuthIdentity:
     """code → openid. A code is single-use and lives 5 minutes: never call this twice for one."""
     client = WeChatApi(settings, redis=None, http=http)  # type: ignore[arg-type]  # no token needed
     try:

@@ -6,7 +6,7 @@ from typing import Any
 
 from wechatpy.replies import BaseReply
 
-from handlers import HandlerContext
+from handlers.context import HandlerContext
 from handlers.replies import HOW_TO, text_reply
 
 HELP = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers import HandlerContext
+from handlers.context import HandlerContext
 
 
 def on_anything_else(message: Any, ctx: HandlerContext) -> None:

@@ -6,16 +6,12 @@ from typing import Any
 
 from wechatpy.replies import BaseReply
 
-from app.org.scenes import route_scan
-from handlers import HandlerContext
+from handlers.context import HandlerContext, route_scan
 from handlers.replies import route_text, text_reply
 
 
 def scan_reply_text(event_key: str, openid: str, ctx: HandlerContext) -> str:
-    route = route_scan(
-        ctx.session, ctx.effects, ctx.settings, event_key, openid, ctx.today, ctx.routes, ctx.generation
-    )
-    return route_text(route)
+    return route_text(route_scan(ctx, event_key, openid))
 
 
 def on_scan(message: Any, ctx: HandlerContext) -> BaseReply:

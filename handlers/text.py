@@ -6,8 +6,7 @@ from typing import Any
 
 from wechatpy.replies import BaseReply
 
-from app.org.scenes import routes_for_keyword
-from handlers import HandlerContext
+from handlers.context import HandlerContext
 from handlers.menu import HELP
 from handlers.replies import HOW_TO, NOT_FOUND, link, route_text, text_reply
 
@@ -21,7 +20,7 @@ def on_text(message: Any, ctx: HandlerContext) -> BaseReply:
         return text_reply(message, HOW_TO)
     if not content or content.lower() in HELP_WORDS:
         return text_reply(message, HELP)
-    routes = routes_for_keyword(ctx.session, ctx.settings, content, ctx.today)
+    routes = ctx.router.routes_for_keyword(content, ctx.today)
     if not routes:
         return text_reply(message, NOT_FOUND.format(text=content[:20]) + "\n\n" + HOW_TO)
     if len(routes) == 1:

@@ -61,7 +61,9 @@ def sc_face_index(path: Path) -> int:
     names: list[str] = []
     for index in range(64):
         try:
-            names.append(" ".join(ImageFont.truetype(str(path), 12, index=index).getname()))
+            names.append(
+                " ".join(part or "" for part in ImageFont.truetype(str(path), 12, index=index).getname())
+            )
         except OSError:
             break
     for marker in _SC_MARKERS:

@@ -231,7 +231,7 @@ def render_poster(
             width=text_width,
             max_lines=2,
         )
-        foot_top = bottom - foot_font.size * 1.4 * len(foot_lines)
+        foot_top = round(bottom - foot_font.size * 1.4 * len(foot_lines))
         _draw_lines(draw, foot_font, foot_lines, centre_x=centre, top=foot_top, fill=GREY, leading=1.4)
         draw.line(
             (margin, foot_top - round(20 * s), width - margin, foot_top - round(20 * s)),

@@ -50,14 +50,29 @@ CLUSTER_TESTS = ("tests/intake/", "tests/wechat/test_wechat_webhook.py") + tuple
 )
 WITH_CLUSTER = os.environ.get("WXSURVEY_TEST_CLUSTER", "1") != "0"
 
+# The view tests of the two routes the WSGI fast paths answer run with the layer on and off
+# (app/fast/CONTRACT.md): the same assertions hold either way.
+FAST_LAYER_DIRS = ("public", "wechat")  # tests/fast compares the layer with the views itself
+
 
 def pytest_generate_tests(metafunc):
     if "backend" in metafunc.fixturenames:
         metafunc.parametrize("backend", BACKENDS, scope="session")
     if "redis_kind" in metafunc.fixturenames and WITH_CLUSTER:
-        where = Path(metafunc.definition.fspath).as_posix()
+        where = Path(str(metafunc.definition.path)).as_posix()
         if any(f"/{folder}" in where for folder in CLUSTER_TESTS):
             metafunc.parametrize("redis_kind", ["single", "cluster"], scope="session")
+    if (
+        "fast_layer" in metafunc.fixturenames
+        and Path(str(metafunc.definition.path)).parent.name in FAST_LAYER_DIRS
+    ):
+        metafunc.parametrize("fast_layer", [True, False], ids=["fast", "flask"])
+
+
+@pytest.fixture
+def fast_layer() -> bool:
+    """Whether the app under test has the WSGI fast paths in front of Flask (app.fast_paths)."""
+    return True
 
 
 # --- Redis ---------------------------------------------------------------------------------------
@@ -200,8 +215,10 @@ def settings_for(tmp_path: Path, database_url: str, redis_url: str, queue_url: s
 
 
 @pytest.fixture
-def app(tmp_path, database_url, redis_client, redis_url, queue_url):
-    app = create_app(settings_for(tmp_path, database_url, redis_url, queue_url))
+def app(tmp_path, database_url, redis_client, redis_url, queue_url, fast_layer):
+    app = create_app(
+        settings_for(tmp_path, database_url, redis_url, queue_url, app={"fast_paths": fast_layer})
+    )
     app.config["TESTING"] = True
     database = app.extensions["wxsurvey_db"]
     empty_tables(database.engine)

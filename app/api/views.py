@@ -109,7 +109,7 @@ def _respond(endpoint: str, params: dict[str, str], document: dict[str, Any], co
     response.set_etag(etag)
     response.headers["X-Total-Count"] = str(total)
     if following is not None:
-        args = {**request.args.to_dict(), "offset": following, "limit": limit}
+        args: dict[str, Any] = {**request.args.to_dict(), "offset": following, "limit": limit}
         response.headers["Link"] = f'<{url_for(f"api.{endpoint}", _external=True, **args)}>; rel="next"'
     if fmt != "json":
         response.headers["Content-Disposition"] = f'attachment; filename="{endpoint}.{fmt}"'
@@ -155,12 +155,13 @@ def index():
 @bp.get("/departments")
 def departments():
     params = _params("departments")
-    active = {"": None, "true": True, "1": True, "false": False, "0": False}.get(
-        params["active"].lower(), "bad"
-    )
-    if active == "bad":
+    choices: dict[str, bool | None] = {"": None, "true": True, "1": True, "false": False, "0": False}
+    if params["active"].lower() not in choices:
         raise Invalid(f"active: {params['active']!r} is not true or false", field="active")
-    rows = [department_dict(d) for d in list_departments(db.session, active=active)]
+    active = choices[params["active"].lower()]
+    rows = [
+        department_dict(d) for d in list_departments(db.session, active=active if active != "bad" else None)
+    ]
     columns = ["code", "name", "category", "level", "parent_code", "active"]
     return _respond("departments", params, {"rows": rows}, columns)
 

@@ -32,10 +32,25 @@ cli = FlaskGroup(
 def _register_commands() -> None:
     from flask.cli import routes_command, shell_command
 
-    from app.cli import accounts, exports, org, posters, qr, server, setup, surveys, tallies, templates
+    from app.cli import (
+        accounts,
+        exports,
+        org,
+        posters,
+        qr,
+        server,
+        setup,
+        surveys,
+        tallies,
+        templates,
+        worker,
+    )  # fmt: skip
 
-    for module in (setup, org, surveys, templates, accounts, server, tallies, exports, qr, posters):
+    for module in (setup, org, surveys, templates, accounts, server, worker, tallies, exports, qr, posters):
         module.register(cli)
+    from app.cli import backup  # backup / restore
+
+    backup.register(cli)
     cli.add_command(shell_command)
     cli.add_command(routes_command)
 

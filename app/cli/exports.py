@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 from flask import current_app
@@ -23,7 +24,7 @@ def register(cli: click.Group) -> None:
 def list_command(as_json: bool) -> None:
     """The schedules and each one's latest run."""
     found = service.schedules(current_app.config["SETTINGS"])
-    items = []
+    items: list[dict[str, Any]] = []
     for schedule in found.values():
         latest = service.recent_runs(db.session, schedule.name, limit=1)
         items.append(
@@ -57,7 +58,7 @@ def run_command(name: str) -> None:
     outcome = service.run_export(db.session, settings, name)
     for entry in outcome.files:
         click.echo(f"{settings.exports.dir}/{name}/{entry['file']}")
-    if service.get_schedule(settings, name).destination:
+    if service.get_schedule(settings, name).destination and outcome.run is not None:
         result = push_export(outcome.run.id)
         db.session.refresh(outcome.run)
         if outcome.run.status != "ok":

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+from typing import TYPE_CHECKING
 
 import click
 from flask import current_app
@@ -11,13 +13,16 @@ from flask.cli import with_appcontext
 
 from app.cli.supervisor import Child, Supervisor, web_argv, worker_argv
 
+if TYPE_CHECKING:
+    from app.config import Settings
+
 
 def register(cli: click.Group) -> None:
     cli.add_command(run)
     cli.add_command(serve)
 
 
-def _links(settings) -> list[str]:
+def _links(settings: Settings) -> list[str]:
     from app.org.demo import ADMIN_USERNAME, DEPARTMENT_SURVEY
 
     base = settings.app.base_url
@@ -46,6 +51,12 @@ def run(host: str | None, port: int | None) -> None:
     host, port = host or settings.app.host, port or settings.app.port
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
+    if "PROMETHEUS_MULTIPROC_DIR" not in env:
+        # /metrics adds up the counters of web workers, worker and scheduler (app/metrics.py)
+        metrics_dir = settings.var_dir / "metrics"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     if not settings.redis.url:
         # Children connect to the embedded server this process started rather than racing to start one.
         from app.redis_store import redis_store

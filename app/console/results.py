@@ -9,6 +9,7 @@ from app.console.blueprint import bp
 from app.console.guard import check_scope, scope_ids
 from app.db import db
 from app.errors import Invalid
+from app.models import Survey
 from app.org.departments import get_department, list_departments
 from app.org.surveys import get_survey, list_surveys
 from app.tally.files import FORMATS, render
@@ -23,6 +24,7 @@ DOWNLOAD_FORMATS = tuple(FORMATS)
 def _filters():
     """(survey, filters dict, department codes in scope) from the query string."""
     slug = request.args.get("survey")
+    survey: Survey | None
     surveys = list_surveys(db.session)
     if slug:
         survey = get_survey(db.session, slug)

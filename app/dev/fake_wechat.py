@@ -87,7 +87,7 @@ def sim_qrcode_create():
         ticket = "gQSIM" + secrets.token_urlsafe(24)
         redis_store.client.hset("wx:sim:scene_tickets", scene, ticket)
         redis_store.client.hset("wx:sim:tickets", ticket, scene)
-    return jsonify({"ticket": ticket, "url": _ticket_content_url(ticket)})
+    return jsonify({"ticket": ticket, "url": _ticket_content_url(str(ticket))})
 
 
 def _ticket_content_url(ticket: str) -> str:
@@ -96,7 +96,8 @@ def _ticket_content_url(ticket: str) -> str:
 
 
 def ticket_scene(ticket: str) -> str | None:
-    return redis_store.client.hget("wx:sim:tickets", ticket)
+    scene = redis_store.client.hget("wx:sim:tickets", ticket)
+    return None if scene is None else str(scene)
 
 
 @bp.get("/wechat/cgi-bin/showqrcode")

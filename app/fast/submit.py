@@ -53,7 +53,7 @@ class SubmissionFastPath:
             length = -1
         session = self._session(environ)
         openid = openid_of(session) if session else None
-        if not 0 <= length <= MAX_BODY or openid is None:
+        if not 0 <= length <= MAX_BODY or openid is None or session is None:
             return self.wsgi_app(environ, start_response)
         body = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(body)  # for the view, if it has to answer after all
@@ -75,7 +75,7 @@ class SubmissionFastPath:
         built once per secret key instead of a serializer per request."""
         key = self.app.secret_key
         if self._signing is None or self._signing[0] != key:
-            serializer = self.app.session_interface.get_signing_serializer(self.app)
+            serializer = self.app.session_interface.get_signing_serializer(self.app)  # type: ignore[attr-defined]
             self._signing = (key, SignedReader(serializer) if serializer is not None else None)
         return self._signing[1]
 

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from app.intake.record import DEAD_LETTERS, DRAIN_FLAG_TTL, degraded
 from app.intake.shards import LEGACY_STREAM, all_shards, drain_flag_key, stream_key
 from app.intake.store import Submission, write_responses
+from app.metrics import count_drained
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def read_batch(
     reply = redis.xreadgroup(GROUP, consumer, {stream: "0" if pending else ">"}, count=count, block=block_ms)
     if not reply:
         return []
-    return [(entry_id, fields) for entry_id, fields in reply[0][1] if fields is not None]
+    return [(entry_id, fields) for entry_id, fields in reply[0][1] if fields is not None]  # type: ignore[index,misc,str-unpack]
 
 
 def claim_stale(redis: Redis, consumer: str, count: int, idle_ms: int, stream: str = STREAM) -> list[Entry]:
@@ -112,7 +113,7 @@ def store_batch(session: Session, redis: Redis, entries: list[Entry], report: Dr
             submissions.append(Submission.decode(fields["p"], no_scan=fields.get("ns") == "1"))
         except ValueError as exc:
             log.error("drain: entry %s is malformed (%s); moved to %s", entry_id, exc, DEAD_LETTERS)
-            redis.xadd(DEAD_LETTERS, {"id": entry_id, "error": str(exc)[:200], **fields})
+            redis.xadd(DEAD_LETTERS, {"id": entry_id, "error": str(exc)[:200], **fields})  # type: ignore[dict-item]
             report.malformed += 1
     try:
         inserted = write_responses(session, submissions)
@@ -191,8 +192,11 @@ def drain_backlog(
     def run(entries: list[Entry]) -> None:
         report.batches += 1
         report.read += len(entries)
+        before = (report.inserted, report.duplicates, report.malformed)
         store_batch(session, redis, entries, report)
         acknowledge(redis, entries, keep_flag=linger_seconds > 0, stream=stream, flag=flag)
+        after = (report.inserted, report.duplicates, report.malformed)
+        count_drained([i for i, _ in entries], *(a - b for a, b in zip(after, before, strict=True)))
 
     def read(pending: bool = False, block_ms: int | None = None) -> list[Entry]:
         return read_batch(redis, consumer, batch_size, pending=pending, block_ms=block_ms, stream=stream)
@@ -244,7 +248,7 @@ def intake_status(session: Session, redis: Redis, shards: int = 1) -> dict[str, 
             pass  # no group yet: nothing was ever queued
         first = redis.xrange(stream, count=1)
         if first:
-            age = round(max(0.0, time.time() - int(first[0][0].split("-")[0]) / 1000), 1)
+            age = round(max(0.0, time.time() - int(str(first[0][0]).split("-")[0]) / 1000), 1)
             oldest = age if oldest is None else max(oldest, age)
     is_degraded = degraded.last is not None and time.time() - degraded.last < 300
     return {

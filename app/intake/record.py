@@ -42,6 +42,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -55,9 +56,13 @@ from app.intake.forms import STATE_MESSAGES, DepartmentInfo, SurveyForm, read_fo
 from app.intake.respondents import _scan_key, respondent_key
 from app.intake.store import Submission, write_responses
 from app.intake.validation import FAST_MS, ip_prefix, parse_answers, straightlined, user_agent_class
+from app.metrics import ACCEPTED, SUBMISSIONS
 from app.models import Response
 from app.redis_store import ScriptRunner
 from app.tally.rows import local_day
+
+if TYPE_CHECKING:
+    from app.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +133,7 @@ def previous_answer(session: Session, redis: Redis, form: SurveyForm, dept: Depa
     except RedisError:
         prior = None
     if prior:
-        return datetime.fromtimestamp(int(prior.split("|", 1)[1]) / 1000, UTC)
+        return datetime.fromtimestamp(int(str(prior).split("|", 1)[1]) / 1000, UTC)
     try:
         found = session.scalar(
             select(Response.submitted_at).where(
@@ -146,10 +151,21 @@ def previous_answer(session: Session, redis: Redis, form: SurveyForm, dept: Depa
     return found
 
 
-def record_response(
+def record_response(*args, **kwargs) -> Outcome:
+    """Validate and accept one submission (see _record_response), counted for /metrics by outcome.
+    Refusals are counted where they are answered, by the questionnaire view (count_refusal)."""
+    outcome = _record_response(*args, **kwargs)
+    if outcome.kind == "accepted" and not outcome.degraded:
+        ACCEPTED.inc()
+    else:
+        SUBMISSIONS.labels(outcome.kind, "", "true" if outcome.degraded else "false").inc()
+    return outcome
+
+
+def _record_response(
     session: Session,
     redis: Redis,
-    settings,
+    settings: Settings,
     *,
     form: SurveyForm,
     department: DepartmentInfo,
@@ -251,7 +267,7 @@ def _write_unreplicated(session: Session, sub: Submission, outcome: Outcome) -> 
     return outcome
 
 
-def _write_directly(session: Session, redis: Redis, settings, dept: DepartmentInfo,
+def _write_directly(session: Session, redis: Redis, settings: Settings, dept: DepartmentInfo,
                     sub: Submission) -> Outcome:  # fmt: skip
     now = time.time()
     degraded.since = degraded.since or now

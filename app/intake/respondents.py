@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import Any
 
 from redis import Redis
 
@@ -27,7 +28,7 @@ def _scan_key(key: str, department_code: str, shards: int = 1) -> str:
     return scan_key(shard_of(department_code, shards), key, department_code)
 
 
-def record_scan(redis: Redis, key: str, department_code: str, window_hours: int, shards: int = 1) -> None:
+def record_scan(redis: Any, key: str, department_code: str, window_hours: int, shards: int = 1) -> None:
     """Remember that this respondent scanned this department's code (called by the scan handlers)."""
     redis.set(_scan_key(key, department_code, shards), "1", ex=max(1, window_hours) * 3600)
 

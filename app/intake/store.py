@@ -194,10 +194,11 @@ def write_responses(session: Session, submissions: list[Submission]) -> list[Sub
     ids = _insert_responses(conn, rows)
     # A key repeated inside one batch is inserted once: keep the first submission carrying it.
     seen: set[str] = set()
-    inserted = [
-        s for s in submissions
-        if s.idempotency_key in ids and not (s.idempotency_key in seen or seen.add(s.idempotency_key))
-    ]  # fmt: skip
+    inserted = []
+    for s in submissions:
+        if s.idempotency_key in ids and s.idempotency_key not in seen:
+            seen.add(s.idempotency_key)
+            inserted.append(s)
     answer_rows = [(ids[s.idempotency_key], q, o, t) for s in inserted for q, o, t in s.answers]
     if answer_rows:
         _insert_answers(conn, answer_rows)

@@ -112,7 +112,7 @@ def decide(
         .where(Response.id == response.id, Response.status == old)
         .values(status=new, reviewed_by=actor, reviewed_at=now, review_reason=reason)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ).rowcount  # type: ignore[attr-defined]
     if moved != 1:
         raise Conflict("这条回答刚被其他管理员处理过，请刷新页面")
     if old != new:

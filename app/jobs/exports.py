@@ -9,7 +9,8 @@ from flask import current_app
 from rq import get_current_job
 
 from app.db import db
-from app.models import utcnow
+from app.metrics import EXPORTS
+from app.models import ExportRun, utcnow
 from app.tally import exports
 
 log = logging.getLogger(__name__)
@@ -22,11 +23,17 @@ def run_scheduled_export(name: str) -> str:
     job = get_current_job()
     enqueued_at = job.enqueued_at if job is not None and job.enqueued_at else utcnow()
     schedule = exports.get_schedule(settings, name)
-    outcome = exports.run_export(db.session, settings, name, slot=schedule.slot(enqueued_at))
+    try:
+        outcome = exports.run_export(db.session, settings, name, slot=schedule.slot(enqueued_at))
+    except Exception:
+        EXPORTS.labels("failed").inc()
+        raise
     if outcome.duplicate:
+        EXPORTS.labels("duplicate").inc()
         log.info("export %s: slot %s already run, skipped", name, outcome.slot)
         return f"duplicate {outcome.slot}"
-    if schedule.destination:
+    EXPORTS.labels("written").inc()
+    if schedule.destination and outcome.run is not None:
         push_export(outcome.run.id)
     return f"ran {outcome.slot}"
 
@@ -35,6 +42,9 @@ def push_export(run_id: int) -> str:
     """One push attempt; on failure, the next one is scheduled after a doubling delay."""
     settings = current_app.config["SETTINGS"]
     delay = exports.push_run(db.session, settings, run_id)
+    run = db.session.get(ExportRun, run_id)
+    if run is not None and run.attempts:
+        EXPORTS.labels({"ok": "pushed", "failed": "push_failed"}.get(run.status, "push_retry")).inc()
     if delay is None:
         return "done"
     from app.queues import get_queue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flask import current_app
 from rq import get_current_job
@@ -11,10 +12,13 @@ from app.db import db
 from app.org.posters import write_batch
 from app.redis_store import redis_store
 
+if TYPE_CHECKING:
+    from app.config import Settings
+
 BATCH_FORMATS = ("zip", "pdf")
 
 
-def batch_path(settings, batch_id: str, fmt: str) -> Path:
+def batch_path(settings: Settings, batch_id: str, fmt: str) -> Path:
     return Path(settings.var_dir) / "posters" / f"{batch_id}.{fmt}"
 
 

@@ -1,4 +1,5 @@
-"""RQ jobs for WeChat API work: permanent QR tickets for a survey's departments, and the menu."""
+"""RQ jobs for WeChat API work: permanent QR tickets for a survey's departments, the menu, and the
+access token renewed ahead of expiry."""
 
 from __future__ import annotations
 
@@ -23,3 +24,12 @@ def create_wechat_tickets(survey_slug: str | None = None) -> int:
 def publish_menu() -> None:
     settings = current_app.config["SETTINGS"]
     WeChatApi(settings, redis_store.client).create_menu(default_menu(settings))
+
+
+def refresh_access_token() -> str:
+    """Every minute (app/schedule.py): renew the shared access token ahead of its expiry, by one
+    holder across every process, so no request has to fetch one on its own path."""
+    settings = current_app.config["SETTINGS"]
+    if not (settings.wechat.appid and settings.wechat.secret):
+        return "no WeChat credentials"
+    return "refreshed" if WeChatApi(settings, redis_store.client).refresh_ahead() else "not due"

@@ -1,4 +1,5 @@
-"""Operators' endpoints: /healthz and /readyz (views) over the checks of health (readiness)."""
+"""Operators' endpoints (/healthz, /readyz, /metrics in views) over the readiness checks (health),
+the Prometheus exposition (prometheus), logging (logs) and backup/restore (backup)."""
 
 from app.ops.views import bp
 

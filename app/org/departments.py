@@ -207,7 +207,7 @@ def read_rows(data: bytes, filename: str) -> list[dict[str, str]]:
         raise Invalid(f"{filename}: 缺少列 {', '.join(missing)}（第一行应为表头）", field="file")
     if len(raw_rows) - 1 > MAX_IMPORT_ROWS:
         raise Invalid(f"{filename}: 超过 {MAX_IMPORT_ROWS} 行", field="file")
-    rows = []
+    rows: list[dict[str, Any]] = []
     for raw in raw_rows[1:]:
         if not any(str(c or "").strip() for c in raw):
             rows.append({})

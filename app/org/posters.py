@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from redis import Redis
 from sqlalchemy.orm import Session
@@ -17,6 +18,9 @@ from app.models import Department, Survey
 from app.org.departments import get_department
 from app.org.scenes import questionnaire_url, survey_scene
 from app.org.surveys import covers, get_survey, survey_departments
+
+if TYPE_CHECKING:
+    from app.config import Settings
 
 FORMATS = ("png", "zip", "pdf")
 CODE_KINDS = ("auto", "url", "wechat")  # auto: a WeChat code already created, else the URL
@@ -31,7 +35,7 @@ class PosterCode:
 
 
 def poster_code(
-    redis: Redis, settings, survey: Survey, department: Department, kind: str = "auto"
+    redis: Redis, settings: Settings, survey: Survey, department: Department, kind: str = "auto"
 ) -> PosterCode:
     """The code for one department's poster. `wechat` creates the permanent code through the
     WeChat API (or the simulator in dev) when it does not exist yet; `auto` never calls out."""
@@ -51,7 +55,9 @@ def poster_code(
     return PosterCode("wechat", ticket.url, url)
 
 
-def render_department_poster(settings, survey: Survey, department: Department, code: PosterCode) -> bytes:
+def render_department_poster(
+    settings: Settings, survey: Survey, department: Department, code: PosterCode
+) -> bytes:
     try:
         return qr.render_poster(
             qr_png=qr.url_qr_png(code.content),
@@ -67,7 +73,12 @@ def render_department_poster(settings, survey: Survey, department: Department, c
 
 
 def department_poster(
-    session: Session, redis: Redis, settings, survey_slug: str, department_code: str, kind: str = "auto"
+    session: Session,
+    redis: Redis,
+    settings: Settings,
+    survey_slug: str,
+    department_code: str,
+    kind: str = "auto",
 ) -> tuple[PosterCode, bytes]:
     """One department's poster for one survey: (the code on it, PNG bytes)."""
     survey = get_survey(session, survey_slug)
@@ -95,7 +106,7 @@ def batch_departments(
 class _Posters:
     """(stem, png) pairs, rendered one at a time as the batch writer asks; has a length for progress."""
 
-    def __init__(self, redis, settings, survey, departments, kind):
+    def __init__(self, redis, settings: Settings, survey, departments, kind):
         self.redis, self.settings, self.survey, self.departments, self.kind = (
             redis, settings, survey, departments, kind,
         )  # fmt: skip
@@ -122,7 +133,7 @@ def _counted(posters: _Posters, progress) -> Iterator[tuple[str, bytes]]:
 def write_batch(
     session: Session,
     redis: Redis,
-    settings,
+    settings: Settings,
     survey_slug: str,
     fmt: str,
     out: Path,

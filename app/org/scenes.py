@@ -18,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING, Any, Protocol
 
 from redis import Redis, RedisError
 from sqlalchemy import event, or_, select
@@ -27,6 +28,9 @@ from app.intake.respondents import record_scan, respondent_key
 from app.models import Department, Survey
 from app.org.departments import CODE_RE
 from app.org.surveys import SLUG_RE, accepting_state, covers, list_surveys
+
+if TYPE_CHECKING:
+    from app.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +80,7 @@ def parse_scene(text: str | None) -> Scene | None:
     return None
 
 
-def questionnaire_url(settings, slug: str, code: str) -> str:
+def questionnaire_url(settings: Settings, slug: str, code: str) -> str:
     return f"{settings.app.base_url}/q/{slug}/{code}"
 
 
@@ -125,7 +129,7 @@ def _open_survey_for(session: Session, department: Department, today: date) -> S
     return None
 
 
-def route_scene(session: Session, settings, scene: Scene | None, today: date) -> Route:
+def route_scene(session: Session, settings: Settings, scene: Scene | None, today: date) -> Route:
     if scene is None:
         return _route(None, None, None, "unknown_scene")
     department = session.scalar(select(Department).where(Department.code == scene.department_code))
@@ -228,7 +232,12 @@ def watch_routing_changes(sessions, redis: Redis) -> None:
 
 
 def cached_route(
-    session: Session, settings, event_key: str | None, today: date, cache: RouteCache, generation: str
+    session: Session,
+    settings: Settings,
+    event_key: str | None,
+    today: date,
+    cache: RouteCache,
+    generation: str,
 ) -> Route:
     """route_scene through the cache: no SQL when this scene was routed recently."""
     scene = parse_scene(event_key)
@@ -241,8 +250,8 @@ def cached_route(
 
 def route_scan(
     session: Session,
-    redis: Redis,
-    settings,
+    redis: Effects,
+    settings: Settings,
     event_key: str | None,
     openid: str,
     today: date,
@@ -262,10 +271,33 @@ def route_scan(
     return route
 
 
+class Effects(Protocol):
+    """Where a scan's side effect (the scan memory) is written: Redis itself, or the webhook's
+    collector that writes it together with the reply, once per message."""
+
+    def set(self, name: str, value: str, ex: int) -> Any: ...
+
+
+class ScanRouter:
+    """Routing for one delivery: owns the process's scene cache and the routing generation the
+    delivery read, so that a handler only names the scene (route_scan in handlers/)."""
+
+    def __init__(self, session: Session, settings: Settings, cache: RouteCache | None = None,
+                 generation: str = "") -> None:  # fmt: skip
+        self.session, self.settings, self.cache, self.generation = session, settings, cache, generation
+
+    def route_scan(self, effects: Effects, event_key: str | None, openid: str, today: date) -> Route:
+        return route_scan(self.session, effects, self.settings, event_key, openid, today, self.cache,
+                          self.generation)  # fmt: skip
+
+    def routes_for_keyword(self, text: str, today: date) -> list[Route]:
+        return routes_for_keyword(self.session, self.settings, text, today)
+
+
 MAX_KEYWORD_MATCHES = 5
 
 
-def routes_for_keyword(session: Session, settings, text: str, today: date) -> list[Route]:
+def routes_for_keyword(session: Session, settings: Settings, text: str, today: date) -> list[Route]:
     """Departments whose code equals, or whose name contains, the text: each with its open link."""
     text = (text or "").strip()
     if not text or len(text) > 40:
@@ -283,7 +315,9 @@ def routes_for_keyword(session: Session, settings, text: str, today: date) -> li
 # --- the codes to print: `wxsurvey qr list --json` ------------------------------------------------
 
 
-def scene_rows(session: Session, redis: Redis, settings, survey_slug: str | None = None) -> list[dict]:
+def scene_rows(
+    session: Session, redis: Redis, settings: Settings, survey_slug: str | None = None
+) -> list[dict]:
     """One row per survey and department it covers (SPEC: qr list --json), closed surveys left out."""
     from app.org.surveys import get_survey, survey_departments
     from app.wechat_api import cached_ticket

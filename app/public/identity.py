@@ -13,6 +13,7 @@ import secrets
 from urllib.parse import urlsplit
 
 from flask import Response, current_app, redirect, render_template, request, session, url_for
+from werkzeug.wrappers import Response as ResponseBase
 
 from app.errors import Invalid
 from app.public.blueprint import bp
@@ -65,7 +66,7 @@ def wechat_browser_required() -> bool:
     return bool(settings.wechat.require_wechat_browser) and not uses_simulator(settings)
 
 
-def begin_identity(return_to: str) -> Response:
+def begin_identity(return_to: str) -> ResponseBase:
     """What a page needing an openid returns when there is none yet."""
     path = local_path(return_to)
     if in_wechat_browser():

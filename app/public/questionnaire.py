@@ -4,6 +4,8 @@
 # does not answer (errors, refusals, no identity) arrives here.
 from __future__ import annotations
 
+from typing import Any
+
 from flask import current_app, make_response, render_template, request, session
 
 from app.db import db
@@ -19,6 +21,7 @@ from app.intake import (
 )
 from app.intake.respondents import respondent_key
 from app.jobs.intake import request_drain
+from app.metrics import SUBMISSIONS, count_refusal
 from app.public.blueprint import bp
 from app.public.identity import begin_identity, current_channel, current_openid
 from app.public.pages import local_date, outcome_page
@@ -48,10 +51,12 @@ def questionnaire(survey_slug: str, department_code: str):
     if text_size in ("large", "normal"):
         session["large_text"] = text_size == "large"
     form, dept = load_form(db.session, survey_slug, department_code)
-    context = {"form": form, "department": dept}
+    context: dict[str, Any] = {"form": form, "department": dept}
     state = refusal(form, dept)
     if state:
         status = 409 if request.method == "POST" else 200
+        if request.method == "POST":
+            SUBMISSIONS.labels("refused", "state", "false").inc()
         return _page("public/closed.html", status, message=STATE_MESSAGES[state], **context)
     openid = current_openid()
     if request.method == "GET":
@@ -83,6 +88,7 @@ def questionnaire(survey_slug: str, department_code: str):
             remote_addr=request.remote_addr,
         )
     except Invalid as exc:
+        count_refusal(exc)
         if exc.field == "form_token":
             form_token = issue_form_token(settings.app.secret_key)
         values = {q.key: request.form.getlist(q.input_name) for q in form.questions}
@@ -91,6 +97,7 @@ def questionnaire(survey_slug: str, department_code: str):
             summary=exc.message, **context,
         )  # fmt: skip
     except Conflict as exc:
+        count_refusal(exc)
         return _page("public/closed.html", 409, message=exc.message, **context)
     if outcome.drain_wanted:
         request_drain(outcome.shard)

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 from sqlalchemy import select
@@ -24,6 +24,9 @@ from sqlalchemy.orm import Session
 
 from app.errors import ConfigError, NotFound
 from app.models import ExportRun, utcnow
+
+if TYPE_CHECKING:
+    from app.config import Settings
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 ENTRY_KEYS = {
@@ -159,11 +162,11 @@ def parse_schedules(entries: list[Any]) -> list[ExportSchedule]:
     return schedules
 
 
-def schedules(settings) -> dict[str, ExportSchedule]:
+def schedules(settings: Settings) -> dict[str, ExportSchedule]:
     return {s.name: s for s in parse_schedules(settings.exports.schedules)}
 
 
-def get_schedule(settings, name: str) -> ExportSchedule:
+def get_schedule(settings: Settings, name: str) -> ExportSchedule:
     found = schedules(settings)
     if name not in found:
         names = ", ".join(sorted(found)) or "none configured"
@@ -229,7 +232,7 @@ def write_files(
     return files + [{"file": manifest_path.name, "format": "manifest"}]
 
 
-def run_export(session: Session, settings, name: str, *, slot: str | None = None) -> ExportOutcome:
+def run_export(session: Session, settings: Settings, name: str, *, slot: str | None = None) -> ExportOutcome:
     """Run schedule `name` for `slot` (default: a manual slot of its own); at most once per slot."""
     schedule = get_schedule(settings, name)
     now = utcnow()
@@ -261,7 +264,7 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
-def push_body(settings, run: ExportRun) -> bytes:
+def push_body(settings: Settings, run: ExportRun) -> bytes:
     """The pushed document: the run, its manifest entries and each file's content (base64 for XLSX)."""
     import base64
 
@@ -273,7 +276,7 @@ def push_body(settings, run: ExportRun) -> bytes:
     return json.dumps({"name": run.name, "slot": run.slot, "files": files}, ensure_ascii=False).encode()
 
 
-def push_run(session: Session, settings, run_id: int) -> float | None:
+def push_run(session: Session, settings: Settings, run_id: int) -> float | None:
     """One push attempt. Returns the delay before the next attempt, or None when done (ok or failed)."""
     run = session.get(ExportRun, run_id)
     if run is None or run.status not in ("retrying", "running"):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -72,7 +72,8 @@ def satisfaction_index(
     query = query.group_by(T.department_id, T.question_id, T.option_id)
     responses: dict[int, int] = {}
     moments: dict[int, list[float]] = {}  # department -> [n, sum, sum of squares]
-    for dept_id, question_id, option_id, count in session.execute(query):
+    counted = cast(list[tuple[int, int, int, int | None]], session.execute(query).all())
+    for dept_id, question_id, option_id, count in counted:
         if dept_id not in wanted:
             continue
         count = int(count or 0)
@@ -128,16 +129,22 @@ def rank_within_categories(rows: list[IndexRow]) -> None:
             row.rank_label = "样本不足"
         else:
             by_category.setdefault(row.category, []).append(row)
+
+    def bounds(row: IndexRow) -> tuple[float, float]:
+        assert row.ci_low is not None and row.ci_high is not None, "ranked rows have an interval"
+        return row.ci_low, row.ci_high
+
     for group in by_category.values():
         for row in group:
-            ahead = sum(1 for other in group if other is not row and other.ci_low > row.ci_high)
-            behind = sum(1 for other in group if other is not row and other.ci_high < row.ci_low)
+            low, high = bounds(row)
+            ahead = sum(1 for other in group if other is not row and bounds(other)[0] > high)
+            behind = sum(1 for other in group if other is not row and bounds(other)[1] < low)
             row.rank = ahead + 1
             row.rank_low = len(group) - behind
             row.tied_with = sorted(
                 other.department
                 for other in group
-                if other is not row and other.ci_low <= row.ci_high and other.ci_high >= row.ci_low
+                if other is not row and bounds(other)[0] <= high and bounds(other)[1] >= low
             )
             row.rank_label = str(row.rank) if row.rank == row.rank_low else f"{row.rank}-{row.rank_low}"
     rows.sort(

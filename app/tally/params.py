@@ -94,6 +94,7 @@ def parse_period(text: str | None) -> Period:
     text = (text or "").strip()
     if not text:
         return Period()
+    bucket: str | None
     bucket, _, range_text = text.partition(":")
     if bucket not in PERIOD_BUCKETS:
         if range_text:

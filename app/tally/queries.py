@@ -35,9 +35,9 @@ from app.tally.params import (
 # --- SQL pieces -------------------------------------------------------------------------------------
 
 
-def _bucket_expr(dialect: str, day_expr, bucket: str | None):
+def _bucket_expr(dialect: str, day_expr, bucket: str | None):  # bucket None: the survey's span
     """A date column truncated to the bucket's first day (quarters go by month, merged later)."""
-    if bucket in (None, "survey"):
+    if bucket is None or bucket == "survey":
         return literal(0)
     if bucket == "day":
         return day_expr
@@ -225,7 +225,9 @@ class _GroupKeys:
 
     def __init__(self, dims: list[str], lookups: _Lookups, survey: Survey, span: Period) -> None:
         self.lookups, self.survey, self.span = lookups, survey, span
-        self.parts = [(_DIMENSION_ID[dim], getattr(self, f"_{dim}"), {}) for dim in dims]
+        self.parts: list[tuple[int, Any, dict]] = [
+            (_DIMENSION_ID[dim], getattr(self, f"_{dim}"), {}) for dim in dims
+        ]
 
     def __call__(self, raw: tuple) -> tuple[tuple, tuple]:
         values: tuple = ()

@@ -103,6 +103,7 @@ def apply_tally(session: Session, keys: Iterable[TallyKey], sign: int = 1) -> in
     conn = session.connection()
     dialect = conn.dialect.name
     now = utcnow()
+    stamp: object
     if dialect == "sqlite":  # stored as SQLAlchemy stores them there: ISO text, UTC without offset
         stamp, as_day = now.strftime("%Y-%m-%d %H:%M:%S.%f"), date.isoformat
     else:

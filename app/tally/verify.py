@@ -54,7 +54,8 @@ def recount(session: Session, survey: Survey) -> Counter:
         .order_by(Response.id)
     )
     counts: Counter = Counter()
-    current, head, answers = None, None, []
+    current, head = None, None
+    answers: list = []
 
     def flush():
         if head is not None:

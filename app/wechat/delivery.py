@@ -20,8 +20,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import xmltodict
 from redis.cluster import RedisCluster
@@ -32,9 +33,17 @@ from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 from wechatpy.replies import BaseReply, TextReply
 from wechatpy.utils import check_signature
 
-from app.org.scenes import GENERATION_KEY, HASH_TAG
+from app.org.scenes import GENERATION_KEY, HASH_TAG, RouteCache, ScanRouter
 from app.redis_store import ScriptRunner
 from handlers import DeferredWrites, HandlerContext, dispatch
+
+if TYPE_CHECKING:
+    from datetime import date
+
+    from redis import Redis
+    from sqlalchemy.orm import Session
+
+    from app.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +51,17 @@ SUCCESS = "success"  # what WeChat expects when there is nothing to say
 REPLY_TTL = 600  # WeChat retries within ~15 s; keep replies well beyond that
 ATTEMPTS = 3  # computations of one reply while the routing generation keeps moving
 BUSY = "系统正忙，请稍后再试，给您带来不便非常抱歉。"
+
+
+@dataclass(frozen=True)
+class Inbox:
+    """What receiving a delivery needs (the handlers get far less: see handlers.HandlerContext)."""
+
+    session: Session
+    redis: Redis
+    settings: Settings
+    today: date
+    routes: RouteCache
 
 
 class Rejected(Exception):
@@ -79,6 +99,7 @@ class Delivery:
 class Received:
     body: str
     content_type: str
+    kind: str = ""  # the message type or event, lower case (for /metrics)
 
 
 def _refuse_entities(data: bytes | str) -> None:
@@ -161,7 +182,7 @@ def dedup_key(message) -> str:
     return f"e:{message.source}:{message._data.get('CreateTime', '')}:{message._data.get('Event', '')}"
 
 
-def receive(delivery: Delivery, ctx: HandlerContext, now: float | None = None) -> Received:
+def receive(delivery: Delivery, ctx: Inbox, now: float | None = None) -> Received:
     wechat = ctx.settings.wechat
     now = time.time() if now is None else now
     if not delivery.body.strip():
@@ -188,11 +209,12 @@ def receive(delivery: Delivery, ctx: HandlerContext, now: float | None = None) -
         raise Rejected(400, "unknown encrypt_type")
     message = _parse(xml)
     reply_xml = _reply_once(ctx, delivery, message, dedup_key(message))
+    kind = str(getattr(message, "event", "") or message.type or "unknown").lower()
     if reply_xml == SUCCESS:
-        return Received(SUCCESS, "text/plain; charset=utf-8")
+        return Received(SUCCESS, "text/plain; charset=utf-8", kind)
     if crypto is not None:
         reply_xml = crypto.encrypt_message(reply_xml, delivery.nonce, str(int(now)))
-    return Received(reply_xml, "application/xml; charset=utf-8")
+    return Received(reply_xml, "application/xml; charset=utf-8", kind)
 
 
 # KEYS: nonce, message, routing generation, then one per deferred write.
@@ -221,7 +243,7 @@ return {'first', '', generation}
 
 
 def _commit(
-    ctx: HandlerContext, delivery: Delivery, key: str, reply_xml: str, writes: DeferredWrites, expected: str
+    ctx: Inbox, delivery: Delivery, key: str, reply_xml: str, writes: DeferredWrites, expected: str
 ) -> tuple[str, str, str]:
     window = 2 * ctx.settings.wechat.timestamp_tolerance + 60
     keys = [
@@ -252,15 +274,16 @@ def _commit(
 _WEBHOOK_SLOT = key_slot(GENERATION_KEY.encode())
 
 
-def _reply_once(ctx: HandlerContext, delivery: Delivery, message, key: str) -> str:
+def _reply_once(ctx: Inbox, delivery: Delivery, message, key: str) -> str:
     """The handler's reply for a first delivery, with its side effects; a retry (same MsgId, or
     same sender and CreateTime) gets the reply stored by the first, and causes nothing."""
     routes = ctx.routes
-    generation = (routes.generation or "?") if routes is not None else ""
+    generation = routes.generation or "?"
     for attempt in range(1, ATTEMPTS + 1):
         writes = DeferredWrites()
+        router = ScanRouter(ctx.session, ctx.settings, routes, generation)
         try:
-            reply = dispatch(message, replace(ctx, generation=generation, writes=writes))
+            reply = dispatch(message, HandlerContext(router, writes, ctx.settings, ctx.today))
         except Exception:
             log.exception("handler failed for %s %s", message.type, getattr(message, "event", ""))
             ctx.session.rollback()

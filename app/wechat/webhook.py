@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import date
 
 from flask import Flask, Response, current_app, request
@@ -9,10 +10,10 @@ from wechatpy.exceptions import InvalidSignatureException
 from wechatpy.utils import check_signature
 
 from app.db import db
+from app.metrics import WEBHOOK, WEBHOOK_SECONDS
 from app.redis_store import redis_store
 from app.wechat.blueprint import bp
-from app.wechat.delivery import Delivery, Rejected, receive
-from handlers import HandlerContext
+from app.wechat.delivery import Delivery, Inbox, Rejected, receive
 
 
 def _plain(text: str, status: int = 200) -> Response:
@@ -46,11 +47,15 @@ def receive_delivery():
 def answer(app: Flask, delivery: Delivery) -> tuple[int, str, str]:
     """(status, body, content type) for a delivery: its reply, or why it is refused. In an app
     context; the view and the fast path in front of Flask (app/fast/webhook.py) share it."""
+    started = time.perf_counter()
     routes = app.extensions["wxsurvey_routes"]
-    ctx = HandlerContext(db.session, redis_store.client, app.config["SETTINGS"], date.today(), routes)
+    ctx = Inbox(db.session, redis_store.client, app.config["SETTINGS"], date.today(), routes)
     try:
         received = receive(delivery, ctx)
     except Rejected as exc:
         app.logger.info("webhook refused (%s): %s", exc.status, exc.reason)
+        WEBHOOK.labels("refused").inc()
         return exc.status, exc.reason, "text/plain; charset=utf-8"
+    WEBHOOK.labels(received.kind).inc()
+    WEBHOOK_SECONDS.observe(time.perf_counter() - started)
     return 200, received.body, received.content_type

@@ -357,7 +357,7 @@ def test_poster_page_offers_the_code_kind_and_links_follow_it(city, live_server,
     import zxingcpp
     from PIL import Image
 
-    app.config["SETTINGS"]["app"]["base_url"] = live_server.url  # the simulator creates WeChat codes
+    app.config["SETTINGS"].app.base_url = live_server.url  # the simulator creates WeChat codes
     page = city.get("/console/posters?survey=demo-departments&kind=wechat").get_data(as_text=True)
     assert 'value="wechat" selected' in page
     assert "/console/posters/demo-departments/D08.png?kind=wechat" in page

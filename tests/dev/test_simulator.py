@@ -14,7 +14,7 @@ from app.intake.respondents import respondent_key, scanned_recently
 
 @pytest.fixture
 def sim(app, live_server, demo):
-    app.config["SETTINGS"]["app"]["base_url"] = live_server.url
+    app.config["SETTINGS"].app.base_url = live_server.url
     return live_server
 
 

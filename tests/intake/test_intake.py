@@ -298,18 +298,21 @@ def test_a_lingering_drain_yields_to_jobs_waiting_for_its_worker(
     """A worker serving every queue is not monopolised by a campaign's drain: the run ends after
     the batch in hand and keeps the flag set, so the waiting job runs before the next drain."""
     from app.jobs import intake as intake_jobs
+    from app.jobs.worker import build_worker, current_worker
     from app.queues import get_queue
 
     queue_many(session, redis_client, 4, prefix="y")
     with app.app_context():
         get_queue("default").enqueue("app.jobs.intake.other_work_waiting")
-        monkeypatch.setattr(intake_jobs, "served_queues", ("intake",))
+        assert not intake_jobs.other_work_waiting()  # outside a worker nothing is waiting
+        current_worker.set(build_worker(["intake"]))
         assert not intake_jobs.other_work_waiting()  # a worker of its own for intake never yields
-        monkeypatch.setattr(intake_jobs, "served_queues", ("intake", "wechat", "default", "exports"))
+        current_worker.set(build_worker(["intake", "wechat", "default", "exports"]))
         assert intake_jobs.other_work_waiting()
         report = drain.drain_backlog(
             session, redis_client, linger_seconds=3, should_yield=intake_jobs.other_work_waiting
         )
+        current_worker.set(None)
     assert report.yielded and report.inserted == 4  # ended after the batch instead of lingering
     assert redis_client.exists(intake.DRAIN_FLAG), (
         "the flag stays until it expires: no drain enqueued meanwhile"

@@ -76,7 +76,7 @@ def test_wechat_code_is_created_through_the_simulator_for_the_poster(app, sessio
     """kind="wechat" creates the permanent parametric code through the WeChat API over real HTTP
     (the dev simulator), and the poster carries the URL WeChat's code encodes."""
     settings = app.config["SETTINGS"]
-    settings["app"]["base_url"] = live_server.url  # the simulator the API client talks to
+    settings.app.base_url = live_server.url  # the simulator the API client talks to
     scene = survey_scene("demo-departments", "D09")
     assert redis_store.client.hget(TICKETS_KEY, scene) is None
     code, png = service.department_poster(
@@ -93,7 +93,7 @@ def test_poster_errors_are_clear(app, session, demo, tmp_path):
     settings = app.config["SETTINGS"]
     with pytest.raises(NotFound):  # the county survey does not evaluate city departments
         service.department_poster(session, redis_store.client, settings, "demo-counties", "D08")
-    settings.qr["font_path"] = str(tmp_path / "missing.ttc")
+    settings.qr.font_path = str(tmp_path / "missing.ttc")
     with pytest.raises(Unavailable, match="中文字体"):
         service.department_poster(session, redis_store.client, settings, "demo-departments", "D08")
 

@@ -32,7 +32,7 @@ def add_whoami(app):
 @pytest.fixture
 def server(app, live_server):
     add_whoami(app)
-    app.config["SETTINGS"]["app"]["base_url"] = live_server.url
+    app.config["SETTINGS"].app.base_url = live_server.url
     return live_server
 
 
@@ -120,7 +120,7 @@ def test_a_used_code_is_refused_kindly(server):
 
 
 def test_wechat_unreachable_is_a_503_page(app, server):
-    app.config["SETTINGS"]["wechat"]["api_base_url"] = "http://127.0.0.1:9"  # nothing listens there
+    app.config["SETTINGS"].wechat.api_base_url = "http://127.0.0.1:9"  # nothing listens there
     http = phone()
     authorize = http.get(server.url + "/t/whoami", allow_redirects=False).headers["Location"]
     failed = http.get(authorize)

@@ -21,7 +21,7 @@ from tests.conftest import run_cli
 @pytest.fixture
 def wechat(app, live_server, redis_client):
     """Settings whose simulator is this live server."""
-    app.config["SETTINGS"]["app"]["base_url"] = live_server.url
+    app.config["SETTINGS"].app.base_url = live_server.url
     return app.config["SETTINGS"]
 
 
@@ -71,9 +71,9 @@ def test_a_stale_token_is_replaced_once(wechat, redis_client):
 def test_plain_token_endpoint_and_bad_credentials(wechat, redis_client):
     api = WeChatApi(wechat, redis_client)
     assert api.fetch_access_token(stable=False).startswith("SIM_")
-    from app.config import Section, Settings
+    from dataclasses import replace
 
-    wrong = Settings({**wechat, "wechat": Section({**wechat.wechat, "secret": "wrong"})})
+    wrong = replace(wechat, wechat=replace(wechat.wechat, secret="wrong"))
     redis_client.delete(TOKEN_KEY)
     with pytest.raises(WeChatApiError) as caught:
         WeChatApi(wrong, redis_client).access_token()
@@ -81,7 +81,7 @@ def test_plain_token_endpoint_and_bad_credentials(wechat, redis_client):
 
 
 def test_unreachable_wechat_is_unavailable(app, redis_client):
-    app.config["SETTINGS"]["wechat"]["api_base_url"] = "http://127.0.0.1:9"
+    app.config["SETTINGS"].wechat.api_base_url = "http://127.0.0.1:9"
     with pytest.raises(Unavailable):
         WeChatApi(app.config["SETTINGS"], redis_client, timeout=2).access_token()
 
@@ -128,7 +128,7 @@ def cli_env(cli_env, live_server):
 
 
 def test_qr_commands(cli_env, demo, live_server, app):
-    app.config["SETTINGS"]["app"]["base_url"] = live_server.url  # the simulator the CLI talks to
+    app.config["SETTINGS"].app.base_url = live_server.url  # the simulator the CLI talks to
     listed = run_cli("qr", "list", "--json", env=cli_env)
     assert listed.returncode == 0, listed.stderr
     rows = json.loads(listed.stdout)

@@ -4,6 +4,7 @@ replays and rejections (which must leave no trace), and an AES known-answer test
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import os
 import struct
@@ -250,7 +251,7 @@ def test_previous_aes_key_still_opens_and_replies_in_it(
         )
     )
     settings = app.config["SETTINGS"]
-    old = type(settings.wechat)({**settings.wechat, "encoding_aes_key": old_key})
+    old = dataclasses.replace(settings.wechat, encoding_aes_key=old_key)
     sealed: Sealed = seal(event_xml(ACCOUNT, new_openid(), "CLICK", "HELP"), old, "safe")
     response = app.test_client().post("/wechat?" + urlencode(sealed.params), data=sealed.body)
     assert response.status_code == 200

@@ -1,0 +1,55 @@
+# gunicorn settings for wxsurvey's web server: `gunicorn -c /etc/wxsurvey/gunicorn.conf.py app.wsgi:app`
+# (deploy/systemd/wxsurvey-web.service). The same settings `wxsurvey serve` uses and BENCHMARKS.md
+# measured: gthread workers, app.web_workers x app.web_threads, --reuse-port.
+import os
+
+from app.config import load_settings
+
+_settings = load_settings()  # WXSURVEY_CONFIG and the unit's EnvironmentFile, as the app reads them
+
+# Where nginx reaches the app. Keep it on loopback (or a private address when nginx runs elsewhere):
+# /metrics is answered without a token only to internal addresses.
+bind = [f"{_settings.app.host}:{_settings.app.port}"]
+
+# BENCHMARKS.md: 2 processes x 4 threads on 2 cores; 4 threads beat 2 (0.48-0.50 against 0.44-0.47
+# x bare). Give app.web_workers one process per core on a bigger server.
+worker_class = "gthread"
+workers = int(_settings.app.web_workers)
+threads = int(_settings.app.web_threads)
+
+# Each worker listens on its own SO_REUSEPORT socket and the kernel spreads connections over them;
+# without it one worker can take every keep-alive connection of nginx's upstream pool while the
+# other idles. The trade-off: connections queued on a worker that dies are reset, so nginx retries
+# a refused connection once (deploy/nginx-wxsurvey.conf, proxy_next_upstream).
+reuse_port = True
+
+# A request is given 30 s (exports and imports in the console are the slow ones); WeChat's 5 s budget
+# is enforced in front, by nginx. On SIGTERM / restart a worker finishes its requests for up to 10 s.
+timeout = 30
+graceful_timeout = 10
+keepalive = 75  # longer than nginx's upstream keepalive_timeout (60 s), so nginx closes first
+
+# Recycle workers now and then (memory fragmentation over months of uptime), staggered.
+max_requests = 200_000
+max_requests_jitter = 20_000
+
+# Access log on standard output (journald); the app's own log on standard error. With
+# app.log_format = "json" the app logs one JSON object a line with the request id and duration,
+# so gunicorn's access log is off there (GUNICORN_ACCESS_LOG=- in the environment keeps both).
+_json_logs = _settings.app.log_format == "json"
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG", None if _json_logs else "-")
+errorlog = "-"
+if _json_logs:  # gunicorn's own lines (booting, worker exits) in the same JSON shape as the app's
+    from app.ops.logs import gunicorn_logconfig
+
+    logconfig_dict = gunicorn_logconfig()
+proc_name = "wxsurvey-web"
+forwarded_allow_ips = "127.0.0.1,::1"  # gunicorn's own view; the app believes app.trusted_proxies
+
+
+def child_exit(server, worker):
+    # Prometheus multiprocess mode: a dead worker's live gauges stop counting (its counters stay).
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
