@@ -226,9 +226,9 @@ def cluster_nodes(url: str) -> list[ClusterNode]:
     return nodes
 
 
-def cluster_client(url: str, **opts) -> RedisCluster:
+def cluster_client(url: str, decode: bool = True, **opts) -> RedisCluster:
     opts.pop("health_check_interval", None)
-    return RedisCluster(startup_nodes=cluster_nodes(url), decode_responses=True, **opts)
+    return RedisCluster(startup_nodes=cluster_nodes(url), decode_responses=decode, **opts)
 
 
 def plain_clients(url: str, **opts) -> tuple[redis.Redis, redis.Redis]:
@@ -251,16 +251,18 @@ class RedisStore:
         url = redis_url(settings)
         opts = {"socket_timeout": 5, "socket_connect_timeout": 2, "health_check_interval": 30}
         text: redis.Redis | RedisCluster
+        data: redis.Redis | RedisCluster
         if url.startswith("redis+cluster://"):
-            text = cluster_client(url, **opts)
+            text, data = cluster_client(url, **opts), cluster_client(url, decode=False, **opts)
             _, raw = plain_clients(settings.redis.queue_url, **opts)
         else:
             text, raw = plain_clients(url, **opts)
+            data = raw
             if settings.redis.queue_url:
                 _, raw = plain_clients(settings.redis.queue_url, **opts)
         queue_url = settings.redis.queue_url or url
         app.extensions["wxsurvey_redis"] = {
-            "url": url, "queue_url": queue_url, "text": text, "raw": raw, "pid": os.getpid()
+            "url": url, "queue_url": queue_url, "text": text, "raw": raw, "data": data, "pid": os.getpid()
         }  # fmt: skip
 
     @staticmethod
@@ -276,6 +278,11 @@ class RedisStore:
     def raw(self) -> redis.Redis:
         """Bytes client of the queues' Redis, as RQ requires."""
         return self._ext()["raw"]
+
+    @property
+    def data_raw(self):
+        """Bytes client of the services' Redis (the cluster's, with redis+cluster://): backups."""
+        return self._ext()["data"]
 
     @property
     def url(self) -> str:

@@ -61,7 +61,7 @@ def pytest_generate_tests(metafunc):
     if "redis_kind" in metafunc.fixturenames and WITH_CLUSTER:
         where = Path(str(metafunc.definition.path)).as_posix()
         if any(f"/{folder}" in where for folder in CLUSTER_TESTS):
-            metafunc.parametrize("redis_kind", ["single", "cluster"], scope="session")
+            metafunc.parametrize("redis_kind", ["single", "cluster"])
     if (
         "fast_layer" in metafunc.fixturenames
         and Path(str(metafunc.definition.path)).parent.name in FAST_LAYER_DIRS
@@ -78,7 +78,7 @@ def fast_layer() -> bool:
 # --- Redis ---------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def redis_kind() -> str:
     """single, unless the test is one of CLUSTER_TESTS (then parametrised: single, cluster)."""
     return "single"
@@ -94,9 +94,10 @@ def redis_cluster(tmp_path_factory, request):
     cluster.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def redis_url(redis_kind, queue_url, request) -> str:
-    """The services' Redis: the single one, or a redis+cluster:// URL of the suite's cluster."""
+    """The services' Redis: the single one, or a redis+cluster:// URL of the suite's cluster
+    (function-scoped: a session-scoped one would outlive the parametrised redis_kind it came from)."""
     if redis_kind == "cluster":
         return request.getfixturevalue("redis_cluster").url
     return queue_url

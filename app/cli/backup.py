@@ -25,7 +25,7 @@ def backup_command(out: Path) -> None:
     """Back up the database and the answers still queued in Redis into one file."""
     from app.ops.backup import backup
 
-    report = backup(db.engine, redis_store.raw, out)
+    report = backup(db.engine, redis_store.data_raw, out)
     click.echo(
         f"backup written: {report.path} ({report.bytes:,} bytes; {report.dialect}; "
         f"{report.queued} queued answers, {report.marks} marks, {report.tickets} QR tickets)"
@@ -39,7 +39,7 @@ def restore_command(file: Path) -> None:
     """Restore a backup into an empty database and Redis; the workers then drain the queued answers."""
     from app.ops.backup import restore
 
-    result = restore(db.engine, redis_store.raw, file)
+    result = restore(db.engine, redis_store.data_raw, file)
     if result["queued"]:
         from app.intake.shards import all_shards
         from app.jobs.intake import DRAIN_SECONDS, drain_intake
