@@ -226,7 +226,7 @@ def cluster_nodes(url: str) -> list[ClusterNode]:
     return nodes
 
 
-def cluster_client(url: str, decode: bool = True, **opts) -> RedisCluster:
+def cluster_client(url: str, *, decode: bool = True, **opts: Any) -> RedisCluster:
     opts.pop("health_check_interval", None)
     return RedisCluster(startup_nodes=cluster_nodes(url), decode_responses=decode, **opts)
 
@@ -249,7 +249,7 @@ class RedisStore:
     def init_app(self, app: Flask) -> None:
         settings = app.config["SETTINGS"]
         url = redis_url(settings)
-        opts = {"socket_timeout": 5, "socket_connect_timeout": 2, "health_check_interval": 30}
+        opts: dict[str, Any] = {"socket_timeout": 5, "socket_connect_timeout": 2, "health_check_interval": 30}
         text: redis.Redis | RedisCluster
         data: redis.Redis | RedisCluster
         if url.startswith("redis+cluster://"):
