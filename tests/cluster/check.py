@@ -25,7 +25,8 @@ def main() -> None:
         report: dict = {"backlog": status["backlog"], "pending": status["pending"]}
         if len(sys.argv) > 1:
             acked = [line.split()[1] for line in open(sys.argv[1]) if not line.split()[1].startswith("-")]
-            keys = {respondent_key(settings.survey.respondent_secret, openid) for openid in acked}
+            key_of = {openid: respondent_key(settings.survey.respondent_secret, openid) for openid in acked}
+            keys = set(key_of.values())
             grouped = select(Response.respondent_key, func.count()).group_by(Response.respondent_key)
             rows = Counter({key: count for key, count in db.session.execute(grouped)})
             via = Counter(
@@ -40,6 +41,8 @@ def main() -> None:
                 in_sql=sum(1 for k in keys if rows.get(k, 0) >= 1),
                 lost=sum(1 for k in keys if rows.get(k, 0) == 0),
                 doubled=sum(1 for k in keys if rows.get(k, 0) > 1),
+                lost_ids=[o for o, k in key_of.items() if rows.get(k, 0) == 0][:1000],
+                doubled_ids=[o for o, k in key_of.items() if rows.get(k, 0) > 1][:1000],
                 rows=sum(rows.values()),
                 via=dict(via),
                 export_slots=len(runs),

@@ -139,6 +139,10 @@ def run(dc: DataCentre) -> dict:
         ]
         oks = [t for t, who in window if not who.startswith("-")]
         fault["acknowledged_in_window"] = len(oks)
+        acked_here = {who for _, who in window if not who.startswith("-")}
+        fault["lost_in_window"] = len(acked_here & set(verdict["lost_ids"]))
+        fault["doubled_in_window"] = len(acked_here & set(verdict["doubled_ids"]))
+        fault["in_sql_in_window"] = len(oks) - fault["lost_in_window"]
         fault["failed_in_window"] = len(window) - len(oks)
         fault["recovered_after_s"] = round(oks[0] - started - fault["at"], 2) if oks else None
         gaps = [b - a for a, b in zip(oks, oks[1:], strict=False)]
