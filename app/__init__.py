@@ -35,6 +35,7 @@ def create_app(config: Settings | Mapping[str, Mapping[str, Any]] | None = None)
     register_blueprints(app, settings)
     register_error_pages(app)
     register_static_versions(app)
+    register_security_headers(app)
     if settings.app.fast_paths:
         register_fast_paths(app)
     register_request_log(app, settings)
@@ -126,6 +127,12 @@ def register_static_versions(app: Flask) -> None:
                 versions[name] = ""
         if versions[name]:
             values["v"] = versions[name]
+
+
+def register_security_headers(app: Flask) -> None:
+    from app.security.headers import register
+
+    register(app)
 
 
 def register_error_pages(app: Flask) -> None:

@@ -36,6 +36,7 @@ class AppSettings:
     fast_paths: bool = True  # the WSGI fast paths in front of Flask (app/fast/); off: Flask answers all
     log_format: str = "text"
     metrics_token: str = ""
+    trusted_proxies: str = ""  # app.security.client_address: count of proxy hops or comma-separated CIDRs
 
 
 @dataclass
@@ -96,6 +97,17 @@ class QrSettings:
 
 
 @dataclass
+class LimitsSettings:
+    """Rate limits (app.security.rate_limits): requests per `window` seconds; 0 switches one off."""
+
+    window: int = 60
+    submissions_per_prefix: int = 1200
+    logins_per_prefix: int = 30
+    api_per_token: int = 1200
+    webhook_per_openid: int = 60
+
+
+@dataclass
 class Settings:
     """All sections, typed: settings.wechat.token. Built by load_settings, never by hand."""
 
@@ -106,6 +118,7 @@ class Settings:
     survey: SurveySettings = field(default_factory=SurveySettings)
     exports: ExportsSettings = field(default_factory=ExportsSettings)
     qr: QrSettings = field(default_factory=QrSettings)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
 
     @property
     def is_production(self) -> bool:
@@ -119,6 +132,7 @@ class Settings:
 SECTIONS: dict[str, Any] = {
     "app": AppSettings, "database": DatabaseSettings, "redis": RedisSettings, "wechat": WechatSettings,
     "survey": SurveySettings, "exports": ExportsSettings, "qr": QrSettings,
+    "limits": LimitsSettings,
 }  # fmt: skip
 # The built-in defaults, section -> key -> value: every key a file or the environment may set.
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -223,6 +237,12 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
     if not app["base_url"].startswith(("http://", "https://")):
         raise ConfigError(f"app.base_url: must start with http:// or https://, got {app['base_url']!r}")
     app["base_url"] = app["base_url"].rstrip("/")
+    from app.security.client_address import parse_trusted_proxies
+
+    try:
+        parse_trusted_proxies(app["trusted_proxies"])
+    except ValueError as exc:
+        raise ConfigError(f"app.trusted_proxies: {exc}") from None
     aes = values["wechat"]["encoding_aes_key"]
     if aes and len(aes) != 43:
         raise ConfigError(f"wechat.encoding_aes_key: must be 43 characters, got {len(aes)}")
@@ -249,6 +269,11 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
     for key in ("min_sample", "text_max_length", "drain_batch_size"):
         if values["survey"][key] < 1:
             raise ConfigError(f"survey.{key}: must be at least 1")
+    if values["limits"]["window"] < 1:
+        raise ConfigError("limits.window: must be at least 1 (seconds)")
+    for key in ("submissions_per_prefix", "logins_per_prefix", "api_per_token", "webhook_per_openid"):
+        if values["limits"][key] < 0:
+            raise ConfigError(f"limits.{key}: must be 0 (off) or more")
     for key in ("push_timeout", "push_retries", "push_backoff"):
         if values["exports"][key] < 1:
             raise ConfigError(f"exports.{key}: must be at least 1")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, jsonify, make_response, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from app.errors import DomainError
+from app.errors import DomainError, TooMany
 
 MESSAGES = {
     400: ("请求有误", "提交的内容不完整或格式不对，请返回重试。"),
@@ -35,13 +35,20 @@ def render_error(status: int, detail: str | None = None, code: str | None = None
 def register(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def _domain_error(exc: DomainError):
-        return render_error(exc.status, exc.message, exc.code)
+        response = make_response(render_error(exc.status, exc.message or None, exc.code))
+        if isinstance(exc, TooMany):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         status = exc.code or 500
         detail = exc.description if _wants_json() and status < 500 else None
-        return render_error(status, detail)
+        response = make_response(render_error(status, detail))
+        for name, value in exc.get_headers():  # Allow on a 405, Retry-After on a 429 or 503
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(UnicodeDecodeError)
     def _not_utf8(exc: UnicodeDecodeError):  # a query string or body that is not UTF-8: the client's

@@ -40,6 +40,17 @@ class Conflict(DomainError):
     code = "conflict"
 
 
+class TooMany(DomainError):
+    """A rate limit: answered with 429 and Retry-After (seconds)."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int, field: str | None = None):
+        super().__init__(message, field=field)
+        self.retry_after = retry_after
+
+
 class Unavailable(DomainError):
     status = 503
     code = "unavailable"

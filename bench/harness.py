@@ -245,6 +245,7 @@ class Stack:
             "WXSURVEY_SURVEY_RESPONDENT_SECRET": RESPONDENT_SECRET,
             "WXSURVEY_DATABASE_URL": self.database_url,
             "WXSURVEY_WECHAT_REQUIRE_WECHAT_BROWSER": "false",
+            "WXSURVEY_APP_TRUSTED_PROXIES": "127.0.0.1/32",  # the load generator stands for nginx
             **(settings or {}),
         }
         self.web: subprocess.Popen | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -19,6 +20,10 @@ USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,64}$")
 MIN_PASSWORD = 10
 LOCK_AFTER = 5
 LOCK_FOR = timedelta(minutes=15)
+SIGN_IN_REFUSED = "用户名或密码错误"
+# Checked against when there is no account to check, so that an unknown or locked name costs the
+# same one hash as a wrong password (same method and parameters as a real password's hash).
+_DUMMY_HASH = generate_password_hash(secrets.token_urlsafe(16))
 
 
 # --- admins -------------------------------------------------------------------------------------
@@ -56,15 +61,15 @@ def create_admin(
 
 
 def authenticate(session: Session, username: str, password: str, ip: str | None = None) -> AdminUser:
-    """Check a password; lock the account for a while after repeated failures."""
+    """Check a password; lock the account for a while after repeated failures.
+
+    Unknown, inactive and locked accounts get the message and the work (one password hash) of a
+    wrong password, so that neither the answer nor its timing tells which names exist."""
     user = session.scalar(select(AdminUser).where(AdminUser.username == username))
     now = utcnow()
-    if user is None or not user.active:
-        # Same work and same message as a wrong password, so usernames cannot be probed.
-        check_password_hash(generate_password_hash("x"), password or "")
-        raise Forbidden("用户名或密码错误")
-    if user.locked_until and _aware(user.locked_until) > now:
-        raise Forbidden("登录失败次数过多，账号已临时锁定，请 15 分钟后再试")
+    if user is None or not user.active or (user.locked_until and _aware(user.locked_until) > now):
+        check_password_hash(_DUMMY_HASH, password or "")
+        raise Forbidden(SIGN_IN_REFUSED)
     if not check_password_hash(user.password_hash, password or ""):
         user.failed_logins += 1
         if user.failed_logins >= LOCK_AFTER:
@@ -72,7 +77,7 @@ def authenticate(session: Session, username: str, password: str, ip: str | None 
             user.failed_logins = 0
             audit.record(session, username, "admin.locked", username, {}, ip)
         session.commit()
-        raise Forbidden("用户名或密码错误")
+        raise Forbidden(SIGN_IN_REFUSED)
     user.failed_logins, user.locked_until, user.last_login_at = 0, None, now
     audit.record(session, username, "admin.login", username, {}, ip)
     return user

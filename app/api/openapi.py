@@ -31,11 +31,19 @@ OFFSET = _param(
     "offset", "rows to skip; follow `next_offset` (JSON) or the Link rel=next header",
     {"type": "integer", "minimum": 0, "default": 0},
 )  # fmt: skip
-SURVEY = _param("survey", "survey slug (see /surveys)", {"type": "string"}, required=True)
+SURVEY = _param("survey", "survey slug (see /surveys)", {"type": "string", "minLength": 1}, required=True)
 DEPARTMENT = _param(
     "department", "a department code: that department and everything under it (a county with its townships)",
-    {"type": "string"},
+    {"type": "string", "minLength": 1},
 )  # fmt: skip
+# The period grammar as a pattern. It leaves out what the server also takes but a pattern cannot
+# tell from an impossible date (days 29-31, week 53, A..B ranges): those are in the description.
+_YEAR = r"(19|20)[0-9]{2}"
+_RANGE = rf"{_YEAR}(-Q[1-4]|-W(0[1-9]|[1-4][0-9]|5[0-2])|-(0[1-9]|1[0-2])(-(0[1-9]|1[0-9]|2[0-8]))?)?"
+_BUCKET = "(" + "|".join(PERIOD_BUCKETS) + ")"
+PERIOD_PATTERN = rf"^({_BUCKET}|({_BUCKET}:)?{_RANGE})$"
+_DIMENSION = "(" + "|".join(GROUP_DIMENSIONS) + ")"
+GROUP_BY_PATTERN = rf"^{_DIMENSION}(,{_DIMENSION})*$"
 PERIOD = _param(
     "period",
     "`BUCKET`, `RANGE` or `BUCKET:RANGE`. BUCKET groups rows by " + ", ".join(PERIOD_BUCKETS)
@@ -43,7 +51,7 @@ PERIOD = _param(
     "labelled 2024-W19). RANGE limits the days (city time, Asia/Shanghai): 2024, 2024-Q2, 2024-05, "
     "2024-W19, 2024-05-03, or A..B between two of those, inclusive, either side may be empty. "
     "Grouping by period without a bucket uses month. Examples: `month`, `2024-Q2`, `week:2024-05`.",
-    {"type": "string"},
+    {"type": "string", "pattern": PERIOD_PATTERN},
 )  # fmt: skip
 
 ENDPOINT_PARAMETERS: dict[str, list[dict[str, Any]]] = {
@@ -57,7 +65,7 @@ ENDPOINT_PARAMETERS: dict[str, list[dict[str, Any]]] = {
             + ". `question`/`option` count answers instead of responses (`option` brings `question`); "
             "`region` is a county with its townships, city departments form region CITY; `segment` is "
             "the respondent type unless `segment=` names another single-choice question.",
-            {"type": "string", "example": "department,question,option"},
+            {"type": "string", "pattern": GROUP_BY_PATTERN, "example": "department,question,option"},
         ),  # fmt: skip
         PERIOD,
         _param(
@@ -69,8 +77,9 @@ ENDPOINT_PARAMETERS: dict[str, list[dict[str, Any]]] = {
         _param(
             "segment",
             "question key used as the `segment` dimension; default the survey's respondent-type "
-            "question (pre-aggregated); any other single-choice question is counted from raw answers",
-            {"type": "string"},
+            "question (pre-aggregated); any other single-choice question is counted from raw answers "
+            "(a key the survey does not have: 404)",
+            {"type": "string", "minLength": 1},
         ),
         FORMAT,
         LIMIT,
@@ -220,6 +229,12 @@ def openapi_document(base_url: str) -> dict[str, Any]:
                     "401": _ERROR,
                     "403": _ERROR,
                     "404": _ERROR,
+                    "429": {
+                        **_ERROR,
+                        "description": "rate limit of the token (limits.api_per_token); "
+                        "retry after Retry-After seconds",
+                        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                    },
                 },
             }
         }
@@ -230,7 +245,8 @@ def openapi_document(base_url: str) -> dict[str, Any]:
             "version": "1",
             "description": "Read-only tallies for the performance-evaluation platform. Authenticate with "
             "`Authorization: Bearer <token>` (`wxsurvey token create NAME [--survey SLUG]`). "
-            "Unknown query parameters are refused with 400.",
+            "Unknown, repeated or empty query parameters are refused with 400 naming the parameter; "
+            "If-None-Match compares weakly; past the token's rate limit: 429 with Retry-After.",
         },
         "servers": [{"url": f"{base_url}/api/v1"}],
         "security": [{"bearer": []}],

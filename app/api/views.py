@@ -17,6 +17,8 @@ from app.db import db
 from app.errors import DomainError, Forbidden, Invalid
 from app.org.departments import department_dict, list_departments
 from app.org.surveys import get_survey, list_surveys, survey_dict
+from app.redis_store import redis_store
+from app.security.rate_limits import hit, limit_for
 from app.tally.files import FORMATS, render
 from app.tally.index import index_dict, satisfaction_index
 from app.tally.report import department_scope, row_columns, tally_dict, tally_report
@@ -39,6 +41,7 @@ def _authenticate() -> None:
     token = verify_token(db.session, secret.strip())
     if token is None:
         raise Unauthorized("unknown or revoked token")
+    hit(redis_store.client, limit_for(current_app.config["SETTINGS"], "api"), str(token.id))
     g.api_token = token
 
 
@@ -51,13 +54,19 @@ def _headers(response: Response) -> Response:
 
 
 def _params(endpoint: str) -> dict[str, str]:
-    """The query parameters, refusing any the OpenAPI document does not list for this endpoint."""
+    """The query parameters, refusing any the OpenAPI document does not list for this endpoint, any
+    given twice (never silently the first) and any given empty (never silently the default)."""
     known = {p["name"] for p in ENDPOINT_PARAMETERS[endpoint]}
     unknown = sorted(set(request.args) - known)
     if unknown:
         raise Invalid(
             f"unknown parameter {unknown[0]!r}; accepted: {', '.join(sorted(known))}", field=unknown[0]
         )
+    for name, values in sorted(request.args.lists()):
+        if len(values) > 1:
+            raise Invalid(f"parameter {name!r} is given {len(values)} times; give it once", field=name)
+        if not values[0].strip():
+            raise Invalid(f"parameter {name!r} is empty; leave it out for the default", field=name)
     for p in ENDPOINT_PARAMETERS[endpoint]:
         if p["required"] and not request.args.get(p["name"]):
             raise Invalid(f"parameter {p['name']!r} is required", field=p["name"])
@@ -113,7 +122,7 @@ def _respond(endpoint: str, params: dict[str, str], document: dict[str, Any], co
         response.headers["Link"] = f'<{url_for(f"api.{endpoint}", _external=True, **args)}>; rel="next"'
     if fmt != "json":
         response.headers["Content-Disposition"] = f'attachment; filename="{endpoint}.{fmt}"'
-    if etag in request.if_none_match:
+    if request.if_none_match.contains_weak(etag):  # RFC 9110: If-None-Match compares weakly
         response.status_code = 304
         return response
     response.set_data(body)

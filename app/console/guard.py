@@ -21,6 +21,7 @@ from app.redis_store import redis_store
 
 SESSION_HOURS = 12
 OPEN_ENDPOINTS = {"console.login"}
+VIEWER_WRITES = {"console.logout"}  # the one POST a read-only viewer makes
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 ROLE_NAMES = {"city_admin": "市级管理员", "scoped_admin": "单位管理员", "viewer": "只读查看"}
 
@@ -76,6 +77,8 @@ def _guard():
     if g.admin is None:
         session.pop("admin_id", None)
         return redirect(url_for("console.login", next=request.full_path if request.method == "GET" else None))
+    if request.method in WRITE_METHODS and g.admin.role == "viewer" and request.endpoint not in VIEWER_WRITES:
+        raise Forbidden("只读账号不能执行这个操作")
     return None
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import current_app, flash, redirect, render_template, request, url_for
 
 from app.console.blueprint import bp
 from app.console.guard import actor, require_role, scope_ids
@@ -11,6 +11,7 @@ from app.errors import Invalid
 from app.integrity import review as service
 from app.models import Department, Question
 from app.org.surveys import list_surveys
+from app.security.client_address import client_address
 
 
 @bp.get("/review")
@@ -50,7 +51,7 @@ def decide(response_id: int):
             request.form.get("reason", ""),
             actor=actor(),
             department_ids=scope_ids(),
-            ip=request.remote_addr,
+            ip=client_address(request.environ, current_app.config["SETTINGS"]),
         )
     except Invalid as exc:
         db.session.rollback()

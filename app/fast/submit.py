@@ -10,7 +10,9 @@ and is answered with the same cached thanks / already-evaluated pages (app.publi
 
 Every other request — and every submission the service refuses (validation errors, a closed
 survey, a forged pair, an outage) — is handed to the Flask view with its body put back. The
-service has no side effect before it refuses, so the view running it again is safe.
+service has no side effect before it refuses, so the view running it again is safe. One refusal
+is answered here, as the view would: past the IP prefix's rate limit, a 429 page with Retry-After
+(a flood should not cost Flask's dispatch too). Every answer carries the app's security headers.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from flask import Flask, render_template
 from werkzeug.http import parse_cookie
 
 from app.db import db
-from app.errors import DomainError
+from app.error_pages import render_error
+from app.errors import DomainError, TooMany
 from app.fast.forms import form_fields, respond
 from app.fast.signing import SignedReader
 from app.intake import load_form, record_response
@@ -30,6 +33,7 @@ from app.jobs.intake import request_drain
 from app.public.identity import channel_of, openid_of
 from app.public.pages import outcome_page
 from app.redis_store import redis_store
+from app.security.client_address import client_address
 
 FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_BODY = 64 * 1024  # the questionnaire's body is ~1 KB; a larger one takes the view's limits
@@ -60,7 +64,7 @@ class SubmissionFastPath:
         page = self._submit(environ, match.group(1), match.group(2), openid, session, body)
         if page is None:
             return self.wsgi_app(environ, start_response)
-        status, html = page
+        status, html, *extra = page
         return respond(
             start_response,
             status,
@@ -68,6 +72,8 @@ class SubmissionFastPath:
             "text/html; charset=utf-8",
             ("Cache-Control", "no-store"),
             ("Vary", "Cookie"),
+            *extra,
+            *self.app.config["SECURITY_HEADERS"],
         )
 
     def _reader(self) -> SignedReader | None:
@@ -90,7 +96,8 @@ class SubmissionFastPath:
         return data if isinstance(data, dict) else None
 
     def _submit(self, environ, slug: str, code: str, openid: str, session: dict, body: bytes):
-        """(status, html) of an accepted, resent or already-evaluated submission, or None."""
+        """(status, html[, header]) of an accepted, resent, already-evaluated or rate-limited
+        submission, or None."""
         fields = form_fields(body)
         if fields is None:
             return None
@@ -108,8 +115,12 @@ class SubmissionFastPath:
                     form_token=(fields.get("form_token") or [""])[0],
                     channel=channel_of(session),
                     user_agent=environ.get("HTTP_USER_AGENT", ""),
-                    remote_addr=environ.get("REMOTE_ADDR"),
+                    remote_addr=client_address(environ, self.app.config["SETTINGS"]),
                 )
+            except TooMany as exc:  # a flood is answered here, at the fast path's cost
+                with self.app.request_context(environ):
+                    html = render_error(exc.status, exc.message)[0]
+                return exc.status, html, ("Retry-After", str(exc.retry_after))
             except DomainError:  # raised before anything was stored: the view answers it
                 return None
             if outcome.drain_wanted:

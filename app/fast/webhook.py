@@ -51,4 +51,4 @@ class WebhookFastPath:
                 status = 0
         if not status:
             return self.wsgi_app(environ, start_response)
-        return respond(start_response, status, text, content_type)
+        return respond(start_response, status, text, content_type, *self.app.config["SECURITY_HEADERS"])

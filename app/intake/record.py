@@ -59,6 +59,7 @@ from app.intake.validation import FAST_MS, ip_prefix, parse_answers, straightlin
 from app.metrics import ACCEPTED, SUBMISSIONS
 from app.models import Response
 from app.redis_store import ScriptRunner
+from app.security.rate_limits import Limit, limit_for
 from app.tally.rows import local_day
 
 if TYPE_CHECKING:
@@ -72,10 +73,16 @@ DRAIN_FLAG = shard_keys.drain_flag_key(0)
 DRAIN_FLAG_TTL = 10  # seconds: at most one drain job is enqueued per this interval by submissions
 DONE_TTL_CAP = timedelta(days=35)
 CHANNELS = ("wechat", "dev", "web")
-# KEYS (one shard's, one slot): done key, stream, scan key, drain flag. ARGV: done value, done ttl,
-# payload, flag ttl. Returns {0, prior done value} or {1, stream id, 1 if a drain job should be
-# enqueued, 1 if the person scanned the department's code}.
+# KEYS (one shard's, one slot): done key, stream, scan key, drain flag[, rate-limit counter].
+# ARGV: done value, done ttl, payload, flag ttl[, allowed per window, counter ttl]. Returns
+# {0, prior done value}, {1, stream id, 1 if a drain job should be enqueued, 1 if the person
+# scanned the department's code}, or {2} past the rate limit (nothing stored).
 RECORD_SCRIPT = """
+if KEYS[5] then
+  local count = redis.call('INCR', KEYS[5])
+  if count == 1 then redis.call('EXPIRE', KEYS[5], tonumber(ARGV[6])) end
+  if count > tonumber(ARGV[5]) then return {2} end
+end
 local prior = redis.call('GET', KEYS[1])
 if prior then return {0, prior} end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
@@ -210,7 +217,9 @@ def _record_response(
         flags=flags,
     )
     try:
-        outcome = _queue(redis, settings, form, department, submission, token, now)
+        outcome = _queue(
+            redis, settings, form, department, submission, token, now, limit_for(settings, "submit")
+        )
     except RedisError as exc:
         log.error("intake: Redis unreachable (%s); writing the response straight to SQL", type(exc).__name__)
         return _write_directly(session, redis, settings, department, submission)
@@ -220,18 +229,24 @@ def _record_response(
 
 
 def _queue(redis: Redis, settings, form: SurveyForm, dept: DepartmentInfo, sub: Submission, token: str,
-           now: datetime) -> Outcome:  # fmt: skip
+           now: datetime, limit: Limit | None = None) -> Outcome:  # fmt: skip
     shards = settings.survey.intake_shards
     shard = shard_keys.shard_of(dept.code, shards)
     stamp = int(now.timestamp() * 1000)
     keys = [shard_keys.done_key(shard, form.id, dept.id, sub.respondent_key), shard_keys.stream_key(shard),
             _scan_key(sub.respondent_key, dept.code, shards), shard_keys.drain_flag_key(shard)]  # fmt: skip
     args = [f"{token}|{stamp}", _done_ttl(form, now), sub.encode(), DRAIN_FLAG_TTL]
+    prefix = sub.meta.get("ip")
+    if limit is not None and prefix:  # the prefix's counter, in the same round trip and the shard's slot
+        keys.append(limit.key(prefix, now.timestamp(), tag=shard_keys.tag(shard)))
+        args += [limit.allowed, limit.ttl]
     wanted = settings.redis.ack_replicas
     if wanted > 0:
         result, acked = RECORD(redis, keys, args, replicas=wanted, timeout_ms=settings.redis.ack_timeout_ms)
     else:
         result, acked = RECORD(redis, keys, args), 0
+    if int(result[0]) == 2:
+        raise limit.refusal(now.timestamp())  # type: ignore[union-attr]
     if int(result[0]) == 0:
         prior_token, _, prior_ms = str(result[1]).partition("|")
         when = datetime.fromtimestamp(int(prior_ms or 0) / 1000, UTC)

@@ -64,7 +64,7 @@ def survey_scene(slug: str, code: str) -> str:
 
 def parse_scene(text: str | None) -> Scene | None:
     """The scene in an EventKey (with or without `qrscene_`), or None when it is not one of ours."""
-    if not text:
+    if not text or not isinstance(text, str):
         return None
     if text.startswith(SUBSCRIBE_PREFIX):
         text = text[len(SUBSCRIBE_PREFIX) :]

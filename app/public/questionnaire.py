@@ -26,6 +26,7 @@ from app.public.blueprint import bp
 from app.public.identity import begin_identity, current_channel, current_openid
 from app.public.pages import local_date, outcome_page
 from app.redis_store import redis_store
+from app.security.client_address import client_address
 
 
 def _page(template: str, status: int = 200, **context):
@@ -85,7 +86,7 @@ def questionnaire(survey_slug: str, department_code: str):
             form_token=form_token,
             channel=current_channel(),
             user_agent=request.headers.get("User-Agent", ""),
-            remote_addr=request.remote_addr,
+            remote_addr=client_address(request.environ, settings),
         )
     except Invalid as exc:
         count_refusal(exc)

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Date, and_, case, cast, func, literal, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
-from app.errors import Invalid
+from app.errors import Invalid, NotFound
 from app.models import Answer, Department, Option, Question, Response, Survey, TallyMonth, TallyRow
 from app.models.org import LEVEL_NAMES
 from app.tally.params import (
@@ -142,7 +142,7 @@ def _segment_question(survey: Survey, key: str | None) -> tuple[Question | None,
         return default, False
     question = next((q for q in survey.questions if q.key == key), None)
     if question is None:
-        raise Invalid(f"segment: survey {survey.slug} has no question {key!r}", field="segment")
+        raise NotFound(f"segment: survey {survey.slug} has no question {key!r}", field="segment")
     if question.kind != "single":
         raise Invalid(f"segment: question {key!r} is not single-choice", field="segment")
     return question, True

@@ -35,6 +35,7 @@ from wechatpy.utils import check_signature
 
 from app.org.scenes import GENERATION_KEY, HASH_TAG, RouteCache, ScanRouter
 from app.redis_store import ScriptRunner
+from app.security.rate_limits import limit_for
 from handlers import DeferredWrites, HandlerContext, dispatch
 
 if TYPE_CHECKING:
@@ -168,11 +169,43 @@ def _parse(xml: str):
         message = parse_message(xml)
     except ValueError as exc:  # wechatpy refuses XML entities with ValueError
         raise Rejected(400, f"refused XML: {exc}") from None
-    except Exception as exc:
-        raise Rejected(400, f"not a WeChat message: {type(exc).__name__}") from None
-    if message is None or not message.source:
+    except Exception as exc:  # wechatpy trips on a field that holds elements: try it emptied, once
+        flat = _text_fields_only(xml)
+        try:
+            message = parse_message(flat) if flat is not None else None
+        except Exception:
+            message = None
+        if message is None:
+            raise Rejected(400, f"not a WeChat message: {type(exc).__name__}") from None
+    if message is None or not isinstance(message.source, str) or not message.source:
         raise Rejected(400, "not a WeChat message")
+    nested = [name for name, value in message._data.items() if isinstance(value, dict | list)]
+    if nested:
+        _log_nested(nested, message.type)
+        message._data.update(dict.fromkeys(nested, ""))
     return message
+
+
+def _log_nested(names: list[str], kind: str) -> None:
+    # Elements where WeChat sends text: a sender broke out of a CDATA section. One line, no traceback.
+    log.info(
+        "wechat: %s of a %s delivery holds XML elements, not text; read as empty", ", ".join(names), kind
+    )
+
+
+def _text_fields_only(xml: str) -> str | None:
+    """The message with each field that holds elements emptied, or None when none does."""
+    try:
+        fields = xmltodict.parse(xml, disable_entities=True)["xml"]
+    except Exception:
+        return None
+    if not isinstance(fields, dict):
+        return None
+    nested = [name for name, value in fields.items() if isinstance(value, dict | list)]
+    if not nested:
+        return None
+    _log_nested(nested, str(fields.get("MsgType") or "?"))
+    return xmltodict.unparse({"xml": {k: ("" if k in nested else v) for k, v in fields.items()}})
 
 
 def dedup_key(message) -> str:
@@ -217,11 +250,13 @@ def receive(delivery: Delivery, ctx: Inbox, now: float | None = None) -> Receive
     return Received(reply_xml, "application/xml; charset=utf-8", kind)
 
 
-# KEYS: nonce, message, routing generation, then one per deferred write.
-# ARGV: dedup key, nonce window, reply, REPLY_TTL, expected generation ("" = any), then a value
-# and a TTL per deferred write. Returns {verdict, the stored reply or "", the generation}.
-# Verdicts: "stale" (computed under another generation), "replay" (the nonce belongs to another
-# message), "retry" (the message has its reply already): nothing written; "first": all written.
+# KEYS: nonce, message, routing generation, the sender's rate-limit counter, then one per deferred
+# write. ARGV: dedup key, nonce window, reply, REPLY_TTL, expected generation ("" = any), deliveries
+# allowed per window ("" = no limit), the counter's TTL, then a value and a TTL per deferred write.
+# Returns {verdict, the stored reply or "", the generation}. Verdicts: "stale" (computed under
+# another generation), "replay" (the nonce belongs to another message), "retry" (the message has
+# its reply already), "limited" (a new message past the sender's rate limit): nothing written
+# (but the counter); "first": all written.
 COMMIT = ScriptRunner("""
 local generation = redis.call('GET', KEYS[3]) or '0'
 if ARGV[5] ~= '' and ARGV[5] ~= generation then
@@ -232,10 +267,19 @@ if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
     return {'replay', '', generation}
   end
 end
-if not redis.call('SET', KEYS[2], ARGV[3], 'NX', 'EX', ARGV[4]) then
-  return {'retry', redis.call('GET', KEYS[2]) or '', generation}
+local stored = redis.call('GET', KEYS[2])
+if stored then
+  return {'retry', stored, generation}
 end
-for i = 4, #KEYS do
+if ARGV[6] ~= '' then
+  local count = redis.call('INCR', KEYS[4])
+  if count == 1 then redis.call('EXPIRE', KEYS[4], ARGV[7]) end
+  if count > tonumber(ARGV[6]) then
+    return {'limited', '', generation}
+  end
+end
+redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
+for i = 5, #KEYS do
   redis.call('SET', KEYS[i], ARGV[2 * i - 2], 'EX', ARGV[2 * i - 1])
 end
 return {'first', '', generation}
@@ -243,15 +287,26 @@ return {'first', '', generation}
 
 
 def _commit(
-    ctx: Inbox, delivery: Delivery, key: str, reply_xml: str, writes: DeferredWrites, expected: str
+    ctx: Inbox,
+    delivery: Delivery,
+    key: str,
+    reply_xml: str,
+    writes: DeferredWrites,
+    expected: str,
+    sender: str = "",
 ) -> tuple[str, str, str]:
     window = 2 * ctx.settings.wechat.timestamp_tolerance + 60
+    limit = limit_for(ctx.settings, "webhook")
+    now = time.time()
+    counter = limit.key(sender, now, tag=HASH_TAG) if limit is not None else f"wx:rl:{HASH_TAG}:webhook:off"
     keys = [
         f"wx:nonce:{HASH_TAG}:{delivery.timestamp}:{delivery.nonce}",
         f"wx:msg:{HASH_TAG}:{key}",
         GENERATION_KEY,
+        counter,
     ]
     args: list[str | int] = [key, window, reply_xml, REPLY_TTL, expected]
+    args += [limit.allowed, limit.ttl] if limit is not None else ["", 0]
     after: list[tuple[str, str, int]] = []
     on_cluster = isinstance(ctx.redis, RedisCluster)
     for name, value, ttl in writes.pending:
@@ -290,9 +345,12 @@ def _reply_once(ctx: Inbox, delivery: Delivery, message, key: str) -> str:
             return TextReply(message=message, content=BUSY).render()  # nothing stored: a retry runs again
         reply_xml = (reply.render() if isinstance(reply, BaseReply) else SUCCESS) or SUCCESS
         expected = generation if attempt < ATTEMPTS else ""  # the last attempt takes any generation
-        verdict, stored, current = _commit(ctx, delivery, key, reply_xml, writes, expected)
+        verdict, stored, current = _commit(ctx, delivery, key, reply_xml, writes, expected, message.source)
         if verdict == "first":
             return reply_xml
+        if verdict == "limited":
+            log.info("webhook: a follower is past its rate limit (%s); no reply", message.type)
+            return SUCCESS
         if verdict == "retry":
             return stored or SUCCESS
         generation = routes.observe(current)  # stale: routes changed since; route again, from SQL

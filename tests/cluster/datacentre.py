@@ -338,6 +338,8 @@ class DataCentre:
             "WXSURVEY_REDIS_ACK_REPLICAS": "1",
             "WXSURVEY_REDIS_ACK_TIMEOUT_MS": "200",
             "WXSURVEY_SURVEY_INTAKE_SHARDS": "4",
+            # Every citizen of this test comes from one address (the client node through nginx).
+            "WXSURVEY_LIMITS_SUBMISSIONS_PER_PREFIX": "0",
         }
 
     def start_nginx(self) -> None:
