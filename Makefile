@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= auto
 
-.PHONY: install run test lint bench chaos clean axe
+.PHONY: install run test lint bench chaos cluster-test clean axe
 
 install: $(STAMP)
 
@@ -41,6 +41,13 @@ bench: $(STAMP)
 
 chaos: $(STAMP)
 	$(BIN)/python -m chaos $(CHAOS_ARGS)
+
+# The multi-node test (tests/cluster/): root, ip netns, nginx, redis-server, PostgreSQL binaries.
+# CLUSTER_SECONDS sets the length of the load (45 s; .ci/run uses a short form).
+CLUSTER_SECONDS ?= 45
+cluster-test: $(STAMP)
+	WXSURVEY_TEST_DATACENTRE=1 WXSURVEY_TEST_DATACENTRE_SECONDS=$(CLUSTER_SECONDS) \
+		$(BIN)/python -m pytest -p no:xdist -s -q -rs tests/cluster
 
 clean:
 	rm -rf $(VENV) var .pytest_cache chaos-results

@@ -51,7 +51,10 @@ class DatabaseSettings:
 @dataclass
 class RedisSettings:
     url: str = ""
+    queue_url: str = ""  # RQ's plain Redis (required with a redis+cluster:// url); empty = url
     embedded_appendfsync: str = "everysec"
+    ack_replicas: int = 0  # replicas that must hold an answer before the thank-you page (WAIT)
+    ack_timeout_ms: int = 100
 
 
 @dataclass
@@ -84,6 +87,7 @@ class SurveySettings:
     drain_batch_size: int = 5000
     scan_window_hours: int = 24
     straightline_min_questions: int = 4
+    intake_shards: int = 1  # the intake stream split by department (app/intake/shards.py)
 
 
 @dataclass
@@ -310,11 +314,21 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
     sim_url = values["wechat"]["simulator_url"]
     if sim_url and not sim_url.startswith(("http://", "https://")):
         raise ConfigError(f"wechat.simulator_url: must start with http:// or https://, got {sim_url!r}")
+    schemes = ("redis://", "rediss://", "unix://", "redis+sentinel://", "redis+cluster://")
     redis_url = values["redis"]["url"]
-    if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://", "redis+sentinel://")):
-        raise ConfigError(
-            f"redis.url: must start with redis://, rediss://, unix:// or redis+sentinel://, got {redis_url!r}"
-        )
+    if redis_url and not redis_url.startswith(schemes):
+        raise ConfigError(f"redis.url: must start with {', '.join(schemes)}, got {redis_url!r}")
+    queue_url = values["redis"]["queue_url"]
+    if queue_url and not queue_url.startswith(schemes[:4]):
+        raise ConfigError(f"redis.queue_url: must be a plain Redis (redis://, unix://...), got {queue_url!r}")
+    if redis_url.startswith("redis+cluster://") and not queue_url:
+        raise ConfigError("redis.queue_url: needed with a redis+cluster:// url (RQ runs on a plain Redis)")
+    if values["redis"]["ack_replicas"] < 0:
+        raise ConfigError("redis.ack_replicas: must be 0 or more")
+    if values["redis"]["ack_timeout_ms"] < 1:
+        raise ConfigError("redis.ack_timeout_ms: must be at least 1")
+    if not 1 <= values["survey"]["intake_shards"] <= 1024:
+        raise ConfigError("survey.intake_shards: must be 1..1024")
     if values["redis"]["embedded_appendfsync"] not in ("always", "everysec", "no"):
         raise ConfigError("redis.embedded_appendfsync: must be always, everysec or no")
     for key in ("min_sample", "text_max_length", "drain_batch_size"):

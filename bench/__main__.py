@@ -8,7 +8,14 @@ import sys
 from bench.harness import Scenario, run_scenarios, write_results
 
 # Each module holds SCENARIOS: list[Scenario]; a module not written yet is skipped.
-SCENARIO_MODULES = ("bench.intake", "bench.webhook", "bench.tallies", "bench.integrity", "bench.journey")
+SCENARIO_MODULES = (
+    "bench.intake",
+    "bench.shards",
+    "bench.webhook",
+    "bench.tallies",
+    "bench.integrity",
+    "bench.journey",
+)
 
 
 def load_scenarios() -> list[Scenario]:

@@ -22,6 +22,8 @@ def _queue(client, app, n: int, tag: str, rng: random.Random) -> None:
     from app import intake
     from app.db import db
     from app.intake import store as intake_store
+    from app.intake.shards import scan_key
+    from app.integrity.follows import followed_key
     from app.models import Department
 
     codes = [code for (code,) in db.session.query(Department.code).filter(Department.level == "city")]
@@ -45,13 +47,14 @@ def _queue(client, app, n: int, tag: str, rng: random.Random) -> None:
         keys = [
             intake.done_key(form.id, dept.id, rkey),
             intake.STREAM,
-            f"wx:scan:{rkey}:{code}",
+            scan_key(0, rkey, code),
             intake.DRAIN_FLAG,
+            followed_key(rkey),
         ]
         if rng.random() < 0.8:  # four in five scanned the department's code first
             pipe.set(keys[2], "1", ex=3600)
         pipe.eval(
-            intake.RECORD_SCRIPT, 4, *keys, f"{'0' * 32}|{int(time.time() * 1000)}", 86400, sub.encode(), 10
+            intake.RECORD_SCRIPT, 5, *keys, f"{'0' * 32}|{int(time.time() * 1000)}", 86400, sub.encode(), 10
         )
         if i % 1000 == 999:
             pipe.execute()
@@ -71,7 +74,7 @@ def _baseline(client, app) -> None:
         form, dept = load_form(db.session, SURVEY, code)
         fields = {f"o{h}": per_hour * 14 for h in range(24)} | {f"w{h}": per_hour * 2 for h in range(168)}
         fields |= {"all": per_hour * 24 * 14, "ns": per_hour * 24 * 14 // 5, "first": first}
-        client.hset(f"wx:ig:{form.id}:{dept.id}:base", mapping=fields)
+        client.hset(f"wx:ig:{{{form.id}:{dept.id}}}:base", mapping=fields)
 
 
 def _reset(client, session) -> None:

@@ -15,7 +15,7 @@ from handlers.replies import HOW_TO, WELCOME, route_reply, text_reply
 def remember_follow(message: Any, ctx: HandlerContext) -> None:
     """When this person followed (the stuffing detector looks for follow, rate and leave)."""
     key = respondent_key(ctx.settings.survey.respondent_secret, message.source)
-    record_follow(ctx.effects, key, int(message.time) * 1000)
+    record_follow(ctx.effects, key, int(message.time) * 1000, ctx.settings.survey.intake_shards)
 
 
 def on_subscribe_scan(message: Any, ctx: HandlerContext) -> BaseReply:

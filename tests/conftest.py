@@ -1,6 +1,11 @@
 """Test fixtures: real Redis (embedded, or WXSURVEY_TEST_REDIS_URL) and real SQL (SQLite, and
 PostgreSQL when WXSURVEY_TEST_DATABASE_URL is set: every test using `app` then runs on both).
 
+The intake tests (tests/intake/) also run against a Redis Cluster of three masters that the
+suite starts (redis-server processes, tests/redis_servers.py) and stops at the end: `redis_kind`
+is "single" or "cluster"; on the cluster RQ's queues live on the single Redis (`queue_url`).
+WXSURVEY_TEST_CLUSTER=0 leaves the cluster runs out.
+
 Each xdist worker gets its own SQLite file, its own PostgreSQL schema and its own Redis
 database; tables are emptied and Redis flushed before every test.
 """
@@ -68,6 +73,12 @@ def worker_index(config) -> int:
     return int(name[2:]) if name[2:].isdigit() else 0
 
 
+# The tests that also run on a Redis Cluster (WXSURVEY_TEST_CLUSTER_ALSO adds folders, comma-separated).
+CLUSTER_TESTS = ("tests/intake/", "tests/wechat/test_wechat_webhook.py") + tuple(
+    f for f in os.environ.get("WXSURVEY_TEST_CLUSTER_ALSO", "").split(",") if f
+)
+WITH_CLUSTER = os.environ.get("WXSURVEY_TEST_CLUSTER", "1") != "0"
+
 # The view tests of the two routes the WSGI fast paths answer run with the layer on and off
 # (app/fast/CONTRACT.md): the same assertions hold either way.
 FAST_LAYER_DIRS = ("public", "wechat")  # tests/fast compares the layer with the views itself
@@ -76,6 +87,10 @@ FAST_LAYER_DIRS = ("public", "wechat")  # tests/fast compares the layer with the
 def pytest_generate_tests(metafunc):
     if "backend" in metafunc.fixturenames:
         metafunc.parametrize("backend", BACKENDS, scope="session")
+    if "redis_kind" in metafunc.fixturenames and WITH_CLUSTER:
+        where = Path(str(metafunc.definition.path)).as_posix()
+        if any(f"/{folder}" in where for folder in CLUSTER_TESTS):
+            metafunc.parametrize("redis_kind", ["single", "cluster"])
     if (
         "fast_layer" in metafunc.fixturenames
         and Path(str(metafunc.definition.path)).parent.name in FAST_LAYER_DIRS
@@ -92,9 +107,35 @@ def fast_layer() -> bool:
 # --- Redis ---------------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def redis_kind() -> str:
+    """single, unless the test is one of CLUSTER_TESTS (then parametrised: single, cluster)."""
+    return "single"
+
+
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory, request) -> Iterator[str]:
-    """A real Redis: the configured server (a db number of this worker's own) or an embedded one."""
+def redis_cluster(tmp_path_factory, request):
+    """Three cluster-enabled redis-server masters of this worker's own, for the whole session."""
+    from tests.redis_servers import Cluster
+
+    cluster = Cluster(tmp_path_factory.mktemp("cluster"), worker_index(request.config))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def redis_url(redis_kind, queue_url, request) -> str:
+    """The services' Redis: the single one, or a redis+cluster:// URL of the suite's cluster
+    (function-scoped: a session-scoped one would outlive the parametrised redis_kind it came from)."""
+    if redis_kind == "cluster":
+        return request.getfixturevalue("redis_cluster").url
+    return queue_url
+
+
+@pytest.fixture(scope="session")
+def queue_url(tmp_path_factory, request) -> Iterator[str]:
+    """A real single Redis (RQ's, and the services' too unless on the cluster): the configured
+    server (a db number of this worker's own) or an embedded one."""
     if REDIS_URL:
         url = make_url_with_db(REDIS_URL, 9 + worker_index(request.config))
         client = redis.Redis.from_url(url)
@@ -119,10 +160,29 @@ def make_url_with_db(url: str, db: int) -> str:
     return f"{scheme}://{host}/{db}"
 
 
+def redis_for(url: str):
+    """A decoding client for a Redis URL of the app's kinds (redis+cluster:// included)."""
+    if url.startswith("redis+cluster://"):
+        from app.redis_store import cluster_client
+
+        return cluster_client(url)
+    return redis.Redis.from_url(url, decode_responses=True)
+
+
+def all_keys(client, pattern: str) -> list[str]:
+    """KEYS on every master of a cluster (a RedisCluster asks one node only), or on the one Redis."""
+    if isinstance(client, redis.RedisCluster):
+        return [k for node in client.get_primaries() for k in node.redis_connection.keys(pattern)]
+    return client.keys(pattern)
+
+
 @pytest.fixture
-def redis_client(redis_url) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
+def redis_client(redis_url, queue_url) -> Iterator[redis.Redis]:
+    client = redis_for(redis_url)
     client.flushdb()
+    if queue_url != redis_url:
+        with redis.Redis.from_url(queue_url) as queues:
+            queues.flushdb()
     yield client
     client.close()
 
@@ -169,15 +229,16 @@ def empty_tables(engine) -> None:
 # --- the app ---------------------------------------------------------------------------------------
 
 
-def settings_for(tmp_path: Path, database_url: str, redis_url: str, **sections):
+def settings_for(tmp_path: Path, database_url: str, redis_url: str, queue_url: str = "", **sections):
     """Settings isolated from the developer's environment and config file."""
     config = tmp_path / "config.toml"
     if not config.exists():
         config.write_text("")
+    queues = {"queue_url": queue_url} if queue_url and queue_url != redis_url else {}
     overrides = {
         "app": {"var_dir": str(tmp_path / "var"), "base_url": "http://wx.test", **sections.pop("app", {})},
         "database": {"url": database_url, **sections.pop("database", {})},
-        "redis": {"url": redis_url, **sections.pop("redis", {})},
+        "redis": {"url": redis_url, **queues, **sections.pop("redis", {})},
         # The simulator keeps WeChat's latency here, not its rare random failures (tests set those).
         "wechat": {"simulator_error_rate": "", **sections.pop("wechat", {})},
         **sections,
@@ -186,8 +247,10 @@ def settings_for(tmp_path: Path, database_url: str, redis_url: str, **sections):
 
 
 @pytest.fixture
-def app(tmp_path, database_url, redis_client, redis_url, fast_layer):
-    app = create_app(settings_for(tmp_path, database_url, redis_url, app={"fast_paths": fast_layer}))
+def app(tmp_path, database_url, redis_client, redis_url, queue_url, fast_layer):
+    app = create_app(
+        settings_for(tmp_path, database_url, redis_url, queue_url, app={"fast_paths": fast_layer})
+    )
     app.config["TESTING"] = True
     database = app.extensions["wxsurvey_db"]
     empty_tables(database.engine)
@@ -220,11 +283,12 @@ def runner(app):
 
 
 @pytest.fixture
-def cli_env(app, database_url, redis_url, tmp_path) -> dict[str, str]:
+def cli_env(app, database_url, redis_url, queue_url, tmp_path) -> dict[str, str]:
     """Environment pointing a `run_cli` subprocess at this test's database, Redis and var dir."""
     return {
         "WXSURVEY_DATABASE_URL": database_url,
         "WXSURVEY_REDIS_URL": redis_url,
+        "WXSURVEY_REDIS_QUEUE_URL": queue_url if queue_url != redis_url else "",
         "WXSURVEY_APP_VAR_DIR": str(tmp_path / "var"),
         "WXSURVEY_CONFIG": str(tmp_path / "config.toml"),
     }

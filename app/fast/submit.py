@@ -124,7 +124,7 @@ class SubmissionFastPath:
             except DomainError:  # raised before anything was stored: the view answers it
                 return None
             if outcome.drain_wanted:
-                request_drain()
+                request_drain(outcome.shard)
 
             def render(template: str, when: str) -> str:
                 with self.app.request_context(environ):  # the page's layout reads the session

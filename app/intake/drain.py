@@ -7,6 +7,9 @@
    (app.intake.record.write_responses, ON CONFLICT DO NOTHING) and commits.
 3. XACK + XDEL remove the entries from the stream.
 
+With survey.intake_shards = N there are N streams (app.intake.shards), each with its own
+group; a drain run serves one shard, and the periodic safety net enqueues one per shard.
+
 A crash before 2 commits loses nothing (the entries are still pending); a crash between 2
 and 3 replays the batch, and the replay inserts nothing twice. Entries pending on a consumer
 that died are taken over with XAUTOCLAIM once idle for `claim_idle_ms`. A database outage
@@ -30,7 +33,8 @@ from redis.exceptions import ResponseError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from app.intake.record import DEAD_LETTERS, DRAIN_FLAG, DRAIN_FLAG_TTL, STREAM, degraded
+from app.intake.record import DEAD_LETTERS, DRAIN_FLAG_TTL, degraded
+from app.intake.shards import LEGACY_STREAM, all_shards, drain_flag_key, stream_key
 from app.intake.store import Submission, write_responses
 from app.integrity import windows
 from app.integrity.detector import Detector
@@ -67,31 +71,35 @@ def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-def ensure_group(redis: Redis) -> None:
+STREAM = stream_key(0)
+
+
+def ensure_group(redis: Redis, stream: str = STREAM) -> None:
     try:
-        redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+        redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
     except ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
 
 
 def read_batch(
-    redis: Redis, consumer: str, count: int, *, pending: bool = False, block_ms: int | None = None
-) -> list[Entry]:
+    redis: Redis, consumer: str, count: int, *, pending: bool = False, block_ms: int | None = None,
+    stream: str = STREAM,
+) -> list[Entry]:  # fmt: skip
     """New entries for this consumer (waiting up to block_ms for one when given), or
     (pending=True) those it was given and never acked."""
-    reply = redis.xreadgroup(GROUP, consumer, {STREAM: "0" if pending else ">"}, count=count, block=block_ms)
+    reply = redis.xreadgroup(GROUP, consumer, {stream: "0" if pending else ">"}, count=count, block=block_ms)
     if not reply:
         return []
     return [(entry_id, fields) for entry_id, fields in reply[0][1] if fields is not None]  # type: ignore[index,misc,str-unpack]
 
 
-def claim_stale(redis: Redis, consumer: str, count: int, idle_ms: int) -> list[Entry]:
+def claim_stale(redis: Redis, consumer: str, count: int, idle_ms: int, stream: str = STREAM) -> list[Entry]:
     """Entries pending on other consumers for longer than idle_ms, now this consumer's."""
     claimed: list[Entry] = []
     start = "0-0"
     while len(claimed) < count:
-        reply = redis.xautoclaim(STREAM, GROUP, consumer, idle_ms, start_id=start, count=count)
+        reply = redis.xautoclaim(stream, GROUP, consumer, idle_ms, start_id=start, count=count)
         start, entries = reply[0], reply[1]
         claimed.extend((entry_id, fields) for entry_id, fields in entries if fields)
         if start in ("0-0", b"0-0"):
@@ -139,17 +147,19 @@ def store_batch(session: Session, redis: Redis, entries: list[Entry], report: Dr
             raise
 
 
-def acknowledge(redis: Redis, entries: list[Entry], *, keep_flag: bool = False) -> None:
+def acknowledge(
+    redis: Redis, entries: list[Entry], *, keep_flag: bool = False, stream: str = STREAM, flag: str = ""
+) -> None:
     """XACK + XDEL in one round trip; keep_flag also renews the drain flag (a lingering drain is
     running: submissions need not enqueue another)."""
     ids = [entry_id for entry_id, _ in entries]
     if not ids:
         return
     pipe = redis.pipeline(transaction=False)
-    pipe.xack(STREAM, GROUP, *ids)
-    pipe.xdel(STREAM, *ids)
+    pipe.xack(stream, GROUP, *ids)
+    pipe.xdel(stream, *ids)
     if keep_flag:
-        pipe.set(DRAIN_FLAG, "1", ex=DRAIN_FLAG_TTL)
+        pipe.set(flag or drain_flag_key(0), "1", ex=DRAIN_FLAG_TTL)
     pipe.execute()
 
 
@@ -180,6 +190,8 @@ def drain_backlog(
     gather_seconds: float = 0.0,
     should_yield: Callable[[], bool] | None = None,
     detector: Detector | None = None,
+    shard: int = 0,
+    stream: str | None = None,
 ) -> DrainReport:
     """Drain until the stream is empty or max_seconds have passed; SQL errors propagate
     (the batch stays pending and is retried by the next drain).
@@ -191,38 +203,44 @@ def drain_backlog(
     Keep linger_seconds under the Redis client's socket timeout (5 s), which the wait must not hit.
     `should_yield()`, asked after each batch, ends the run early (other work is waiting for this
     worker) and leaves the drain flag set: no new drain is enqueued until it expires, so the
-    worker serves that work first; the backlog waits in Redis meanwhile."""
+    worker serves that work first; the backlog waits in Redis meanwhile.
+    `shard` names the intake shard to drain (`stream` overrides its stream: the legacy one)."""
     consumer = consumer or consumer_name()
     report = DrainReport()
     started = time.monotonic()
-    ensure_group(redis)
+    stream = stream or stream_key(shard)
+    flag = drain_flag_key(shard)
+    ensure_group(redis, stream)
 
     def run(entries: list[Entry]) -> None:
         report.batches += 1
         report.read += len(entries)
         before = (report.inserted, report.duplicates, report.malformed)
         store_batch(session, redis, entries, report, detector)
-        acknowledge(redis, entries, keep_flag=linger_seconds > 0)
+        acknowledge(redis, entries, keep_flag=linger_seconds > 0, stream=stream, flag=flag)
         after = (report.inserted, report.duplicates, report.malformed)
         count_drained([i for i, _ in entries], *(a - b for a, b in zip(after, before, strict=True)))
 
+    def read(pending: bool = False, block_ms: int | None = None) -> list[Entry]:
+        return read_batch(redis, consumer, batch_size, pending=pending, block_ms=block_ms, stream=stream)
+
     try:
         with gc_paused():
-            while entries := read_batch(redis, consumer, batch_size, pending=True):
+            while entries := read(pending=True):
                 run(entries)
-            while entries := claim_stale(redis, consumer, batch_size, claim_idle_ms):
+            while entries := claim_stale(redis, consumer, batch_size, claim_idle_ms, stream):
                 report.reclaimed += len(entries)
                 log.warning("drain: reclaimed %d entries left pending by a dead consumer", len(entries))
                 run(entries)
             while time.monotonic() - started < max_seconds:
-                entries = read_batch(redis, consumer, batch_size)
+                entries = read()
                 if not entries and linger_seconds > 0:
-                    entries = read_batch(redis, consumer, batch_size, block_ms=int(linger_seconds * 1000))
+                    entries = read(block_ms=int(linger_seconds * 1000))
                 if not entries:
                     # Clear the flag before the last look, so a submission racing this exit enqueues
                     # a new drain instead of waiting for the periodic one.
-                    redis.delete(DRAIN_FLAG)
-                    entries = read_batch(redis, consumer, batch_size)
+                    redis.delete(flag)
+                    entries = read()
                     if not entries:
                         break
                 run(entries)
@@ -240,18 +258,21 @@ def drain_backlog(
     return report
 
 
-def intake_status(session: Session, redis: Redis) -> dict[str, Any]:
-    """The intake readiness check: backlog, pending entries, oldest entry's age, degraded flag."""
-    backlog = int(redis.xlen(STREAM))
-    pending = 0
-    try:
-        pending = int(redis.xpending(STREAM, GROUP)["pending"])
-    except ResponseError:
-        pass  # no group yet: nothing was ever queued
+def intake_status(session: Session, redis: Redis, shards: int = 1) -> dict[str, Any]:
+    """The intake readiness check: backlog, pending entries, oldest entry's age, degraded flag
+    (over every shard, and the pre-shard stream while it holds entries)."""
+    backlog = pending = 0
     oldest = None
-    first = redis.xrange(STREAM, count=1)
-    if first:
-        oldest = round(max(0.0, time.time() - int(str(first[0][0]).split("-")[0]) / 1000), 1)
+    for stream in [stream_key(k) for k in all_shards(shards)] + [LEGACY_STREAM]:
+        backlog += int(redis.xlen(stream))
+        try:
+            pending += int(redis.xpending(stream, GROUP)["pending"])
+        except ResponseError:
+            pass  # no group yet: nothing was ever queued
+        first = redis.xrange(stream, count=1)
+        if first:
+            age = round(max(0.0, time.time() - int(str(first[0][0]).split("-")[0]) / 1000), 1)
+            oldest = age if oldest is None else max(oldest, age)
     is_degraded = degraded.last is not None and time.time() - degraded.last < 300
     return {
         "ok": (oldest is None or oldest < LAG_LIMIT_SECONDS) and not is_degraded,
@@ -260,5 +281,7 @@ def intake_status(session: Session, redis: Redis) -> dict[str, Any]:
         "oldest_seconds": oldest,
         "degraded": is_degraded,
         "direct_sql_writes": degraded.direct_writes,
+        "unreplicated_sql_writes": degraded.unreplicated,
+        "shards": max(1, shards),
         "dead_letters": int(redis.xlen(DEAD_LETTERS)),
     }

@@ -20,12 +20,19 @@
   dev/web channels never scan. QUARANTINE_FLAGS (app.intake.store) names the flags that do
   put a response under review (`status = "quarantined"`, left out of the official figures); it
   is empty, so all responses are counted, and reviewers (the console) move flagged ones by hand.
+- Durable acknowledgements (`redis.ack_replicas` = R > 0): the script is followed by WAIT R on
+  the same connection; when fewer than R replicas confirm within `redis.ack_timeout_ms`, the
+  response is also written straight to SQL before the thank-you page (a failover could lose it
+  from Redis), and the drain of its stream entry later inserts nothing (idempotency key). If SQL
+  is down too, the citizen is thanked on the master's word alone, and the log says so.
+- Shards (`survey.intake_shards`, app.intake.shards): the keys of one submission carry its
+  department's shard tag, so the script's four keys share one Redis Cluster slot.
 - Degraded mode: when Redis cannot be reached the response is written straight to SQL (the
   unique constraint still holds one per person), logged, and reported by /readyz; when SQL
   is down, the stream keeps buffering and the drain catches up when it returns.
 
 The response's wire form on the stream and the SQL writer the drain uses live in
-app/intake_store.py.
+app/intake/store.py.
 """
 
 from __future__ import annotations
@@ -46,8 +53,9 @@ from sqlalchemy.orm import Session
 from app import clock
 from app.cases.opening import followup_request
 from app.errors import Conflict, Invalid, Unavailable
+from app.intake import shards as shard_keys
 from app.intake.forms import STATE_MESSAGES, DepartmentInfo, SurveyForm, read_form_token, refusal
-from app.intake.respondents import respondent_key
+from app.intake.respondents import _scan_key, respondent_key
 from app.intake.store import Submission, write_responses
 from app.intake.validation import FAST_MS, ip_prefix, parse_answers, straightlined, user_agent_class
 from app.metrics import ACCEPTED, SUBMISSIONS
@@ -60,15 +68,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STREAM = "wx:intake"
+STREAM = shard_keys.stream_key(0)  # the stream of shard 0, the only one with survey.intake_shards = 1
 DEAD_LETTERS = "wx:intake:dead"
-DRAIN_FLAG = "wx:intake:drain-wanted"
+DRAIN_FLAG = shard_keys.drain_flag_key(0)
 DRAIN_FLAG_TTL = 10  # seconds: at most one drain job is enqueued per this interval by submissions
 DONE_TTL_CAP = timedelta(days=35)
 CHANNELS = ("wechat", "dev", "web")
-# KEYS: done key, stream, scan key, drain flag, follow key[, rate-limit counter]. ARGV: done value, done
-# ttl, payload, flag ttl[, allowed per window, counter ttl]. Returns {0, prior done value},
-# {1, stream id, 1 if a drain job should be enqueued}, or {2} past the rate limit (nothing stored).
+# KEYS (one shard's, one slot): done key, stream, scan key, drain flag, follow key[, rate-limit
+# counter]. ARGV: done value, done ttl, payload, flag ttl[, allowed per window, counter ttl].
+# Returns {0, prior done value}, {1, stream id, 1 if a drain job should be enqueued, 1 if the
+# person scanned the department's code}, or {2} past the rate limit (nothing stored).
 # The entry carries `ns` (no scan before it) and `fw` (when the person followed the account, if lately).
 RECORD_SCRIPT = """
 if KEYS[6] then
@@ -88,8 +97,8 @@ else
   id = redis.call('XADD', KEYS[2], '*', 'p', ARGV[3], 'ns', 1 - scanned)
 end
 local kick = redis.call('SET', KEYS[4], '1', 'NX', 'EX', tonumber(ARGV[4]))
-if kick then return {1, id, 1} end
-return {1, id, 0}
+if kick then return {1, id, 1, scanned} end
+return {1, id, 0, scanned}
 """
 RECORD = ScriptRunner(RECORD_SCRIPT)
 
@@ -105,6 +114,8 @@ class Outcome:
     submitted_at: datetime
     degraded: bool = False
     drain_wanted: bool = False  # the caller enqueues a drain job (the domain enqueues nothing)
+    shard: int = 0  # the intake shard whose drain is wanted
+    unreplicated: bool = False  # fewer replicas than redis.ack_replicas confirmed: also in SQL
 
 
 class _Degraded:
@@ -113,13 +124,15 @@ class _Degraded:
     since: float | None = None
     last: float | None = None
     direct_writes: int = 0
+    unreplicated: int = 0  # answers written to SQL because too few replicas confirmed them
 
 
 degraded = _Degraded()
 
 
-def done_key(survey_id: int, department_id: int, rkey: str) -> str:
-    return f"wx:done:{survey_id}:{department_id}:{rkey}"
+def done_key(survey_id: int, department_id: int, rkey: str, code: str = "", shards: int = 1) -> str:
+    """The one-per-person key of (survey, department, respondent), in the department's shard."""
+    return shard_keys.done_key(shard_keys.shard_of(code, shards), survey_id, department_id, rkey)
 
 
 def _done_ttl(form: SurveyForm, now: datetime) -> int:
@@ -128,10 +141,10 @@ def _done_ttl(form: SurveyForm, now: datetime) -> int:
 
 
 def previous_answer(session: Session, redis: Redis, form: SurveyForm, dept: DepartmentInfo,
-                    rkey: str) -> datetime | None:  # fmt: skip
+                    rkey: str, shards: int = 1) -> datetime | None:  # fmt: skip
     """When this respondent answered this pair, if they did (Redis first, then SQL)."""
     try:
-        prior = redis.get(done_key(form.id, dept.id, rkey))
+        prior = redis.get(done_key(form.id, dept.id, rkey, dept.code, shards))
     except RedisError:
         prior = None
     if prior:
@@ -213,26 +226,37 @@ def _record_response(
         case=followup_request(settings, form, answers, data, openid),
     )
     try:
-        return _queue(redis, form, department, submission, token, now, limit_for(settings, "submit"))
+        outcome = _queue(
+            redis, settings, form, department, submission, token, now, limit_for(settings, "submit")
+        )
     except RedisError as exc:
         log.error("intake: Redis unreachable (%s); writing the response straight to SQL", type(exc).__name__)
         return _write_directly(session, redis, settings, department, submission)
+    if outcome.unreplicated:
+        return _write_unreplicated(session, submission, outcome)
+    return outcome
 
 
-def _queue(redis: Redis, form: SurveyForm, dept: DepartmentInfo, sub: Submission, token: str,
+def _queue(redis: Redis, settings, form: SurveyForm, dept: DepartmentInfo, sub: Submission, token: str,
            now: datetime, limit: Limit | None = None) -> Outcome:  # fmt: skip
-    from app.intake.respondents import _scan_key  # the scan memory's own key format
     from app.integrity.follows import followed_key
 
+    shards = settings.survey.intake_shards
+    shard = shard_keys.shard_of(dept.code, shards)
     stamp = int(now.timestamp() * 1000)
-    keys = [done_key(form.id, dept.id, sub.respondent_key), STREAM, _scan_key(sub.respondent_key, dept.code),
-            DRAIN_FLAG, followed_key(sub.respondent_key)]  # fmt: skip
+    keys = [shard_keys.done_key(shard, form.id, dept.id, sub.respondent_key), shard_keys.stream_key(shard),
+            _scan_key(sub.respondent_key, dept.code, shards), shard_keys.drain_flag_key(shard),
+            followed_key(sub.respondent_key, shard)]  # fmt: skip
     args = [f"{token}|{stamp}", _done_ttl(form, now), sub.encode(), DRAIN_FLAG_TTL]
     prefix = sub.meta.get("ip")
-    if limit is not None and prefix:  # the prefix's counter, in the same round trip
-        keys.append(limit.key(prefix, now.timestamp()))
+    if limit is not None and prefix:  # the prefix's counter, in the same round trip and the shard's slot
+        keys.append(limit.key(prefix, now.timestamp(), tag=shard_keys.tag(shard)))
         args += [limit.allowed, limit.ttl]
-    result = RECORD(redis, keys, args)
+    wanted = settings.redis.ack_replicas
+    if wanted > 0:
+        result, acked = RECORD(redis, keys, args, replicas=wanted, timeout_ms=settings.redis.ack_timeout_ms)
+    else:
+        result, acked = RECORD(redis, keys, args), 0
     if int(result[0]) == 2:
         raise limit.refusal(now.timestamp())  # type: ignore[union-attr]
     if int(result[0]) == 0:
@@ -242,7 +266,32 @@ def _queue(redis: Redis, form: SurveyForm, dept: DepartmentInfo, sub: Submission
     if degraded.since is not None:
         log.warning("intake: Redis is back; queueing again")
         degraded.since = None
-    return Outcome("accepted", now, drain_wanted=bool(int(result[2])))
+    if acked < wanted:
+        sub.meta["scanned"] = bool(int(result[3]))
+        if not sub.meta["scanned"] and "no_scan" not in sub.flags:
+            sub.flags.append("no_scan")
+    return Outcome(
+        "accepted", now, drain_wanted=bool(int(result[2])), shard=shard, unreplicated=acked < wanted
+    )  # fmt: skip
+
+
+def _write_unreplicated(session: Session, sub: Submission, outcome: Outcome) -> Outcome:
+    """Too few replicas confirmed the stream entry in time: SQL keeps the answer as well, under
+    the same idempotency key, so the drain of the entry inserts nothing."""
+    degraded.unreplicated += 1
+    sub.meta["via"] = "sql-unreplicated"
+    try:
+        write_responses(session, [sub])
+        session.commit()
+    except SQLAlchemyError as exc:
+        session.rollback()
+        log.error(
+            "intake: too few replicas confirmed an answer and SQL is unavailable (%s); it is held by "
+            "the Redis master alone until the drain", type(exc).__name__,
+        )  # fmt: skip
+        return outcome
+    log.warning("intake: too few replicas confirmed an answer in time; written straight to SQL too")
+    return outcome
 
 
 def _write_directly(session: Session, redis: Redis, settings: Settings, dept: DepartmentInfo,

@@ -5,24 +5,28 @@ from __future__ import annotations
 
 from redis import Redis
 
+from app.intake.shards import all_shards, tag
 from app.integrity.signals import LEFT_AFTER_MS
 
 TTL = 2 * 86400  # seconds
 WATCH = "wx:ig:watch"  # answers by new followers, scored by answer time: unfollows looked for a day
 
 
-def followed_key(rkey: str) -> str:
-    """When this person last followed the account: the intake script copies it onto the stream."""
-    return f"wx:fw:{rkey}"
+def followed_key(rkey: str, shard: int = 0) -> str:
+    """When this person last followed the account: the intake script copies it onto the stream.
+    One copy per intake shard, in the shard's slot (the script reads it with the shard's keys)."""
+    return f"wx:fw:{tag(shard)}:{rkey}"
 
 
 def _left(rkey: str) -> str:
     return f"wx:left:{rkey}"
 
 
-def record_follow(effects, rkey: str, ms: int) -> None:
-    """A subscribe event (effects: Redis, or the webhook's DeferredWrites)."""
-    effects.set(followed_key(rkey), ms, ex=TTL)
+def record_follow(effects, rkey: str, ms: int, shards: int = 1) -> None:
+    """A subscribe event (effects: Redis, or the webhook's DeferredWrites): written to every
+    intake shard, since the person may answer for a department in any of them."""
+    for shard in all_shards(shards):
+        effects.set(followed_key(rkey, shard), ms, ex=TTL)
 
 
 def record_leave(effects, rkey: str, ms: int) -> None:
@@ -46,7 +50,10 @@ def leavers(redis: Redis, now_ms: int) -> list[tuple[int, int, str, int, int]]:
     members: list[tuple[str, float]] = list(redis.zrange(WATCH, 0, -1, withscores=True))  # type: ignore[arg-type]
     if not members:
         return []
-    lefts = redis.mget([_left(str(m).rsplit(":", 1)[1]) for m, _ in members])
+    pipe = redis.pipeline(transaction=False)  # not MGET: on a cluster the keys span slots
+    for member, _ in members:
+        pipe.get(_left(str(member).rsplit(":", 1)[1]))
+    lefts = pipe.execute()
     out = []
     for (member, answered), left in zip(members, lefts, strict=True):
         if left is None:

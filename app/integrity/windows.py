@@ -2,11 +2,11 @@
 # sees the same ones: per city day, per 10-minute bucket, and the department's baseline by hour.
 """Keys (s = survey id, d = department id), all with a TTL:
 
-- `wx:ig:<s>:<d>:d<day>`: n (answers that day), ns (no scan before), h<hour> (per hour),
+- `wx:ig:{<s>:<d>}:d<day>`: n (answers that day), ns (no scan before), h<hour> (per hour),
   u:<user-agent class> (outside WeChat only), t:<text hash>; `...:ip`: one field per address
   prefix (HLEN = distinct prefixes).
-- `wx:ig:<s>:<d>:b<bucket>`: n and s:<choice signature> per 10 minutes (a window is 2 buckets).
-- `wx:ig:<s>:<d>:base`: w<hour of week>, o<hour of day>, `all` and `ns` totals, `first` (ms of the
+- `wx:ig:{<s>:<d>}:b<bucket>`: n and s:<choice signature> per 10 minutes (a window is 2 buckets).
+- `wx:ig:{<s>:<d>}:base`: w<hour of week>, o<hour of day>, `all` and `ns` totals, `first` (ms of the
   first answer): the department's own baseline for the burst, surge and no-scan signals.
 
 The drain reads the counts a batch needs before writing it and adds the batch's own after its
@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from redis import Redis
+from redis.cluster import RedisCluster
 
 from app import clock
 from app.integrity.facts import Facts
@@ -55,7 +56,7 @@ class Place:
         self.hour = seconds // 3600
         self.how = ((self.day + 3) % 7) * 24 + self.hour  # day 0 of the epoch was a Thursday
         self.bucket = f.ms // BUCKET_MS
-        prefix = f"wx:ig:{f.survey_id}:{f.department_id}:"
+        prefix = f"wx:ig:{{{f.survey_id}:{f.department_id}}}:"  # one cluster slot per survey and department
         self.day_key = f"{prefix}d{self.day}"
         self.ip_key = self.day_key + ":ip"
         self.bucket_key, self.prev_key = f"{prefix}b{self.bucket}", f"{prefix}b{self.bucket - 1}"
@@ -206,6 +207,17 @@ def write(redis: Redis, inc: dict[str, Counter]) -> None:
     """Add a committed batch's counts (one script call, looping in the server)."""
     if not inc:
         return
+    if isinstance(redis, RedisCluster):  # a script's keys must share a slot: one call per department
+        groups: dict[str, dict[str, Counter]] = {}
+        for key, counter in inc.items():
+            groups.setdefault(key[: key.index("}") + 1], {})[key] = counter
+        for group in groups.values():
+            _add(redis, group)
+    else:
+        _add(redis, inc)
+
+
+def _add(redis: Redis, inc: dict[str, Counter]) -> None:
     args: list = [DAY_TTL, BASE_TTL]
     for counter in inc.values():
         args.append(len(counter))

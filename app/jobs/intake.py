@@ -20,28 +20,34 @@ LINGER_SECONDS = 1.0
 GATHER_SECONDS = 1.0
 
 
-def drain_intake(max_seconds: float = DRAIN_SECONDS) -> dict[str, Any]:
+def drain_intake(max_seconds: float = DRAIN_SECONDS, shard: int = 0) -> dict[str, Any]:
+    """Drain one intake shard (the periodic safety net enqueues one job per shard)."""
     from flask import current_app
 
     from app.db import db
     from app.intake.drain import drain_backlog
+    from app.intake.shards import LEGACY_STREAM
     from app.redis_store import redis_store
 
     settings = current_app.config["SETTINGS"]
+    redis = redis_store.client
+    if shard == 0 and redis.exists(LEGACY_STREAM):  # entries queued before shards existed
+        drain_backlog(db.session, redis, batch_size=settings.survey.drain_batch_size, stream=LEGACY_STREAM)
     report = drain_backlog(
         db.session,
-        redis_store.client,
+        redis,
         batch_size=settings.survey.drain_batch_size,
         max_seconds=max_seconds,
         linger_seconds=LINGER_SECONDS,
         gather_seconds=GATHER_SECONDS,
         should_yield=other_work_waiting,
         detector=integrity_detector(settings),
+        shard=shard,
     )
     if report.seconds >= max_seconds and not report.yielded:
         # Stopped by the clock while entries were still coming: a follow-up job takes over (it sees
         # everything this one committed, and lingers for nothing if the stream fell quiet).
-        request_drain()
+        request_drain(shard)
     return report.as_dict()
 
 
@@ -69,12 +75,12 @@ def other_work_waiting() -> bool:
     return worker is not None and worker.other_work_waiting()
 
 
-def request_drain() -> None:
+def request_drain(shard: int = 0) -> None:
     """Enqueue a drain job: called by the submission paths when record_response says a drain is
     wanted, and by a drain stopped by its clock (needs an app context for the RQ connection)."""
     from app.jobs.queues import enqueue
 
     try:
-        enqueue("intake", drain_intake)
+        enqueue("intake", drain_intake, DRAIN_SECONDS, shard)
     except RedisError:
         log.warning("intake: could not enqueue a drain job; the periodic drain will pick the backlog up")

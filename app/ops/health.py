@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from redis import Redis
@@ -16,11 +17,12 @@ from sqlalchemy.orm import Session
 from app.jobs.queues import QUEUES
 
 
-def domain_checks() -> dict[str, Callable[[Session, Redis], dict[str, Any]]]:
+def domain_checks(settings=None) -> dict[str, Callable[[Session, Redis], dict[str, Any]]]:
     """The readiness checks of the domains, in one list: name -> fn(session, redis) -> dict."""
     from app.intake.drain import intake_status
 
-    return {"intake": intake_status}
+    shards = settings.survey.intake_shards if settings is not None else 1
+    return {"intake": partial(intake_status, shards=shards)}
 
 
 def check_database(session: Session) -> dict[str, Any]:
@@ -64,7 +66,7 @@ def queue_lag(raw: Redis) -> dict[str, Any]:
     return result
 
 
-def readiness(session: Session, client: Redis, raw: Redis) -> tuple[dict[str, Any], int]:
+def readiness(session: Session, client: Redis, raw: Redis, settings=None) -> tuple[dict[str, Any], int]:
     """Return the report and its HTTP status: 503 only when answers can be accepted nowhere."""
     checks: dict[str, Any] = {"database": check_database(session), "redis": check_redis(client)}
     if checks["redis"]["ok"]:
@@ -72,7 +74,7 @@ def readiness(session: Session, client: Redis, raw: Redis) -> tuple[dict[str, An
             checks["queues"] = queue_lag(raw)
         except (RedisError, OSError) as exc:
             checks["queues"] = {"ok": False, "error": type(exc).__name__}
-        for name, check in domain_checks().items():
+        for name, check in domain_checks(settings).items():
             try:
                 checks[name] = check(session, client)
             except (RedisError, SQLAlchemyError, OSError) as exc:

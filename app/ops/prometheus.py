@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 class StateCollector(Collector):
     """Gauges read when Prometheus scrapes: never on a citizen's path."""
 
-    def __init__(self, session, redis, raw) -> None:
+    def __init__(self, session, redis, raw, shards: int = 1) -> None:
         self.session, self.redis, self.raw = session, redis, raw
+        self.shards = shards  # survey.intake_shards: the backlog gauges cover every shard
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         yield from self._intake()
@@ -44,7 +45,7 @@ class StateCollector(Collector):
         from app.intake.drain import intake_status
 
         try:
-            status = intake_status(self.session, self.redis)
+            status = intake_status(self.session, self.redis, self.shards)
         except Exception as exc:  # Redis down: the scrape still answers, the "up" gauge says so
             log.warning("metrics: intake state unavailable (%s)", type(exc).__name__)
             yield self._gauge("wxsurvey_redis_up", "1 when Redis answered this scrape", 0)
@@ -133,7 +134,7 @@ class StateCollector(Collector):
         )
 
 
-def exposition(session, redis, raw) -> tuple[bytes, str]:
+def exposition(session, redis, raw, shards: int = 1) -> tuple[bytes, str]:
     """The text Prometheus reads: every process's counters plus the state gauges."""
     counters = REGISTRY
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -142,7 +143,7 @@ def exposition(session, redis, raw) -> tuple[bytes, str]:
         counters = CollectorRegistry()
         multiprocess.MultiProcessCollector(counters)
     state = CollectorRegistry()
-    state.register(StateCollector(session, redis, raw))
+    state.register(StateCollector(session, redis, raw, shards))
     return generate_latest(counters) + generate_latest(state), CONTENT_TYPE_LATEST
 
 

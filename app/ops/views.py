@@ -19,7 +19,8 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    report, status = readiness(db.session, redis_store.client, redis_store.raw)
+    settings = current_app.config["SETTINGS"]
+    report, status = readiness(db.session, redis_store.client, redis_store.raw, settings)
     return jsonify(report), status
 
 
@@ -29,5 +30,6 @@ def metrics():
 
     if not allowed(current_app.config["SETTINGS"], request.headers, request.remote_addr):
         abort(404)  # no hint to the outside that something is here
-    body, content_type = exposition(db.session, redis_store.client, redis_store.raw)
+    shards = current_app.config["SETTINGS"].survey.intake_shards
+    body, content_type = exposition(db.session, redis_store.client, redis_store.raw, shards)
     return Response(body, content_type=content_type)

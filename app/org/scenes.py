@@ -7,7 +7,7 @@ A new follower's scan arrives as `qrscene_<scene>`; `parse_scene` accepts both f
 
 Routes are cached per process (`RouteCache`) so that a scan needs no SQL in the steady state.
 Bound: a committed ORM change to a department or survey, by any process of this installation,
-bumps `wx:routes:generation` in Redis and reaches the webhook on its next delivery; any other
+bumps `wx:routes:{wh}:generation` in Redis and reaches the webhook on its next delivery; any other
 change (raw SQL, another tool) within ROUTE_TTL seconds.
 """
 
@@ -158,7 +158,10 @@ def route_scene(session: Session, settings: Settings, scene: Scene | None, today
 # --- the route cache and its invalidation -----------------------------------------------------------
 
 ROUTE_TTL = 5.0  # seconds a cached route may live: the bound for changes made outside the ORM
-GENERATION_KEY = "wx:routes:generation"  # bumped after every commit touching departments or surveys
+# Bumped after every commit touching departments or surveys. HASH_TAG keeps it in one Redis Cluster
+# slot with the webhook's nonce and message keys (app.wechat.delivery reads all three atomically).
+HASH_TAG = "{wh}"
+GENERATION_KEY = f"wx:routes:{HASH_TAG}:generation"
 _ROUTING_MODELS = (Department, Survey)
 
 
@@ -263,7 +266,8 @@ def route_scan(
         route = cached_route(session, settings, event_key, today, cache, generation)
     if route.department is not None and openid:
         key = respondent_key(settings.survey.respondent_secret, openid)
-        record_scan(redis, key, route.department.code, settings.survey.scan_window_hours)
+        survey = settings.survey
+        record_scan(redis, key, route.department.code, survey.scan_window_hours, survey.intake_shards)
     return route
 
 

@@ -64,7 +64,8 @@ def questionnaire(survey_slug: str, department_code: str):
         if openid is None:
             return begin_identity(request.url)
         rkey = respondent_key(settings.survey.respondent_secret, openid)
-        when = previous_answer(db.session, redis_store.client, form, dept, rkey)
+        shards = settings.survey.intake_shards
+        when = previous_answer(db.session, redis_store.client, form, dept, rkey, shards)
         if when is not None:
             return _page("public/already.html", when=local_date(when), **context)
         token = issue_form_token(settings.app.secret_key)
@@ -109,5 +110,5 @@ def questionnaire(survey_slug: str, department_code: str):
         count_refusal(exc)
         return _page("public/closed.html", 409, message=exc.message, **context)
     if outcome.drain_wanted:
-        request_drain()
+        request_drain(outcome.shard)
     return _outcome_page(outcome, form, dept)

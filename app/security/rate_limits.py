@@ -41,8 +41,11 @@ class Limit:
     allowed: int  # requests per window and subject
     window: int  # seconds
 
-    def key(self, subject: str, now: float) -> str:
-        return f"wx:rl:{self.kind}:{subject}:{int(now) // self.window}"
+    def key(self, subject: str, now: float, tag: str = "") -> str:
+        """`tag`: a Redis Cluster hash tag, putting the counter in the slot of the script it runs in
+        (the submission's intake shard, the webhook's `{wh}`): then one counter per shard."""
+        where = f"{tag}:" if tag else ""
+        return f"wx:rl:{where}{self.kind}:{subject}:{int(now) // self.window}"
 
     @property
     def ttl(self) -> int:

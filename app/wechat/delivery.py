@@ -8,6 +8,11 @@ Redis, one round trip per delivery in the steady state: the handler computes its
 Lua call checks the routing generation the reply was computed under, accepts the nonce, claims
 the message with the reply and makes the handler's writes, all or nothing. A refused replay, a
 retry and a stale computation write nothing; a stale one is computed again (a second trip).
+
+On a Redis Cluster the nonce, message and generation keys share the `{wh}` hash tag (one slot);
+a handler's writes to other slots (the scan memory lives in its intake shard's slot) are made
+right after a first delivery's commit, not inside it: a crash between the two loses a scan
+memory (the answer is then flagged `no_scan`, never refused), and nothing else.
 """
 
 from __future__ import annotations
@@ -20,13 +25,15 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import xmltodict
+from redis.cluster import RedisCluster
+from redis.crc import key_slot
 from wechatpy import parse_message
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 from wechatpy.replies import BaseReply, TextReply
 from wechatpy.utils import check_signature
 
-from app.org.scenes import GENERATION_KEY, RouteCache, ScanRouter
+from app.org.scenes import GENERATION_KEY, HASH_TAG, RouteCache, ScanRouter
 from app.redis_store import ScriptRunner
 from app.security.rate_limits import limit_for
 from handlers import DeferredWrites, HandlerContext, dispatch
@@ -291,17 +298,35 @@ def _commit(
     window = 2 * ctx.settings.wechat.timestamp_tolerance + 60
     limit = limit_for(ctx.settings, "webhook")
     now = time.time()
-    counter = limit.key(sender, now) if limit is not None else "wx:rl:webhook:off"
-    keys = [f"wx:nonce:{delivery.timestamp}:{delivery.nonce}", f"wx:msg:{key}", GENERATION_KEY, counter]
+    counter = limit.key(sender, now, tag=HASH_TAG) if limit is not None else f"wx:rl:{HASH_TAG}:webhook:off"
+    keys = [
+        f"wx:nonce:{HASH_TAG}:{delivery.timestamp}:{delivery.nonce}",
+        f"wx:msg:{HASH_TAG}:{key}",
+        GENERATION_KEY,
+        counter,
+    ]
     args: list[str | int] = [key, window, reply_xml, REPLY_TTL, expected]
     args += [limit.allowed, limit.ttl] if limit is not None else ["", 0]
+    after: list[tuple[str, str, int]] = []
+    on_cluster = isinstance(ctx.redis, RedisCluster)
     for name, value, ttl in writes.pending:
+        if on_cluster and key_slot(name.encode()) != _WEBHOOK_SLOT:
+            after.append((name, value, ttl))
+            continue
         keys.append(name)
         args += [value, ttl]
     verdict, stored, generation = COMMIT(ctx.redis, keys, args)
     if verdict == "replay":
         raise Rejected(403, "nonce already used")
+    if verdict == "first" and after:
+        pipe = ctx.redis.pipeline(transaction=False)
+        for name, value, ttl in after:
+            pipe.set(name, value, ex=ttl)
+        pipe.execute()
     return verdict, stored, generation
+
+
+_WEBHOOK_SLOT = key_slot(GENERATION_KEY.encode())
 
 
 def _reply_once(ctx: Inbox, delivery: Delivery, message, key: str) -> str:

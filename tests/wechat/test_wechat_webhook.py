@@ -20,6 +20,7 @@ from wechatpy.crypto import WeChatCrypto
 from app.config import DEV_WECHAT
 from app.dev.wechat_server import MODES, event_xml, open_reply, seal, signature, text_xml
 from app.intake.respondents import respondent_key, scanned_recently
+from tests.conftest import all_keys
 
 ACCOUNT = "gh_0123456789ab"
 
@@ -45,7 +46,7 @@ def settings(app):
 
 
 def no_side_effects(redis_client) -> bool:
-    return not redis_client.keys("wx:scan:*") and not redis_client.keys("wx:msg:*")
+    return not all_keys(redis_client, "wx:scan:*") and not all_keys(redis_client, "wx:msg:*")
 
 
 # --- verification ---------------------------------------------------------------------------------
@@ -234,7 +235,9 @@ def test_rejections(client, settings, demo, redis_client):
 # --- EncodingAESKey rotation -------------------------------------------------------------------------
 
 
-def test_previous_aes_key_still_opens_and_replies_in_it(tmp_path, database_url, redis_url, redis_client):
+def test_previous_aes_key_still_opens_and_replies_in_it(
+    tmp_path, database_url, redis_url, queue_url, redis_client
+):
     from app import create_app
     from app.dev.wechat_server import Sealed
     from tests.conftest import settings_for
@@ -245,6 +248,7 @@ def test_previous_aes_key_still_opens_and_replies_in_it(tmp_path, database_url, 
             tmp_path,
             database_url,
             redis_url,
+            queue_url,
             wechat={"encoding_aes_key": new_key, "previous_encoding_aes_key": old_key},
         )
     )
