@@ -79,8 +79,11 @@ def wait_for_no_processes_with_env(entry: str, timeout: float) -> list[tuple[int
 class Stack:
     """`wxsurvey run` on the embedded defaults under workdir/var, or on the servers `env` names."""
 
-    def __init__(self, workdir: Path, base_url: bool = True, **env: str) -> None:
+    def __init__(
+        self, workdir: Path, base_url: bool = True, run_args: tuple[str, ...] = (), **env: str
+    ) -> None:
         self.port = free_port()
+        self.run_args = run_args  # more arguments of `wxsurvey run`
         self.var = workdir / "var"
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "none.toml").write_text("")
@@ -92,6 +95,7 @@ class Stack:
             "WXSURVEY_APP_PORT": str(self.port),
             "WXSURVEY_APP_BASE_URL": f"http://127.0.0.1:{self.port}",
             "WXSURVEY_APP_WEB_WORKERS": "1",
+            "WXSURVEY_WECHAT_SIMULATOR_PORT": str(free_port()),  # stacks side by side: one simulator each
             "WXSURVEY_APP_SECRET_KEY": SECRET_KEY,
             "WXSURVEY_SURVEY_RESPONDENT_SECRET": RESPONDENT_SECRET,
             **env,
@@ -119,7 +123,11 @@ class Stack:
         exe = ROOT / ".venv" / "bin" / "wxsurvey"
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                [str(exe), "run"], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                [str(exe), "run", *self.run_args],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         wait_until(lambda: "Press Ctrl-C to stop." in self.log.read_text(), 120, "the stack's links")
         return self

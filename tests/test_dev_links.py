@@ -51,9 +51,16 @@ def test_production_needs_an_explicit_https_base_url(tmp_path, base_url):
 
 
 @pytest.mark.slow
-def test_links_follow_the_port_without_base_url(tmp_path):
-    stack = Stack(tmp_path, base_url=False).start()
+@pytest.mark.parametrize("by", ["env", "flag"])
+def test_links_follow_the_port_without_base_url(tmp_path, by):
+    """WXSURVEY_APP_PORT=N, or `wxsurvey run --port N`: every link follows N."""
+    stack = Stack(tmp_path, base_url=False)
+    if by == "flag":
+        stack.run_args = ("--port", str(stack.port))
+        del stack.env["WXSURVEY_APP_PORT"]  # the configured port stays the default, 5000
+    stack.start()
     base = f"http://127.0.0.1:{stack.port}"
+    fake_wechat = f"http://127.0.0.1:{stack.env['WXSURVEY_WECHAT_SIMULATOR_PORT']}/dev/wechat"
     try:
         banner = stack.log.read_text()
         for path in ("/console/", "/q/demo-departments/D08", "/dev/phone"):
@@ -70,7 +77,7 @@ def test_links_follow_the_port_without_base_url(tmp_path):
         phone.headers["User-Agent"] = WECHAT_UA
         first = phone.get(base + "/q/demo-departments/D08", allow_redirects=False)
         authorize = first.headers["Location"]
-        assert authorize.startswith(base + "/dev/wechat/connect/oauth2/authorize?")
+        assert authorize.startswith(fake_wechat + "/connect/oauth2/authorize?")  # its own process
         assert parse_qs(urlsplit(authorize).query)["redirect_uri"] == [base + "/oauth/callback"]
         landed = phone.get(authorize)
         assert landed.status_code == 200 and 'name="form_token"' in landed.text

@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import sys
+from collections.abc import MutableMapping
 from typing import TYPE_CHECKING
 
 import click
@@ -25,10 +26,9 @@ def register(cli: click.Group) -> None:
     cli.add_command(serve)
 
 
-def _links(settings: Settings, fake_wechat: str = "") -> list[str]:
+def _links(settings: Settings, base: str, fake_wechat: str = "") -> list[str]:
     from app.org.demo import ADMIN_USERNAME, DEPARTMENT_SURVEY
 
-    base = settings.app.base_url
     password_file = settings.var_dir / "demo-admin-password.txt"
     password = (
         password_file.read_text().strip() if password_file.exists() else "(set with wxsurvey admin create)"
@@ -44,6 +44,19 @@ def _links(settings: Settings, fake_wechat: str = "") -> list[str]:
         lines.append(f"  fake WeChat:   {fake_wechat}  (its own process)")
     lines.append("Press Ctrl-C to stop.")
     return lines
+
+
+def _follow_address(settings: Settings, host: str, port: int, env: MutableMapping[str, str]) -> str:
+    """--host/--port reach the children as app.host/app.port; a dev base URL derived from the
+    configured ones is derived again from these, so links, OAuth and the simulator follow them."""
+    from app.config import dev_base_url
+
+    env["WXSURVEY_APP_HOST"], env["WXSURVEY_APP_PORT"] = host, str(port)
+    derived = dev_base_url(settings.app.host, settings.app.port)
+    if settings.is_production or settings.app.base_url != derived or "WXSURVEY_APP_BASE_URL" in env:
+        return settings.app.base_url
+    env["WXSURVEY_APP_BASE_URL"] = dev_base_url(host, port)  # over a config file's copy of the old one
+    return env["WXSURVEY_APP_BASE_URL"]
 
 
 def _embedded_child(settings):
@@ -76,6 +89,7 @@ def run(host: str | None, port: int | None) -> None:
     host, port = host or settings.app.host, port or settings.app.port
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
+    base = _follow_address(settings, host, port, env)
     if "PROMETHEUS_MULTIPROC_DIR" not in env:
         # /metrics adds up the counters of web workers, worker and scheduler (app/metrics.py)
         metrics_dir = settings.var_dir / "metrics"
@@ -110,7 +124,7 @@ def run(host: str | None, port: int | None) -> None:
         if supervisor.wait_http(
             f"http://{host if host not in ('0.0.0.0', '::') else '127.0.0.1'}:{port}/healthz"
         ):
-            click.echo("\n".join(_links(settings, env.get("WXSURVEY_WECHAT_SIMULATOR_URL", ""))))
+            click.echo("\n".join(_links(settings, base, env.get("WXSURVEY_WECHAT_SIMULATOR_URL", ""))))
             sys.stdout.flush()
         supervisor.run_until_stopped()
     finally:
@@ -128,12 +142,9 @@ def run(host: str | None, port: int | None) -> None:
 def serve(host: str | None, port: int | None) -> None:
     """Run only the web server (gunicorn), for production nodes."""
     settings = current_app.config["SETTINGS"]
-    argv = web_argv(
-        host or settings.app.host,
-        port or settings.app.port,
-        settings.app.web_workers,
-        settings.app.web_threads,
-    )
+    host, port = host or settings.app.host, port or settings.app.port
+    _follow_address(settings, host, port, os.environ)  # gunicorn, exec'd below, reads them
+    argv = web_argv(host, port, settings.app.web_workers, settings.app.web_threads)
     if not settings.redis.url:
         from app.redis_store.embedded import keep_across_exec
 

@@ -360,13 +360,15 @@ def test_bench_requests_are_accepted(client, demo):
         assert response.status_code == 200 and b"<Encrypt>" in response.data
 
 
-def test_text_replies_remain_a_setting(tmp_path, database_url, redis_url, redis_client):
+def test_text_replies_remain_a_setting(tmp_path, database_url, redis_url, queue_url, redis_client):
     """wechat.scan_reply = "text": the scan is answered with a text bubble and its link."""
     from app import create_app
     from app.org.demo import load_demo
     from tests.conftest import empty_tables, settings_for
 
-    app = create_app(settings_for(tmp_path, database_url, redis_url, wechat={"scan_reply": "text"}))
+    app = create_app(
+        settings_for(tmp_path, database_url, redis_url, queue_url, wechat={"scan_reply": "text"})
+    )
     database = app.extensions["wxsurvey_db"]
     empty_tables(database.engine)
     with app.app_context():
