@@ -80,7 +80,9 @@ def case_grouping(by: str | None, period: str | None) -> service.Grouping:
         return service.parse_grouping(by or None, period or None)
     except Invalid as exc:
         hint = "--by" if exc.field == "group_by" else "--period"
-        raise click.BadParameter(exc.message.partition(": ")[2] or exc.message, param_hint=hint) from None
+        raise click.BadParameter(
+            exc.message.partition(": ")[2] or exc.message, param_hint=f"'{hint}'"
+        ) from None
 
 
 def figures_output(

@@ -85,7 +85,9 @@ def _check(parse, value: str | None, option: str) -> None:
     try:
         parse(value)
     except Invalid as exc:
-        raise click.BadParameter(exc.message.partition(": ")[2] or exc.message, param_hint=option) from None
+        raise click.BadParameter(
+            exc.message.partition(": ")[2] or exc.message, param_hint=f"'{option}'"
+        ) from None
 
 
 @group.command("verify")
