@@ -100,6 +100,8 @@ def test_buckets_follow_the_city_calendar_across_month_and_week(session, spread)
     rows, total = case_figures(session, survey.id, grouping=parse_grouping(None, f"day:{year}-03"))
     assert [(r.department, r.period, r.opened) for r in rows] == [("D08", f"{year}-03-01", 1)]
     assert total.opened == 1  # the range keeps the cases opened in the city's March only
+    rows, _ = case_figures(session, survey.id, grouping=parse_grouping("period", "survey"))
+    assert [(r.period, r.opened) for r in rows] == [(f"{survey.period_start}..{survey.period_end}", 4)]
     rows, _ = case_figures(session, survey.id)
     assert {r.department: r.opened for r in rows} == {"D08": 3, "D01": 1}  # no period: as before
     assert "period" not in rows[0].as_dict()
