@@ -45,6 +45,7 @@ _BUCKET = "(" + "|".join(PERIOD_BUCKETS) + ")"
 PERIOD_PATTERN = rf"^({_BUCKET}|({_BUCKET}:)?{_RANGE})$"
 _DIMENSION = "(" + "|".join(GROUP_DIMENSIONS) + ")"
 GROUP_BY_PATTERN = rf"^{_DIMENSION}(,{_DIMENSION})*$"
+CASE_GROUP_BY_PATTERN = r"^(department|period)(,(department|period))?$"
 PERIOD = _param(
     "period",
     "`BUCKET`, `RANGE` or `BUCKET:RANGE`. BUCKET groups rows by " + ", ".join(PERIOD_BUCKETS)
@@ -130,6 +131,21 @@ ENDPOINT_PARAMETERS: dict[str, list[dict[str, Any]]] = {
     "cases": [
         SURVEY,
         DEPARTMENT,
+        _param(
+            "group_by",
+            "`department` (default), `period` or both, comma-separated in the order of the row keys: "
+            "figures per department, per period the cases were opened in (the bucket of `period`, "
+            "month by default), or per department and period",
+            {"type": "string", "pattern": CASE_GROUP_BY_PATTERN, "example": "department,period"},
+        ),
+        _param(
+            "period",
+            "as for /tallies: `BUCKET`, `RANGE` or `BUCKET:RANGE`. BUCKET groups the figures by the "
+            "city-time day, ISO week, month, quarter or year the cases were opened in, or `survey` for "
+            "the survey's whole period (adds the `period` dimension); RANGE keeps the cases opened on "
+            "those days. Examples: `month`, `week:2024-05`, `2024-Q2`.",
+            {"type": "string", "pattern": PERIOD_PATTERN},
+        ),
         _param(
             "opened_since",
             "cases opened on or after this day (city time)",
@@ -252,12 +268,22 @@ _SCHEMAS["cases"] = {
     "type": "object",
     "properties": {
         "survey": {"type": "string"},
+        "group_by": {"type": "array", "items": {"type": "string", "enum": ["department", "period"]}},
+        "period": {
+            "type": "object",
+            "properties": {
+                "bucket": {"type": ["string", "null"]},
+                "start": {"type": ["string", "null"], "format": "date"},
+                "end": {"type": ["string", "null"], "format": "date"},
+            },
+        },
         "total": {"type": "object", "description": "the same figures over every case in scope"},
         "rows": {
             "type": "array",
             "items": {
                 "type": "object",
-                "description": "per department: opened, answered, answered_on_time, overdue (answered "
+                "description": "the group's keys (department, department_name, category, level and/or "
+                "period, as grouped) and: opened, answered, answered_on_time, overdue (answered "
                 "late or open past the deadline), escalated, rerated, rerating_satisfied (满意 + 基本满意), "
                 "rerating_satisfaction (percent or null), median_days (opening to answer, or null)",
             },
@@ -270,7 +296,8 @@ _SUMMARIES = {
     "index": "Satisfaction index per department with 95% intervals and tie-aware ranks per category",
     "departments": "The org chart",
     "surveys": "The surveys this token may read",
-    "cases": "差评 follow-up per department: cases, on time, overdue, escalated, re-rating, median days",
+    "cases": "差评 follow-up per department and/or period: cases, on time, overdue, escalated, re-rating, "
+    "median days",
 }
 
 

@@ -196,16 +196,19 @@ def surveys():
 
 @bp.get("/cases")
 def cases():
-    from app.cases import COLUMNS, case_figures, figures_dict
+    from app.cases import case_figures, figures_dict, parse_grouping
 
     params = _params("cases")
     _format(params)
+    grouping = parse_grouping(params["group_by"] or None, params["period"] or None)
+    since, until = _day(params, "opened_since"), _day(params, "opened_until")
     survey = _readable_survey(params["survey"])
     codes = department_scope(db.session, params["department"] or None)
     ids = None if codes is None else {d.id for d in list_departments(db.session) if d.code in codes}
-    since, until = _day(params, "opened_since"), _day(params, "opened_until")
-    rows, total = case_figures(db.session, survey.id, department_ids=ids, since=since, until=until)
-    return _respond("cases", params, figures_dict(survey.slug, rows, total), list(COLUMNS))
+    rows, total = case_figures(db.session, survey.id, department_ids=ids, since=since, until=until,
+                               grouping=grouping)  # fmt: skip
+    document = figures_dict(survey.slug, rows, total, grouping)
+    return _respond("cases", params, document, list(grouping.columns))
 
 
 def _day(params: dict[str, str], name: str):

@@ -1,10 +1,11 @@
-# Follow-up figures per department of a survey (the survey is the period; a date range narrows it):
-# cases opened, answered on time, overdue, escalated, re-rating satisfaction, median days to answer.
+# Follow-up figures of a survey per department, per period of the case's opening (a tally's period
+# bucket, in the city's calendar), or both: cases opened, answered on time, overdue, escalated,
+# re-rating satisfaction, median days to answer. A date range narrows the cases by their opening day.
 from __future__ import annotations
 
 import statistics
 from collections.abc import Collection
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -12,11 +13,53 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import clock
-from app.models import Department, FollowupCase
+from app.errors import Invalid
+from app.models import Department, FollowupCase, Survey
+from app.tally.params import DEFAULT_BUCKET, Period, bucket_label, parse_period
 
-COLUMNS = ("department", "department_name", "category", "level", "opened", "answered", "answered_on_time",
-           "overdue", "escalated", "rerated", "rerating_satisfied", "rerating_satisfaction",
-           "median_days")  # fmt: skip
+DIMENSIONS = ("department", "period")  # what case figures can be grouped by
+DIMENSION_COLUMNS = {
+    "department": ("department", "department_name", "category", "level"),
+    "period": ("period",),
+}
+FIGURE_COLUMNS = ("opened", "answered", "answered_on_time", "overdue", "escalated", "rerated",
+                  "rerating_satisfied", "rerating_satisfaction", "median_days")  # fmt: skip
+COLUMNS = DIMENSION_COLUMNS["department"] + FIGURE_COLUMNS  # the default grouping's columns
+
+
+@dataclass(frozen=True)
+class Grouping:
+    """How figures are grouped: dimensions in row-key order, and the period's bucket and range."""
+
+    dims: tuple[str, ...] = ("department",)
+    period: Period = field(default_factory=Period)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(name for dim in self.dims for name in DIMENSION_COLUMNS[dim]) + FIGURE_COLUMNS
+
+
+def parse_grouping(group_by: str | Collection[str] | None = None, period: str | None = None) -> Grouping:
+    """`group_by` (department, period or both, comma-separated; default department) and `period`
+    (BUCKET, RANGE or BUCKET:RANGE, as tallies take it). A bucket brings the period dimension;
+    the period dimension without a bucket goes by month, as tallies do."""
+    items = group_by.split(",") if isinstance(group_by, str) else list(group_by or [])
+    dims: list[str] = []
+    for item in (i.strip() for i in items):
+        if item and item not in DIMENSIONS:
+            raise Invalid(
+                f"group_by: unknown dimension {item!r} for cases; use department, period or both",
+                field="group_by",
+            )
+        if item and item not in dims:
+            dims.append(item)
+    span = parse_period(period)
+    dims = dims or ["department"]
+    if span.bucket and "period" not in dims:
+        dims.append("period")
+    if "period" in dims and not span.bucket:
+        span = Period(DEFAULT_BUCKET, span.start, span.end)
+    return Grouping(tuple(dims), span)
 
 
 @dataclass
@@ -34,9 +77,16 @@ class CaseFigures:
     rerating_satisfied: int = 0  # 满意 + 基本满意
     rerating_satisfaction: float | None = None  # percent of re-ratings that are 满意 or 基本满意
     median_days: float | None = None  # calendar days from opening to answer
+    period: str | None = None  # the bucket's label (2024-05, 2024-W19, ...) when grouped by period
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def as_dict(self, columns: Collection[str] | None = None) -> dict[str, Any]:
+        """All figures (with `period` when grouped by it), or only `columns`."""
+        found = asdict(self)
+        if columns is not None:
+            return {name: found[name] for name in columns}
+        if self.period is None:
+            del found["period"]
+        return found
 
 
 def _aware(moment: datetime) -> datetime:
@@ -50,6 +100,13 @@ def _bounds(since: date | None, until: date | None):
     return low, high
 
 
+def _narrowest(grouping: Grouping, since: date | None, until: date | None) -> tuple[date | None, date | None]:
+    """The opening days both the period's range and since/until allow."""
+    lows = [d for d in (since, grouping.period.start) if d is not None]
+    highs = [d for d in (until, grouping.period.end) if d is not None]
+    return (max(lows) if lows else None), (min(highs) if highs else None)
+
+
 def case_figures(
     session: Session,
     survey_id: int,
@@ -58,27 +115,36 @@ def case_figures(
     since: date | None = None,
     until: date | None = None,
     now: datetime | None = None,
+    grouping: Grouping | None = None,
 ) -> tuple[list[CaseFigures], CaseFigures]:
-    """Per department with at least one case (their own cases, wherever escalated), and the total."""
+    """One row per group with at least one case (a department's own cases, wherever escalated;
+    a period is the city's calendar bucket of the opening day), and the total over all of them."""
+    grouping = grouping or Grouping()
     now = _aware(now) if now is not None else clock.now()
     query = select(FollowupCase).where(FollowupCase.survey_id == survey_id)
     if department_ids is not None:
         query = query.where(FollowupCase.department_id.in_(list(department_ids) or [-1]))
-    low, high = _bounds(since, until)
+    low, high = _bounds(*_narrowest(grouping, since, until))
     if low is not None:
         query = query.where(FollowupCase.opened_at >= low)
     if high is not None:
         query = query.where(FollowupCase.opened_at < high)
     cases = list(session.scalars(query))
     departments = {d.id: d for d in session.scalars(select(Department))}
+    bucket = grouping.period.bucket if "period" in grouping.dims else None
+    survey = session.get(Survey, survey_id) if bucket == "survey" else None
     total = CaseFigures("", "合计", "", "")
-    rows: dict[int, CaseFigures] = {}
-    days: dict[int, list[float]] = {}
+    rows: dict[tuple, CaseFigures] = {}
+    days: dict[tuple, list[float]] = {}
     for case in cases:
-        dept = departments[case.department_id]
-        row = rows.get(dept.id)
+        opened = _aware(case.opened_at)
+        label = bucket_label(bucket, clock.day_of(opened), survey) if bucket else None
+        dept = departments[case.department_id] if "department" in grouping.dims else None
+        key = (dept.id if dept else None, label)
+        row = rows.get(key)
         if row is None:
-            row = rows[dept.id] = CaseFigures(dept.code, dept.name, dept.category, dept.level)
+            names = (dept.code, dept.name, dept.category, dept.level) if dept else ("", "", "", "")
+            row = rows[key] = CaseFigures(*names, period=label)
         due = _aware(case.due_at)
         answered = _aware(case.answered_at) if case.answered_at is not None else None
         for target in (row, total):
@@ -94,18 +160,29 @@ def case_figures(
                 target.rerated += 1
                 target.rerating_satisfied += case.rerating in ("satisfied", "basic")
         if answered is not None:
-            spent = (answered - _aware(case.opened_at)).total_seconds() / 86400
-            days.setdefault(dept.id, []).append(spent)
-            days.setdefault(0, []).append(spent)
-    for key, row in [*rows.items(), (0, total)]:
+            spent = (answered - opened).total_seconds() / 86400
+            days.setdefault(key, []).append(spent)
+            days.setdefault(("total",), []).append(spent)
+    for key, row in [*rows.items(), (("total",), total)]:
         if row.rerated:
             row.rerating_satisfaction = round(100 * row.rerating_satisfied / row.rerated, 1)
         if days.get(key):
             row.median_days = round(statistics.median(days[key]), 1)
-    ordered = sorted(rows.values(), key=lambda r: (r.category, r.department))
+    sort_keys = {"department": lambda r: (r.category, r.department), "period": lambda r: r.period or ""}
+    ordered = sorted(rows.values(), key=lambda r: tuple(sort_keys[dim](r) for dim in grouping.dims))
     return ordered, total
 
 
-def figures_dict(survey_slug: str, rows: list[CaseFigures], total: CaseFigures) -> dict[str, Any]:
-    """The JSON shape of `wxsurvey cases figures` and GET /api/v1/cases."""
-    return {"survey": survey_slug, "rows": [r.as_dict() for r in rows], "total": total.as_dict()}
+def figures_dict(
+    survey_slug: str, rows: list[CaseFigures], total: CaseFigures, grouping: Grouping | None = None
+) -> dict[str, Any]:
+    """The JSON shape of `wxsurvey cases figures`, `wxsurvey tallies --dataset cases`, the exports
+    and GET /api/v1/cases: each row holds its group's keys and the figures."""
+    grouping = grouping or Grouping()
+    return {
+        "survey": survey_slug,
+        "group_by": list(grouping.dims),
+        "period": grouping.period.as_dict(),
+        "rows": [r.as_dict(grouping.columns) for r in rows],
+        "total": total.as_dict(),
+    }

@@ -1,5 +1,6 @@
 """`wxsurvey cases list|figures|escalate|rotate-key`, `wxsurvey cases holidays import|list` and
-`wxsurvey surveys publish SLUG [--withdraw]`: the 差评 follow-up loop from the command line."""
+`wxsurvey surveys publish SLUG [--withdraw]`: the 差评 follow-up loop from the command line.
+The figures' output is shared with `wxsurvey tallies --dataset cases`."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from app.cases.calendar import list_holidays
 from app.cases.publication import set_published
 from app.cli.surveys import group as surveys_group
 from app.db import db
+from app.errors import Invalid
+from app.org.departments import get_department, subtree_ids
 from app.org.surveys import get_survey
 from app.tally.files import FORMATS, render
 
@@ -67,25 +70,55 @@ def list_command(survey_slug, status, as_json) -> None:
         click.echo(f"{r['id']}\t{r['status']}\t{r['due_at'][:10]}\tlevel {r['escalation_level']}")
 
 
-@group.command("figures")
-@click.option("--survey", "survey_slug", required=True)
-@click.option("--since", callback=_date, help="Cases opened on or after this day (city time).")
-@click.option("--until", callback=_date, help="Cases opened on or before this day.")
-@click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), default="json", show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, writable=True), help="Write to a file.")
-def figures_command(survey_slug, since, until, fmt, out) -> None:
-    """Per department: opened, answered on time, overdue, escalated, re-rating satisfaction, median days."""
-    survey = get_survey(db.session, survey_slug)
-    rows, total = service.case_figures(db.session, survey.id, since=since, until=until)
-    data = render(fmt, service.figures_dict(survey.slug, rows, total), service.COLUMNS)
+BY_HELP = "department (default), period or both: per department and/or period of opening."
+PERIOD_HELP = "BUCKET, RANGE or BUCKET:RANGE as for tallies (month, week:2024-05, 2024-Q2): when opened."
+
+
+def case_grouping(by: str | None, period: str | None) -> service.Grouping:
+    """--by and --period read as the API's group_by and period; a bad value is a usage error (exit 2)."""
+    try:
+        return service.parse_grouping(by or None, period or None)
+    except Invalid as exc:
+        hint = "--by" if exc.field == "group_by" else "--period"
+        raise click.BadParameter(
+            exc.message.partition(": ")[2] or exc.message, param_hint=f"'{hint}'"
+        ) from None
+
+
+def figures_output(
+    survey_slug: str, grouping: service.Grouping, fmt: str, out: str | None, *, department: str | None = None,
+    since: date | None = None, until: date | None = None,
+) -> None:  # fmt: skip
+    """Write the follow-up figures of one survey (a department's subtree, opened in a range) as `fmt`."""
     if fmt == "xlsx" and not out and sys.stdout.isatty():
         raise click.UsageError("XLSX is binary: pass --out FILE or redirect standard output")
+    survey = get_survey(db.session, survey_slug)
+    ids = subtree_ids(db.session, get_department(db.session, department).id) if department else None
+    rows, total = service.case_figures(db.session, survey.id, department_ids=ids, since=since, until=until,
+                                       grouping=grouping)  # fmt: skip
+    data = render(fmt, service.figures_dict(survey.slug, rows, total, grouping), grouping.columns)
     if out:
         Path(out).write_bytes(data)
         click.echo(f"{len(rows)} rows written to {out}", err=True)
     else:
         sys.stdout.buffer.write(data + (b"\n" if fmt == "json" else b""))
         sys.stdout.flush()
+
+
+@group.command("figures")
+@click.option("--survey", "survey_slug", required=True)
+@click.option("--department", help="A department code; a county includes its townships.")
+@click.option("--by", "by", help=BY_HELP)
+@click.option("--period", help=PERIOD_HELP)
+@click.option("--since", callback=_date, help="Cases opened on or after this day (city time).")
+@click.option("--until", callback=_date, help="Cases opened on or before this day.")
+@click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), default="json", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), help="Write to a file.")
+def figures_command(survey_slug, department, by, period, since, until, fmt, out) -> None:
+    """Per department and/or period: opened, answered on time, overdue, escalated, re-rating
+    satisfaction, median days."""
+    grouping = case_grouping(by, period)
+    figures_output(survey_slug, grouping, fmt, out, department=department, since=since, until=until)
 
 
 @group.command("escalate")

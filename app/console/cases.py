@@ -21,6 +21,13 @@ from app.public.results import forget_results
 from app.tally.files import FORMATS, render
 
 WRITERS = ("city_admin", "scoped_admin")
+BUCKETS = {
+    "day": "按日",
+    "week": "按周",
+    "month": "按月",
+    "quarter": "按季",
+    "year": "按年",
+}  # 分期 of the figures
 FIXABLE = (Invalid, Conflict)  # flashed on the page; Forbidden and NotFound are 403/404 pages
 
 
@@ -33,22 +40,34 @@ def _chosen_survey():
     return surveys, chosen
 
 
+def _grouping() -> service.Grouping:
+    """Per department, or per department and period of opening (?period=BUCKET)."""
+    bucket = request.args.get("period") or None
+    if bucket is not None and bucket not in BUCKETS:
+        abort(400)
+    return service.parse_grouping(None, bucket)
+
+
 @bp.get("/cases")
 def cases():
     surveys, survey = _chosen_survey()
     status = request.args.get("status") or None
     if status not in (None, "open", "answered", "closed", "escalated"):
         abort(400)
+    grouping = _grouping()
     allowed = scope_ids()
     rows, total = (
-        service.case_figures(db.session, survey.id, department_ids=allowed) if survey else ([], None)
+        service.case_figures(db.session, survey.id, department_ids=allowed, grouping=grouping)
+        if survey
+        else ([], None)
     )
     found = service.list_cases(db.session, department_ids=allowed, status=status,
                                survey_id=survey.id if survey else None)  # fmt: skip
     departments = {d.id: d for d in db.session.scalars(select(Department))}
     return render_template("console/cases.html", nav="cases", surveys=surveys, survey=survey, status=status,
                            figures=rows, total=total, cases=found, departments=departments,
-                           labels=service.STATUS_LABELS, reratings=service.RERATING_LABELS)  # fmt: skip
+                           labels=service.STATUS_LABELS, reratings=service.RERATING_LABELS,
+                           buckets=BUCKETS, bucket=grouping.period.bucket)  # fmt: skip
 
 
 @bp.get("/cases/figures.<fmt>")
@@ -58,8 +77,9 @@ def case_figures_download(fmt: str):
     _, survey = _chosen_survey()
     if survey is None:
         abort(404)
-    rows, total = service.case_figures(db.session, survey.id, department_ids=scope_ids())
-    body = render(fmt, service.figures_dict(survey.slug, rows, total), service.COLUMNS)
+    grouping = _grouping()
+    rows, total = service.case_figures(db.session, survey.id, department_ids=scope_ids(), grouping=grouping)
+    body = render(fmt, service.figures_dict(survey.slug, rows, total, grouping), grouping.columns)
     filename = f"{survey.slug}-cases.{fmt}"
     return Response(
         body, mimetype=FORMATS[fmt], headers={"Content-Disposition": f"attachment; filename={filename}"}

@@ -41,7 +41,7 @@ ENTRY_KEYS = {
     "department",
     "dataset",
 }
-DATASETS = ("tallies", "cases")  # cases: the 差评 follow-up figures per department (app.cases)
+DATASETS = ("tallies", "cases")  # cases: the 差评 follow-up figures (app.cases.figures)
 EXPORT_FORMATS = ("csv", "xlsx", "json")
 SIGNATURE_HEADER = "X-Wxsurvey-Signature"
 TIMESTAMP_HEADER = "X-Wxsurvey-Timestamp"
@@ -152,8 +152,8 @@ def parse_schedules(entries: list[Any]) -> list[ExportSchedule]:
         dataset = entry.get("dataset", "tallies")
         if dataset not in DATASETS:
             raise _entry_error(index, "dataset", f"use {' or '.join(DATASETS)}, got {dataset!r}")
-        if dataset == "cases" and (group_by or period is not None):
-            raise _entry_error(index, "group_by" if group_by else "period", "not used by dataset = cases")
+        if dataset == "cases":
+            _check_case_grouping(index, group_by, period)
         schedules.append(
             ExportSchedule(
                 name=name,
@@ -169,6 +169,18 @@ def parse_schedules(entries: list[Any]) -> list[ExportSchedule]:
             )  # fmt: skip
         )
     return schedules
+
+
+def _check_case_grouping(index: int, group_by: tuple[str, ...], period: Any) -> None:
+    """The follow-up figures group by department and/or period only (app.cases.figures)."""
+    from app.cases.figures import parse_grouping
+    from app.errors import Invalid
+
+    try:
+        parse_grouping(group_by, None if period is None else str(period))
+    except Invalid as exc:
+        detail = exc.message.partition(": ")[2]
+        raise _entry_error(index, exc.field or "group_by", f"{detail} (dataset = cases)") from None
 
 
 def schedules(settings: Settings) -> dict[str, ExportSchedule]:
@@ -245,19 +257,25 @@ def write_files(
 
 def _case_figures(session: Session, schedule: ExportSchedule):
     """The follow-up figures of a `dataset = "cases"` schedule: document, columns, manifest summary."""
-    from app.cases.figures import COLUMNS, case_figures, figures_dict
+    from app.cases.figures import case_figures, figures_dict, parse_grouping
     from app.org.departments import get_department, subtree_ids
     from app.org.surveys import get_survey
 
     survey = get_survey(session, schedule.survey)
+    grouping = parse_grouping(schedule.group_by, None if schedule.period is None else str(schedule.period))
     ids = (
         subtree_ids(session, get_department(session, schedule.department).id) if schedule.department else None
     )
-    rows, total = case_figures(session, survey.id, department_ids=ids)
+    rows, total = case_figures(session, survey.id, department_ids=ids, grouping=grouping)
     return (
-        figures_dict(survey.slug, rows, total),
-        list(COLUMNS),
-        {"dataset": "cases", "total": total.as_dict()},
+        figures_dict(survey.slug, rows, total, grouping),
+        list(grouping.columns),
+        {
+            "dataset": "cases",
+            "group_by": list(grouping.dims),
+            "period": grouping.period.as_dict(),
+            "total": total.as_dict(),
+        },
     )
 
 

@@ -13,8 +13,10 @@ SAMPLE = {
     "offset": "0", "min_sample": "3", "active": "true", "indicator": "B01", "opened_since": "2024-01-01",
     "opened_until": "2024-12-31",
 }  # fmt: skip
-# Where an endpoint reads a parameter its own way: the index groups by department or indicator.
-SAMPLE_FOR = {"tallies": {"group_by": "region,indicator,period"}, "index": {"group_by": "indicator"}}
+# Where an endpoint reads a parameter its own way: the index groups by department or indicator,
+# the follow-up figures by department and/or period.
+SAMPLE_FOR = {"tallies": {"group_by": "region,indicator,period"}, "index": {"group_by": "indicator"},
+              "cases": {"group_by": "department,period"}}  # fmt: skip
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 from sqlalchemy import select
@@ -12,6 +13,7 @@ from app.intake.drain import drain_backlog
 from app.models import FollowupCase
 
 SURVEY, CITY_DEPT = "demo-departments", "D08"
+PASSWORD = "correct-horse-battery"
 COUNTY_SURVEY, TOWNSHIP = "demo-counties", "C01T1"
 
 
@@ -47,3 +49,14 @@ def only_case(session) -> FollowupCase:
     cases = list(session.scalars(select(FollowupCase)))
     assert len(cases) == 1
     return cases[0]
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def sign_in(client, username: str, password: str = PASSWORD) -> str:
+    """Sign in to the console; the CSRF token of the cases page."""
+    token = csrf_of(client.get("/console/login").get_data(as_text=True))
+    client.post("/console/login", data={"username": username, "password": password, "csrf_token": token})
+    return csrf_of(client.get("/console/cases").get_data(as_text=True))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 
 import pytest
 from PIL import Image
@@ -15,7 +14,7 @@ from app import accounts
 from app.accounts.tokens import create_token
 from app.cases import answer_case
 from app.models import FollowupCase
-from tests.cases.casework import COUNTY_SURVEY, SURVEY, TOWNSHIP, drain, only_case, rate
+from tests.cases.casework import COUNTY_SURVEY, SURVEY, TOWNSHIP, drain, only_case, rate, sign_in
 from tests.conftest import run_cli
 
 PASSWORD = "correct-horse-battery"
@@ -28,16 +27,6 @@ def case(app, session, demo, redis_client):
     rate(app, session, redis_client, OPENID, consent=True, comment=COMMENT)
     drain(session, redis_client)
     return only_case(session)
-
-
-def csrf_of(html: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
-
-
-def sign_in(client, username: str) -> str:
-    token = csrf_of(client.get("/console/login").get_data(as_text=True))
-    client.post("/console/login", data={"username": username, "password": PASSWORD, "csrf_token": token})
-    return csrf_of(client.get("/console/cases").get_data(as_text=True))
 
 
 def test_public_results_are_hidden_until_published_then_cached(client, session, case):
@@ -201,7 +190,7 @@ def test_scheduled_export_of_the_followup_figures(tmp_path, database_url, redis_
         next(p for p in directory.glob("cases-weekly-*.json") if "manifest" not in p.name).read_text()
     )
     assert data["rows"][0]["department"] == "D08"
-    bad = {**entry, "group_by": "department"}
+    bad = {**entry, "group_by": "region"}
     with pytest.raises(ConfigError, match="dataset = cases"):
         load_settings(tmp_path / "config.toml", environ={}, overrides={"exports": {"schedules": [bad]}})
     app.extensions["wxsurvey_db"].engine.dispose()
