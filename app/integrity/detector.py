@@ -119,7 +119,7 @@ class Detector:
                 f.left_ms = extra[response.id]
             facts.append(f)
         pairs = windows.places(facts)
-        counts = windows.read(redis, windows.needed(pairs))
+        counts = windows.read(redis, windows.needed(pairs, ahead=True))
         over: list = []
         memo: dict = {}
         for response, (f, p) in zip(stored, pairs, strict=True):

@@ -24,9 +24,12 @@ def text_key(text: str | None) -> str | None:
     return hashlib.blake2b(normal.encode(), digest_size=6).hexdigest()
 
 
-def choice_signature(answers) -> int:
-    """The options chosen, question by question, as one number (the same choices, the same number)."""
-    return hash(tuple(o for _, o, _ in answers if o)) & 0xFFFFFFFF  # ints hash the same in every process
+def choice_signature(answers, segment_question_id: int | None = None) -> int:
+    """The options chosen, question by question, as one number (the same choices, the same number).
+    The segment question (which service the person came for) is left out: a room of phones rating
+    the window 非常满意 across the board differs only in the service each claims to have used."""
+    chosen = tuple(o for q, o, _ in answers if o and q != segment_question_id)
+    return hash(chosen) & 0xFFFFFFFF  # a tuple of ints hashes the same in every process
 
 
 @dataclass(slots=True)
@@ -52,7 +55,7 @@ def from_submission(sub) -> Facts:
     meta = sub.meta
     text = next((t for _, _, t in sub.answers if t), None)
     tx = text_key(text) if text else None
-    sig = choice_signature(sub.answers)
+    sig = choice_signature(sub.answers, sub.segment_question_id)
     meta["sig"] = sig
     if tx:
         meta["tx"] = tx

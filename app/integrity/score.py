@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from app.integrity import signals
 from app.integrity.facts import Facts
-from app.integrity.windows import Counts, Place, expected_in_window, expected_per_day, minute_of_day
+from app.integrity.windows import (
+    Counts,
+    Place,
+    expected_in_window,
+    expected_per_day,
+    expected_two_days,
+    minute_of_day,
+)
 
 # Points a signal adds at full strength. No single signal reaches the default threshold (55): it
 # takes two kinds of evidence to hold an answer back (follow-and-leave needs only a little more).
@@ -51,42 +58,49 @@ GROUP_SIGNALS = (
 def strengths(f: Facts, p: Place, counts: Counts, hours: tuple[int, int] | None,
               memo: dict | None = None) -> dict[str, float]:  # fmt: skip
     """Every signal's strength for one response. The window signals are the same for every
-    response of a group (a department's bucket, day, prefix...): `memo` keeps them for a batch."""
+    response of a group (a department's bucket, day, prefix...): `memo` keeps them for a batch.
+    A 20-minute window is the response's bucket with the one before or (once the next bucket is
+    read, see windows.needed) the one after, whichever is fuller; a cluster of addresses, desktop
+    browsers or answers with no scan is looked for over the day and over the day with the one
+    before (an office's staff answering over two days)."""
     memo = {} if memo is None else memo
-    day_n = counts.get(p.day_key, "n")
+    get = counts.get
+    day_n = get(p.day_key, "n")
     volume = memo.get(p.bucket_key)
     if volume is None:
-        window = counts.get(p.bucket_key, "n") + counts.get(p.prev_key, "n")
+        window = get(p.bucket_key, "n") + max(get(p.prev_key, "n"), get(p.next_key, "n"))
         burst = signals.burst(window, expected_in_window(counts, f, p))
         surge = signals.surge(day_n, expected_per_day(counts, f, p))
         # Burst and surge are one kind of evidence (volume) at two scales: only the stronger counts.
         volume = memo[p.bucket_key] = (burst, 0.0) if burst >= surge else (0.0, surge)
     same = (p.bucket_key, f.signature)
     if same not in memo:
-        sig_field = f"s:{f.signature}"
-        window = counts.get(p.bucket_key, "n") + counts.get(p.prev_key, "n")
-        alike = counts.get(p.bucket_key, sig_field) + counts.get(p.prev_key, sig_field)
-        memo[same] = signals.same_answers(alike, window)
+        memo[same] = _same_answers(get, p, f"s:{f.signature}")
     address = (p.ip_key, f.ip)
     if address not in memo:
-        memo[address] = signals.ip_cluster(
-            counts.get(p.ip_key, f.ip) if f.ip else 0, day_n, counts.lengths.get(p.ip_key, 0)
-        )
+        memo[address] = _ip_cluster(counts, p, f.ip, day_n) if f.ip else 0.0
     browser = (p.day_key, f.ua)
     if browser not in memo:
-        memo[browser] = signals.ua_cluster(f.ua, counts.get(p.day_key, f"u:{f.ua}"), day_n)
+        memo[browser] = signals.ua_cluster(f.ua, get(p.day_key, f"u:{f.ua}"), day_n)
+        if f.ua == "desktop":
+            two_days = get(p.day_key, "u:desktop") + get(p.yday_key, "u:desktop")
+            memo[browser] = max(
+                memo[browser], signals.ua_cluster_two_days(two_days, day_n + get(p.yday_key, "n"))
+            )
     no_scan = 0.0
     if f.scanned is False:
         if p.day_key not in memo:
-            memo[p.day_key] = signals.no_scan_share(
-                False, counts.get(p.day_key, "ns"), day_n, expected_per_day(counts, f, p, "ns")
-            )
+            ns = get(p.day_key, "ns")
+            one = signals.no_scan_share(False, ns, day_n, expected_per_day(counts, f, p, "ns"))
+            two = signals.no_scan_two_days(ns, day_n, get(p.yday_key, "ns"), get(p.yday_key, "n"),
+                                           expected_two_days(counts, f, p, "ns"))  # fmt: skip
+            memo[p.day_key] = max(one, two)
         no_scan = memo[p.day_key]
     text = 0.0
     if f.text:
         key = (p.day_key, f.text)
         if key not in memo:
-            memo[key] = signals.text_duplicates(counts.get(p.day_key, f"t:{f.text}"), day_n)
+            memo[key] = signals.text_duplicates(get(p.day_key, f"t:{f.text}"), day_n)
         text = memo[key]
     return {
         "burst": volume[0],
@@ -101,6 +115,27 @@ def strengths(f: Facts, p: Place, counts: Counts, hours: tuple[int, int] | None,
         "follow_churn": signals.follow_churn(f.ms, f.followed_ms, f.left_ms) if f.followed_ms else 0.0,
         "off_hours": signals.off_hours(minute_of_day(f), hours) if hours else 0.0,
     }
+
+
+def _same_answers(get, p: Place, sig_field: str) -> float:
+    """The same choices in the window before (prev + this bucket) or after (this + next)."""
+    here, here_n = get(p.bucket_key, sig_field), get(p.bucket_key, "n")
+    before = signals.same_answers(here + get(p.prev_key, sig_field), here_n + get(p.prev_key, "n"))
+    after = signals.same_answers(here + get(p.next_key, sig_field), here_n + get(p.next_key, "n"))
+    return max(before, after)
+
+
+def _ip_cluster(counts: Counts, p: Place, ip: str, day_n: int) -> float:
+    """One address prefix's cluster over the day, or over the day and the day before."""
+    today = counts.get(p.ip_key, ip)
+    one = signals.ip_cluster(today, day_n, counts.lengths.get(p.ip_key, 0))
+    yesterday = counts.get(p.yday_ip_key, ip)
+    if not today or not yesterday:
+        return one
+    distinct = counts.lengths.get(p.ip_key, 0) + counts.lengths.get(p.yday_ip_key, 0)
+    two = signals.ip_cluster(today + yesterday, day_n + counts.get(p.yday_key, "n"), distinct,
+                             floor=signals.IP_FLOOR_TWO_DAYS)  # fmt: skip
+    return max(one, two)
 
 
 def score(found: dict[str, float]) -> tuple[int, list]:

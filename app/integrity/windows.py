@@ -47,8 +47,8 @@ def offset_s() -> int:
 class Place:
     """Where one response falls: its city day, hour, hour of week and buckets, and its keys."""
 
-    __slots__ = ("day", "hour", "how", "bucket", "day_key", "ip_key", "bucket_key", "prev_key", "base_key",
-                 "day_start_ms")  # fmt: skip
+    __slots__ = ("day", "hour", "how", "bucket", "day_key", "ip_key", "bucket_key", "prev_key", "next_key",
+                 "base_key", "day_start_ms", "yday_key", "yday_ip_key")  # fmt: skip
 
     def __init__(self, f: Facts) -> None:
         local = f.ms // 1000 + offset_s()
@@ -60,6 +60,9 @@ class Place:
         self.day_key = f"{prefix}d{self.day}"
         self.ip_key = self.day_key + ":ip"
         self.bucket_key, self.prev_key = f"{prefix}b{self.bucket}", f"{prefix}b{self.bucket - 1}"
+        self.next_key = f"{prefix}b{self.bucket + 1}"  # read only when stored answers are looked at again
+        self.yday_key = f"{prefix}d{self.day - 1}"  # the day before: clusters over two days
+        self.yday_ip_key = self.yday_key + ":ip"
         self.base_key = prefix + "base"
         self.day_start_ms = (self.day * 86400 - offset_s()) * 1000
 
@@ -104,22 +107,29 @@ class Counts:
                 values[field] = values.get(field, 0) + n
 
 
-def needed(facts: Iterable[tuple[Facts, Place]]) -> dict[str, set[str]]:
-    """The hash fields the signals of these responses read."""
+def needed(facts: Iterable[tuple[Facts, Place]], ahead: bool = False) -> dict[str, set[str]]:
+    """The hash fields the signals of these responses read; `ahead` adds the bucket after each
+    one's (stored answers looked at again: a burst's first minutes see the rest of it)."""
     want: dict[str, set[str]] = defaultdict(set)
     seen: set[int] = set()
     for f, p in facts:
         if id(p) not in seen:  # what every response of this place reads
             seen.add(id(p))
             want[p.day_key].update(("n", "ns", f"h{p.hour}"))
+            want[p.yday_key].update(("n", "ns", "u:desktop"))
             want[p.bucket_key].add("n")
             want[p.prev_key].add("n")
+            if ahead:
+                want[p.next_key].add("n")
             want[p.base_key].update((f"w{p.how}", f"o{p.hour}", "all", "ns", "first"))
         if f.ip:
             want[p.ip_key].add(f.ip)
+            want[p.yday_ip_key].add(f.ip)
         signature = f"s:{f.signature}"
         want[p.bucket_key].add(signature)
         want[p.prev_key].add(signature)
+        if ahead:
+            want[p.next_key].add(signature)
         if f.ua and f.ua != "wechat":
             want[p.day_key].add(f"u:{f.ua}")
         if f.text:
@@ -235,6 +245,17 @@ def expected_per_day(counts: Counts, f: Facts, p: Place, field: str = "all") -> 
         return 0.0
     today = counts.get(p.day_key, "n" if field == "all" else field)
     return max(counts.get(p.base_key, field) - today, 0) / history_days
+
+
+def expected_two_days(counts: Counts, f: Facts, p: Place, field: str = "ns") -> float:
+    """The department's usual count of `field` over two days, from the days before yesterday (a
+    stuffed yesterday must not raise the bar for today); 0 with less than one such day."""
+    first = counts.get(p.base_key, "first") or f.ms
+    history_days = (p.day_start_ms - first) / 86_400_000 - 1
+    if history_days < 1:
+        return 0.0
+    recent = counts.get(p.day_key, field) + counts.get(p.yday_key, field)
+    return 2 * max(counts.get(p.base_key, field) - recent, 0) / history_days
 
 
 def expected_in_window(counts: Counts, f: Facts, p: Place) -> float:
