@@ -147,10 +147,11 @@ def _group(name: str, f: Facts, p: Place) -> tuple[str, tuple[int, int]]:
         return f"{base}|v{p.day}", day
     if name == "same_answers":
         return f"{base}|s{p.bucket}:{f.signature}", bucket
+    two_days = (day[0] - 86_400_000, day[1])  # a cluster over two days implicates the day before
     if name == "ip_cluster":
-        return f"{base}|i{p.day}:{f.ip}", day
+        return f"{base}|i{p.day}:{f.ip}", two_days
     if name == "ua_cluster":
-        return f"{base}|u{p.day}:{f.ua}", day
+        return f"{base}|u{p.day}:{f.ua}", two_days
     if name == "text_duplicates":
         return f"{base}|t{p.day}:{f.text}", day
     return f"{base}|n{p.day}", day

@@ -126,16 +126,20 @@ def _same_answers(get, p: Place, sig_field: str) -> float:
 
 
 def _ip_cluster(counts: Counts, p: Place, ip: str, day_n: int) -> float:
-    """One address prefix's cluster over the day, or over the day and the day before."""
+    """One address prefix's cluster over the day, or over the day and the day before (or, on a
+    second look, the day after)."""
     today = counts.get(p.ip_key, ip)
-    one = signals.ip_cluster(today, day_n, counts.lengths.get(p.ip_key, 0))
-    yesterday = counts.get(p.yday_ip_key, ip)
-    if not today or not yesterday:
-        return one
-    distinct = counts.lengths.get(p.ip_key, 0) + counts.lengths.get(p.yday_ip_key, 0)
-    two = signals.ip_cluster(today + yesterday, day_n + counts.get(p.yday_key, "n"), distinct,
-                             floor=signals.IP_FLOOR_TWO_DAYS)  # fmt: skip
-    return max(one, two)
+    best = signals.ip_cluster(today, day_n, counts.lengths.get(p.ip_key, 0))
+    if not today:
+        return best
+    for day_key, ip_key in ((p.yday_key, p.yday_ip_key), (p.tmrw_key, p.tmrw_ip_key)):
+        other = counts.get(ip_key, ip)
+        if other:
+            distinct = counts.lengths.get(p.ip_key, 0) + counts.lengths.get(ip_key, 0)
+            two = signals.ip_cluster(today + other, day_n + counts.get(day_key, "n"), distinct,
+                                     floor=signals.IP_FLOOR_TWO_DAYS)  # fmt: skip
+            best = max(best, two)
+    return best
 
 
 def score(found: dict[str, float]) -> tuple[int, list]:

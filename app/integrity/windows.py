@@ -48,7 +48,8 @@ class Place:
     """Where one response falls: its city day, hour, hour of week and buckets, and its keys."""
 
     __slots__ = ("day", "hour", "how", "bucket", "day_key", "ip_key", "bucket_key", "prev_key", "next_key",
-                 "base_key", "day_start_ms", "yday_key", "yday_ip_key")  # fmt: skip
+                 "base_key", "day_start_ms", "yday_key", "yday_ip_key", "tmrw_key", "tmrw_ip_key",
+                 "weekday")  # fmt: skip
 
     def __init__(self, f: Facts) -> None:
         local = f.ms // 1000 + offset_s()
@@ -63,6 +64,9 @@ class Place:
         self.next_key = f"{prefix}b{self.bucket + 1}"  # read only when stored answers are looked at again
         self.yday_key = f"{prefix}d{self.day - 1}"  # the day before: clusters over two days
         self.yday_ip_key = self.yday_key + ":ip"
+        self.tmrw_key = f"{prefix}d{self.day + 1}"  # the day after: read on a second look only
+        self.tmrw_ip_key = self.tmrw_key + ":ip"
+        self.weekday = (self.day + 3) % 7
         self.base_key = prefix + "base"
         self.day_start_ms = (self.day * 86400 - offset_s()) * 1000
 
@@ -121,10 +125,13 @@ def needed(facts: Iterable[tuple[Facts, Place]], ahead: bool = False) -> dict[st
             want[p.prev_key].add("n")
             if ahead:
                 want[p.next_key].add("n")
-            want[p.base_key].update((f"w{p.how}", f"o{p.hour}", "all", "ns", "first"))
+                want[p.tmrw_key].update(("n", "u:desktop"))
+            want[p.base_key].update((f"w{p.how}", f"o{p.hour}", f"wd{p.weekday}", "all", "ns", "first"))
         if f.ip:
             want[p.ip_key].add(f.ip)
             want[p.yday_ip_key].add(f.ip)
+            if ahead:
+                want[p.tmrw_ip_key].add(f.ip)
         signature = f"s:{f.signature}"
         want[p.bucket_key].add(signature)
         want[p.prev_key].add(signature)
@@ -187,6 +194,7 @@ def increments(facts: Iterable[tuple[Facts, Place]]) -> dict[str, Counter]:
         base = inc[p.base_key]
         base[f"w{p.how}"] += n
         base[f"o{p.hour}"] += n
+        base[f"wd{p.weekday}"] += n
         base["all"] += n
         base["first"] = min(base.get("first") or first, first)
     return inc
@@ -237,13 +245,17 @@ def _add(redis: Redis, inc: dict[str, Counter]) -> None:
 
 
 def expected_per_day(counts: Counts, f: Facts, p: Place, field: str = "all") -> float:
-    """The department's usual answers per day (field "all"), or answers with no scan ("ns"), over
+    """The department's usual answers per day (field "all": on the same weekday once there is a
+    week of history, a window's Sunday is not its Monday), or answers with no scan ("ns"), over
     the days before today (0 with less than one)."""
     first = counts.get(p.base_key, "first") or f.ms
     history_days = (p.day_start_ms - first) / 86_400_000
     if history_days < 1:
         return 0.0
     today = counts.get(p.day_key, "n" if field == "all" else field)
+    weekday = counts.get(p.base_key, f"wd{p.weekday}") if field == "all" and history_days >= 7 else 0
+    if weekday:  # (counts kept before the weekday totals existed have none: the average of all days)
+        return max(weekday - today, 0) / (history_days / 7)
     return max(counts.get(p.base_key, field) - today, 0) / history_days
 
 
