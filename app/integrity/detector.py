@@ -61,15 +61,14 @@ class Detector:
         counts.add(out.increments)
         memo: dict = {}
         for sub, (f, p) in zip(submissions, out.facts, strict=True):
-            found = strengths(f, p, counts, hours.get(f.department_id), memo)
-            sub.score, sub.reasons = score(found)
+            sub.score, sub.reasons = score(strengths(f, p, counts, hours.get(f.department_id), memo))
             if sub.score >= self.threshold:
                 sub.held = True
                 out.held += 1
-            for name in GROUP_SIGNALS:
-                if found[name] > 0:
+            for name, strength in sub.reasons:  # the signals found, strongest first
+                if name in GROUP_SIGNALS:
                     key, span = _group(name, f, p)
-                    level = -(-int(found[name] * 100) * LEVELS // 100)
+                    level = -(-int(strength * 100) * LEVELS // 100)
                     if out.groups.get(key, (0,))[0] < level:
                         out.groups[key] = (level, f.survey_id, f.department_id, *span)
         return out

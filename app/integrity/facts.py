@@ -59,12 +59,13 @@ def from_submission(sub) -> Facts:
     meta["sig"] = sig
     if tx:
         meta["tx"] = tx
+    ms = int(sub.submitted_at.timestamp() * 1000)
     followed = meta.get("fw")
-    if followed is not None and not 0 <= sub.submitted_at.timestamp() * 1000 - followed <= FOLLOW_BEFORE_MS:
+    if followed is not None and not 0 <= ms - followed <= FOLLOW_BEFORE_MS:
         del meta["fw"]  # a follower of old: nothing to watch
         followed = None
     return Facts(
-        sub.survey_id, sub.department_id, int(sub.submitted_at.timestamp() * 1000), sub.respondent_key,
+        sub.survey_id, sub.department_id, ms, sub.respondent_key,
         meta.get("ip"), meta.get("ua"), meta.get("scanned"), meta.get("completion_ms"),
         "straightline" in sub.flags, tx, sig, followed,
     )  # fmt: skip

@@ -44,21 +44,16 @@ LABELS = {
 }
 # Signals read from counts over the department's window: when one grows with a later batch, the
 # responses already stored in that window are looked at again (retroactive quarantine).
-GROUP_SIGNALS = (
-    "burst",
-    "surge",
-    "same_answers",
-    "ip_cluster",
-    "ua_cluster",
-    "no_scan_share",
-    "text_duplicates",
+GROUP_SIGNALS = frozenset(
+    ("burst", "surge", "same_answers", "ip_cluster", "ua_cluster", "no_scan_share", "text_duplicates")
 )
 
 
 def strengths(f: Facts, p: Place, counts: Counts, hours: tuple[int, int] | None,
               memo: dict | None = None) -> dict[str, float]:  # fmt: skip
-    """Every signal's strength for one response. The window signals are the same for every
-    response of a group (a department's bucket, day, prefix...): `memo` keeps them for a batch.
+    """The signals' strengths for one response (the per-answer ones only when found). The window
+    signals are the same for every response of a group (a department's bucket, day, prefix...):
+    `memo` keeps them for a batch.
     A 20-minute window is the response's bucket with the one before or (once the next bucket is
     read, see windows.needed) the one after, whichever is fuller; a cluster of addresses, desktop
     browsers or answers with no scan is looked for over the day and over the day with the one
@@ -102,19 +97,17 @@ def strengths(f: Facts, p: Place, counts: Counts, hours: tuple[int, int] | None,
         if key not in memo:
             memo[key] = signals.text_duplicates(get(p.day_key, f"t:{f.text}"), day_n)
         text = memo[key]
-    return {
-        "burst": volume[0],
-        "surge": volume[1],
-        "same_answers": memo[same],
-        "ip_cluster": memo[address],
-        "ua_cluster": memo[browser],
-        "no_scan_share": no_scan,
-        "text_duplicates": text,
-        "completion": signals.completion(f.completion_ms),
-        "straightline": 1.0 if f.straightline else 0.0,
-        "follow_churn": signals.follow_churn(f.ms, f.followed_ms, f.left_ms) if f.followed_ms else 0.0,
-        "off_hours": signals.off_hours(minute_of_day(f), hours) if hours else 0.0,
-    }
+    found = {"burst": volume[0], "surge": volume[1], "same_answers": memo[same], "ip_cluster": memo[address],
+             "ua_cluster": memo[browser], "no_scan_share": no_scan, "text_duplicates": text}  # fmt: skip
+    if f.completion_ms is not None and f.completion_ms < signals.BRISK_MS:
+        found["completion"] = signals.completion(f.completion_ms)
+    if f.straightline:
+        found["straightline"] = 1.0
+    if f.followed_ms:
+        found["follow_churn"] = signals.follow_churn(f.ms, f.followed_ms, f.left_ms)
+    if hours:
+        found["off_hours"] = signals.off_hours(minute_of_day(f), hours)
+    return found
 
 
 def _same_answers(get, p: Place, sig_field: str) -> float:
@@ -143,11 +136,14 @@ def _ip_cluster(counts: Counts, p: Place, ip: str, day_n: int) -> float:
 
 
 def score(found: dict[str, float]) -> tuple[int, list]:
-    """(0..100, [[signal, strength], ...] strongest first) from the signals' strengths."""
-    held = [(name, round(s, 2)) for name, s in found.items() if s > 0]
+    """(0..100, [[signal, strength], ...] strongest first) from the signals' strengths (a signal
+    not in `found` has none)."""
+    held = [[name, round(s, 2)] for name, s in found.items() if s > 0]
+    if not held:
+        return 0, held
     if len(held) > 1:
         held.sort(key=lambda r: -WEIGHTS[r[0]] * r[1])
-    return min(100, round(sum(WEIGHTS[name] * s for name, s in held))), [list(r) for r in held]
+    return min(100, round(sum(WEIGHTS[name] * s for name, s in held))), held
 
 
 # The per-answer flags intake stores (app.intake.record), in the reviewers' words.

@@ -144,26 +144,60 @@ def needed(facts: Iterable[tuple[Facts, Place]], ahead: bool = False) -> dict[st
     return want
 
 
+# KEYS: the hashes. ARGV: per key its wanted fields joined by newlines. Returns per key the values
+# joined by commas (empty for a missing field), then HLEN for an address-prefix hash: one script
+# call per batch and slot, a few strings each way (not thousands of arguments to encode).
+READ_SCRIPT = ScriptRunner("""
+local out = {}
+for k = 1, #KEYS do
+  local fields = {}
+  for f in string.gmatch(ARGV[k], '[^\\n]+') do fields[#fields + 1] = f end
+  local values = {}
+  for i = 1, #fields, 1000 do
+    local part = redis.call('HMGET', KEYS[k], unpack(fields, i, math.min(i + 999, #fields)))
+    for j = 1, #part do values[#values + 1] = part[j] or '' end
+  end
+  out[#out + 1] = table.concat(values, ',')
+  if string.sub(KEYS[k], -3) == ':ip' then out[#out + 1] = redis.call('HLEN', KEYS[k]) end
+end
+return out
+""")
+
+
 def read(redis: Redis, want: dict[str, set[str]]) -> Counts:
-    """One pipeline: HMGET of every hash's wanted fields, HLEN of the address-prefix hashes."""
+    """The wanted fields of every hash and the HLEN of the address-prefix hashes (one script
+    call; on a Redis Cluster one per slot, i.e. per survey and department)."""
     counts = Counts()
     if not want:
         return counts
-    pipe = redis.pipeline(transaction=False)
-    plan = [(key, sorted(fields)) for key, fields in want.items()]
-    for key, fields in plan:
-        pipe.hmget(key, fields)
-        if key.endswith(":ip"):
-            pipe.hlen(key)
-    replies = iter(pipe.execute())
-    for key, fields in plan:
-        values = counts.values[key]
-        for field, value in zip(fields, next(replies), strict=True):
-            if value is not None:
-                values[field] = int(value)
-        if key.endswith(":ip"):
-            counts.lengths[key] = int(next(replies))
+    for group in _per_slot(redis, want):
+        plan = [(key, list(fields)) for key, fields in group.items()]
+        replies = iter(
+            READ_SCRIPT(redis, [key for key, _ in plan], ["\n".join(fields) for _, fields in plan])
+        )
+        for key, fields in plan:
+            values = counts.values[key]
+            for name, value in zip(fields, _text(next(replies)).split(","), strict=True):
+                if value:
+                    values[name] = int(value)
+            if key.endswith(":ip"):
+                counts.lengths[key] = int(next(replies))
     return counts
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _per_slot(redis: Redis, keyed: dict) -> list[dict]:
+    """One group of keys per cluster slot (`wx:ig:{<survey>:<department>}:...`); one in all on a
+    single Redis."""
+    if not isinstance(redis, RedisCluster):
+        return [keyed]
+    groups: dict[str, dict] = {}
+    for key, value in keyed.items():
+        groups.setdefault(key[: key.index("}") + 1], {})[key] = value
+    return list(groups.values())
 
 
 def increments(facts: Iterable[tuple[Facts, Place]]) -> dict[str, Counter]:
@@ -200,20 +234,17 @@ def increments(facts: Iterable[tuple[Facts, Place]]) -> dict[str, Counter]:
     return inc
 
 
-# KEYS: the hashes. ARGV: ttl of day keys, ttl of base keys, then per key: number of fields, field, n,
-# field, n... (`first` is set if absent, every other field incremented). One call per batch.
+# KEYS: the hashes. ARGV: ttl of day keys, ttl of base keys, then per key its increments as
+# "field<TAB>n" lines (`first` is set if absent, every other field incremented). One call per batch.
 ADD_SCRIPT = ScriptRunner("""
-local i = 3
 for k = 1, #KEYS do
-  local key, fields = KEYS[k], tonumber(ARGV[i])
-  i = i + 1
-  for _ = 1, fields do
-    if ARGV[i] == 'first' then
-      redis.call('HSETNX', key, 'first', ARGV[i + 1])
+  local key = KEYS[k]
+  for field, n in string.gmatch(ARGV[k + 2], '([^\\t\\n]+)\\t(%-?%d+)') do
+    if field == 'first' then
+      redis.call('HSETNX', key, 'first', n)
     else
-      redis.call('HINCRBY', key, ARGV[i], ARGV[i + 1])
+      redis.call('HINCRBY', key, field, n)
     end
-    i = i + 2
   end
   redis.call('EXPIRE', key, string.sub(key, -5) == ':base' and ARGV[2] or ARGV[1])
 end
@@ -222,26 +253,14 @@ return 1
 
 
 def write(redis: Redis, inc: dict[str, Counter]) -> None:
-    """Add a committed batch's counts (one script call, looping in the server)."""
+    """Add a committed batch's counts (one script call looping in the server; on a Redis Cluster
+    a script's keys must share a slot: one call per survey and department)."""
     if not inc:
         return
-    if isinstance(redis, RedisCluster):  # a script's keys must share a slot: one call per department
-        groups: dict[str, dict[str, Counter]] = {}
-        for key, counter in inc.items():
-            groups.setdefault(key[: key.index("}") + 1], {})[key] = counter
-        for group in groups.values():
-            _add(redis, group)
-    else:
-        _add(redis, inc)
-
-
-def _add(redis: Redis, inc: dict[str, Counter]) -> None:
-    args: list = [DAY_TTL, BASE_TTL]
-    for counter in inc.values():
-        args.append(len(counter))
-        for item in counter.items():
-            args += item
-    ADD_SCRIPT(redis, list(inc), args)
+    for group in _per_slot(redis, inc):
+        args: list = [DAY_TTL, BASE_TTL]
+        args += ["\n".join(f"{field}\t{n}" for field, n in counter.items()) for counter in group.values()]
+        ADD_SCRIPT(redis, list(group), args)
 
 
 def expected_per_day(counts: Counts, f: Facts, p: Place, field: str = "all") -> float:
