@@ -56,8 +56,8 @@ class Detector:
         hours = self.opening_hours(session)
         facts = [from_submission(sub) for sub in submissions]
         out.facts = windows.places(facts)
-        counts = windows.read(redis, windows.needed(out.facts))
         out.increments = windows.increments(out.facts)
+        counts = windows.read(redis, windows.needed_by(out.increments, out.facts))
         counts.add(out.increments)
         memo: dict = {}
         for sub, (f, p) in zip(submissions, out.facts, strict=True):

@@ -16,9 +16,12 @@ _DROP = {ord(c): None for c in " \t\r\n，。！？、,.!?;；:：~～…-—\"'
 def text_key(text: str | None) -> str | None:
     """A short hash of the normalised text (spaces, punctuation and case dropped); the text itself
     is never kept in the integrity metadata."""
-    if not text:
+    if not text or len(text) < MIN_TEXT:
         return None
-    normal = unicodedata.normalize("NFKC", text).lower().translate(_DROP)
+    normal = text.translate(_DROP)
+    if not unicodedata.is_normalized("NFKC", normal):  # (cheap to ask; most texts need it once)
+        normal = unicodedata.normalize("NFKC", normal).translate(_DROP)
+    normal = normal.lower()
     if len(normal) < MIN_TEXT:
         return None
     return hashlib.blake2b(normal.encode(), digest_size=6).hexdigest()

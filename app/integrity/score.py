@@ -51,7 +51,7 @@ GROUP_SIGNALS = frozenset(
 
 def strengths(f: Facts, p: Place, counts: Counts, hours: tuple[int, int] | None,
               memo: dict | None = None) -> dict[str, float]:  # fmt: skip
-    """The signals' strengths for one response (the per-answer ones only when found). The window
+    """The signals' strengths for one response (only those found: a signal missing has none). The window
     signals are the same for every response of a group (a department's bucket, day, prefix...):
     `memo` keeps them for a batch.
     A 20-minute window is the response's bucket with the one before or (once the next bucket is
@@ -95,10 +95,15 @@ def strengths(f: Facts, p: Place, counts: Counts, hours: tuple[int, int] | None,
     if f.text:
         key = (p.day_key, f.text)
         if key not in memo:
-            memo[key] = signals.text_duplicates(get(p.day_key, f"t:{f.text}"), day_n)
+            same_text = get(p.day_key, f"t:{f.text}")
+            memo[key] = signals.text_duplicates(same_text, day_n) if same_text > signals.TEXT_FLOOR else 0.0
         text = memo[key]
-    found = {"burst": volume[0], "surge": volume[1], "same_answers": memo[same], "ip_cluster": memo[address],
-             "ua_cluster": memo[browser], "no_scan_share": no_scan, "text_duplicates": text}  # fmt: skip
+    found = {}
+    for name, strength in (("burst", volume[0]), ("surge", volume[1]), ("same_answers", memo[same]),
+                           ("ip_cluster", memo[address]), ("ua_cluster", memo[browser]),
+                           ("no_scan_share", no_scan), ("text_duplicates", text)):  # fmt: skip
+        if strength:
+            found[name] = strength
     if f.completion_ms is not None and f.completion_ms < signals.BRISK_MS:
         found["completion"] = signals.completion(f.completion_ms)
     if f.straightline:
@@ -112,16 +117,22 @@ def strengths(f: Facts, p: Place, counts: Counts, hours: tuple[int, int] | None,
 
 def _same_answers(get, p: Place, sig_field: str) -> float:
     """The same choices in the window before (prev + this bucket) or after (this + next)."""
-    here, here_n = get(p.bucket_key, sig_field), get(p.bucket_key, "n")
-    before = signals.same_answers(here + get(p.prev_key, sig_field), here_n + get(p.prev_key, "n"))
-    after = signals.same_answers(here + get(p.next_key, sig_field), here_n + get(p.next_key, "n"))
-    return max(before, after)
+    here, before, after = get(p.bucket_key, sig_field), get(p.prev_key, sig_field), get(p.next_key, sig_field)
+    if here + max(before, after) < signals.SIGNATURE_FLOOR:  # the common case: not even a coincidence
+        return 0.0
+    here_n = get(p.bucket_key, "n")
+    return max(signals.same_answers(here + before, here_n + get(p.prev_key, "n")),
+               signals.same_answers(here + after, here_n + get(p.next_key, "n")))  # fmt: skip
 
 
 def _ip_cluster(counts: Counts, p: Place, ip: str, day_n: int) -> float:
     """One address prefix's cluster over the day, or over the day and the day before (or, on a
     second look, the day after)."""
     today = counts.get(p.ip_key, ip)
+    if today <= signals.IP_FLOOR:  # the common case: a few answers from a prefix, no cluster either way
+        other = max(counts.get(p.yday_ip_key, ip), counts.get(p.tmrw_ip_key, ip))
+        if today + other <= signals.IP_FLOOR_TWO_DAYS:
+            return 0.0
     best = signals.ip_cluster(today, day_n, counts.lengths.get(p.ip_key, 0))
     if not today:
         return best

@@ -89,6 +89,9 @@ def minute_of_day(f: Facts) -> int:
     return (f.ms // 1000 + offset_s()) % 86400 // 60
 
 
+_NONE: dict[str, int] = {}
+
+
 class Counts:
     """Counts read from Redis (plus, for a batch not yet added, the batch's own)."""
 
@@ -97,7 +100,7 @@ class Counts:
         self.lengths: dict[str, int] = {}
 
     def get(self, key: str, field: str) -> int:
-        return self.values.get(key, {}).get(field, 0)
+        return self.values.get(key, _NONE).get(field, 0)
 
     def add(self, increments: dict[str, Counter]) -> None:
         for key, counter in increments.items():
@@ -141,6 +144,20 @@ def needed(facts: Iterable[tuple[Facts, Place]], ahead: bool = False) -> dict[st
             want[p.day_key].add(f"u:{f.ua}")
         if f.text:
             want[p.day_key].add(f"t:{f.text}")
+    return want
+
+
+def needed_by(inc: dict[str, Counter], pairs: Iterable[tuple[Facts, Place]]) -> dict[str, set[str]]:
+    """What needed(pairs) finds, from the batch's own increments (a pass over its places, not over
+    its responses: the drain's hot path)."""
+    want = {key: set(counter) for key, counter in inc.items()}
+    for p in {id(p): p for _, p in pairs}.values():
+        want[p.day_key].add("ns")
+        want.setdefault(p.yday_key, set()).update(("n", "ns", "u:desktop"))
+        want[p.base_key].add("ns")
+        want.setdefault(p.prev_key, set()).update(inc[p.bucket_key])
+        if p.ip_key in inc:
+            want.setdefault(p.yday_ip_key, set()).update(inc[p.ip_key])
     return want
 
 

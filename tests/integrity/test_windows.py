@@ -1,0 +1,55 @@
+"""Window counts (app.integrity.windows): what a batch reads is what its responses' signals need,
+found from the batch's increments; counts round-trip through real Redis in one script call."""
+
+from __future__ import annotations
+
+import random
+
+from app.integrity import windows
+from app.integrity.facts import Facts
+
+DAY_MS = 86_400_000
+
+
+def batch(seed: int, n: int = 300) -> list[tuple[Facts, windows.Place]]:
+    rng = random.Random(seed)
+    start = 1_773_000_000_000
+    facts = [
+        Facts(
+            rng.choice((1, 2)),
+            rng.choice((3, 4, 5)),
+            start + rng.randrange(2 * DAY_MS),
+            f"r{i}",
+            rng.choice((None, "112.1.2.0/24", "117.3.4.0/24", f"58.{i % 9}.1.0/24")),
+            rng.choice((None, "wechat", "desktop", "mobile")),
+            rng.choice((True, False, None)),
+            rng.randrange(2_000, 90_000),
+            rng.random() < 0.2,
+            rng.choice((None, "a1b2c3", "d4e5f6")),
+            rng.randrange(6),
+        )  # fmt: skip
+        for i in range(n)
+    ]
+    return windows.places(facts)
+
+
+def test_a_batch_reads_from_its_increments_what_its_responses_need():
+    for seed in range(5):
+        pairs = batch(seed)
+        assert windows.needed_by(windows.increments(pairs), pairs) == windows.needed(pairs)
+
+
+def test_counts_round_trip_through_one_script_call(redis_client):
+    pairs = batch(7)
+    inc = windows.increments(pairs)
+    windows.write(redis_client, inc)
+    windows.write(redis_client, inc)  # a second batch alike: every count doubled, `first` kept
+    counts = windows.read(redis_client, windows.needed(pairs, ahead=True))
+    for key, counter in inc.items():
+        for field, n in counter.items():
+            assert counts.get(key, field) == (n if field == "first" else 2 * n), (key, field)
+        if key.endswith(":ip"):
+            assert counts.lengths[key] == len(counter)
+    f, p = pairs[0]
+    assert counts.get(p.next_key, "s:999") == 0  # missing fields read as nothing
+    assert redis_client.ttl(p.base_key) > windows.DAY_TTL
