@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from app.integrity import follows, windows
 from app.integrity.facts import Facts, from_response, from_submission
 from app.integrity.quarantine import hold
-from app.integrity.score import GROUP_SIGNALS, score, strengths
+from app.integrity.score import GROUP_SIGNALS, quiet, score, strengths
 from app.integrity.windows import Place
 from app.models import Department, Response
 
@@ -61,7 +61,11 @@ class Detector:
         counts.add(out.increments)
         memo: dict = {}
         for sub, (f, p) in zip(submissions, out.facts, strict=True):
-            sub.score, sub.reasons = score(strengths(f, p, counts, hours.get(f.department_id), memo))
+            dept_hours = hours.get(f.department_id)
+            if quiet(f, p, counts, dept_hours, memo):
+                sub.score, sub.reasons = 0, []
+                continue
+            sub.score, sub.reasons = score(strengths(f, p, counts, dept_hours, memo))
             if sub.score >= self.threshold:
                 sub.held = True
                 out.held += 1
@@ -146,11 +150,11 @@ def _group(name: str, f: Facts, p: Place) -> tuple[str, tuple[int, int]]:
         return f"{base}|v{p.day}", day
     if name == "same_answers":
         return f"{base}|s{p.bucket}:{f.signature}", bucket
-    two_days = (day[0] - 86_400_000, day[1])  # a cluster over two days implicates the day before
+    two_days = (day[0] - 86_400_000, day[1])  # an address cluster over two days implicates the day before
     if name == "ip_cluster":
         return f"{base}|i{p.day}:{f.ip}", two_days
     if name == "ua_cluster":
-        return f"{base}|u{p.day}:{f.ua}", two_days
+        return f"{base}|u{p.day}:{f.ua}", day
     if name == "text_duplicates":
         return f"{base}|t{p.day}:{f.text}", day
     return f"{base}|n{p.day}", day

@@ -51,23 +51,18 @@ GROUP_SIGNALS = frozenset(
 
 def strengths(f: Facts, p: Place, counts: Counts, hours: tuple[int, int] | None,
               memo: dict | None = None) -> dict[str, float]:  # fmt: skip
-    """The signals' strengths for one response (only those found: a signal missing has none). The window
-    signals are the same for every response of a group (a department's bucket, day, prefix...):
-    `memo` keeps them for a batch.
+    """The signals' strengths for one response (only those found: a signal missing has none).
+    The window signals are the same for every response of a group (a department's bucket, day,
+    prefix...): `memo` keeps them for a batch.
     A 20-minute window is the response's bucket with the one before or (once the next bucket is
     read, see windows.needed) the one after, whichever is fuller; a cluster of addresses, desktop
     browsers or answers with no scan is looked for over the day and over the day with the one
-    before (an office's staff answering over two days)."""
+    before (an office's staff answering over two days; addresses, on a second look, also with
+    the day after)."""
     memo = {} if memo is None else memo
     get = counts.get
     day_n = get(p.day_key, "n")
-    volume = memo.get(p.bucket_key)
-    if volume is None:
-        window = get(p.bucket_key, "n") + max(get(p.prev_key, "n"), get(p.next_key, "n"))
-        burst = signals.burst(window, expected_in_window(counts, f, p))
-        surge = signals.surge(day_n, expected_per_day(counts, f, p))
-        # Burst and surge are one kind of evidence (volume) at two scales: only the stronger counts.
-        volume = memo[p.bucket_key] = (burst, 0.0) if burst >= surge else (0.0, surge)
+    volume = _volume(f, p, counts, memo)
     same = (p.bucket_key, f.signature)
     if same not in memo:
         memo[same] = _same_answers(get, p, f"s:{f.signature}")
@@ -82,15 +77,7 @@ def strengths(f: Facts, p: Place, counts: Counts, hours: tuple[int, int] | None,
             memo[browser] = max(
                 memo[browser], signals.ua_cluster_two_days(two_days, day_n + get(p.yday_key, "n"))
             )
-    no_scan = 0.0
-    if f.scanned is False:
-        if p.day_key not in memo:
-            ns = get(p.day_key, "ns")
-            one = signals.no_scan_share(False, ns, day_n, expected_per_day(counts, f, p, "ns"))
-            two = signals.no_scan_two_days(ns, day_n, get(p.yday_key, "ns"), get(p.yday_key, "n"),
-                                           expected_two_days(counts, f, p, "ns"))  # fmt: skip
-            memo[p.day_key] = max(one, two)
-        no_scan = memo[p.day_key]
+    no_scan = _no_scan(f, p, counts, memo) if f.scanned is False else 0.0
     text = 0.0
     if f.text:
         key = (p.day_key, f.text)
@@ -113,6 +100,70 @@ def strengths(f: Facts, p: Place, counts: Counts, hours: tuple[int, int] | None,
     if hours:
         found["off_hours"] = signals.off_hours(minute_of_day(f), hours)
     return found
+
+
+def quiet(f: Facts, p: Place, counts: Counts, hours: tuple[int, int] | None, memo: dict) -> bool:
+    """True when no signal can touch this response (strengths would find none): the drain's common
+    case, told from the batch's hot choices, prefixes and texts (per bucket and day, in `memo`)
+    without weighing each signal for each response."""
+    if (
+        f.straightline
+        or f.followed_ms
+        or (f.completion_ms is not None and f.completion_ms < signals.BRISK_MS)
+    ):
+        return False
+    if f.ua is not None and f.ua != "wechat":
+        return False
+    if hours and signals.off_hours(minute_of_day(f), hours):
+        return False
+    if _volume(f, p, counts, memo) != (0.0, 0.0):
+        return False
+    if f.scanned is False and _no_scan(f, p, counts, memo):
+        return False
+    hot = memo.get(("hot", p.bucket_key))
+    if hot is None:
+        hot = memo[("hot", p.bucket_key)] = _hot(counts, p)
+    return f.signature not in hot[0] and f.ip not in hot[1] and f.text not in hot[2]
+
+
+def _hot(counts: Counts, p: Place) -> tuple[set[int], set[str], set[str]]:
+    """The signatures, address prefixes and texts of a place that could make a signal (at or above
+    the floors below which _same_answers, _ip_cluster and text_duplicates find nothing)."""
+    none: dict[str, int] = {}
+    here, before, after = (counts.values.get(k, none) for k in (p.bucket_key, p.prev_key, p.next_key))
+    signatures = {int(name[2:]) for name, n in here.items() if name[:2] == "s:" and
+                  n + max(before.get(name, 0), after.get(name, 0)) >= signals.SIGNATURE_FLOOR}  # fmt: skip
+    yday, tmrw = counts.values.get(p.yday_ip_key, none), counts.values.get(p.tmrw_ip_key, none)
+    prefixes = {ip for ip, n in counts.values.get(p.ip_key, none).items() if n > signals.IP_FLOOR or
+                n + max(yday.get(ip, 0), tmrw.get(ip, 0)) > signals.IP_FLOOR_TWO_DAYS}  # fmt: skip
+    day = counts.values.get(p.day_key, none)
+    texts = {name[2:] for name, n in day.items() if name[:2] == "t:" and n > signals.TEXT_FLOOR}
+    return signatures, prefixes, texts
+
+
+def _volume(f: Facts, p: Place, counts: Counts, memo: dict) -> tuple[float, float]:
+    """(burst, surge) of the response's bucket: one kind of evidence (volume) at two scales, so
+    only the stronger counts."""
+    volume = memo.get(p.bucket_key)
+    if volume is None:
+        get = counts.get
+        window = get(p.bucket_key, "n") + max(get(p.prev_key, "n"), get(p.next_key, "n"))
+        burst = signals.burst(window, expected_in_window(counts, f, p))
+        surge = signals.surge(get(p.day_key, "n"), expected_per_day(counts, f, p))
+        volume = memo[p.bucket_key] = (burst, 0.0) if burst >= surge else (0.0, surge)
+    return volume
+
+
+def _no_scan(f: Facts, p: Place, counts: Counts, memo: dict) -> float:
+    """The no-scan signal of the response's day (over the day, and with the day before)."""
+    if p.day_key not in memo:
+        get = counts.get
+        ns, day_n = get(p.day_key, "ns"), get(p.day_key, "n")
+        one = signals.no_scan_share(False, ns, day_n, expected_per_day(counts, f, p, "ns"))
+        two = signals.no_scan_two_days(ns, day_n, get(p.yday_key, "ns"), get(p.yday_key, "n"),
+                                       expected_two_days(counts, f, p, "ns"))  # fmt: skip
+        memo[p.day_key] = max(one, two)
+    return memo[p.day_key]
 
 
 def _same_answers(get, p: Place, sig_field: str) -> float:

@@ -128,7 +128,7 @@ def needed(facts: Iterable[tuple[Facts, Place]], ahead: bool = False) -> dict[st
             want[p.prev_key].add("n")
             if ahead:
                 want[p.next_key].add("n")
-                want[p.tmrw_key].update(("n", "u:desktop"))
+                want[p.tmrw_key].add("n")
             want[p.base_key].update((f"w{p.how}", f"o{p.hour}", f"wd{p.weekday}", "all", "ns", "first"))
         if f.ip:
             want[p.ip_key].add(f.ip)

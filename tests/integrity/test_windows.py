@@ -53,3 +53,22 @@ def test_counts_round_trip_through_one_script_call(redis_client):
     f, p = pairs[0]
     assert counts.get(p.next_key, "s:999") == 0  # missing fields read as nothing
     assert redis_client.ttl(p.base_key) > windows.DAY_TTL
+
+
+def test_a_quiet_response_is_one_no_signal_touches():
+    """score.quiet is the drain's shortcut: whenever it says so, strengths finds nothing."""
+    from app.integrity.score import quiet, score, strengths
+
+    checked = skipped = 0
+    for seed in range(6):
+        pairs = batch(seed, n=40 + 150 * (seed % 3))  # small batches: mostly quiet; large: clusters
+        counts = windows.Counts()
+        counts.add(windows.increments(pairs))
+        hours = (8 * 60, 18 * 60) if seed % 2 else None
+        memo: dict = {}
+        for f, p in pairs:
+            if quiet(f, p, counts, hours, memo):
+                assert score(strengths(f, p, counts, hours, {})) == (0, []), (seed, f)
+                skipped += 1
+            checked += 1
+    assert 0 < skipped < checked
