@@ -31,7 +31,7 @@ def choice_signature(answers, segment_question_id: int | None = None) -> int:
     """The options chosen, question by question, as one number (the same choices, the same number).
     The segment question (which service the person came for) is left out: a room of phones rating
     the window 非常满意 across the board differs only in the service each claims to have used."""
-    chosen = tuple(o for q, o, _ in answers if o and q != segment_question_id)
+    chosen = tuple([o for q, o, _ in answers if o and q != segment_question_id])
     return hash(chosen) & 0xFFFFFFFF  # a tuple of ints hashes the same in every process
 
 

@@ -200,12 +200,12 @@ def _ip_cluster(counts: Counts, p: Place, ip: str, day_n: int) -> float:
 def score(found: dict[str, float]) -> tuple[int, list]:
     """(0..100, [[signal, strength], ...] strongest first) from the signals' strengths (a signal
     not in `found` has none)."""
-    held = [[name, round(s, 2)] for name, s in found.items() if s > 0]
+    held: list[tuple[str, float]] = [(name, round(s, 2)) for name, s in found.items() if s > 0]
     if not held:
-        return 0, held
+        return 0, []
     if len(held) > 1:
         held.sort(key=lambda r: -WEIGHTS[r[0]] * r[1])
-    return min(100, round(sum(WEIGHTS[name] * s for name, s in held))), held
+    return min(100, round(sum(WEIGHTS[name] * s for name, s in held))), [list(r) for r in held]
 
 
 # The per-answer flags intake stores (app.intake.record), in the reviewers' words.

@@ -17,7 +17,7 @@ loses a batch's counts: these are heuristics, SQL is the record).
 from __future__ import annotations
 
 import functools
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -29,6 +29,7 @@ from app.integrity.facts import Facts
 from app.redis_store import ScriptRunner
 
 BUCKET_MS = 600_000
+Increments = dict[str, dict[str, int]]  # hash key -> field -> what a batch adds
 DAY_TTL = 3 * 86400  # seconds: day and bucket counts outlive any retroactive look
 BASE_TTL = 60 * 86400
 
@@ -102,7 +103,7 @@ class Counts:
     def get(self, key: str, field: str) -> int:
         return self.values.get(key, _NONE).get(field, 0)
 
-    def add(self, increments: dict[str, Counter]) -> None:
+    def add(self, increments: Increments) -> None:
         for key, counter in increments.items():
             values = self.values[key]
             for field, n in counter.items():
@@ -147,7 +148,7 @@ def needed(facts: Iterable[tuple[Facts, Place]], ahead: bool = False) -> dict[st
     return want
 
 
-def needed_by(inc: dict[str, Counter], pairs: Iterable[tuple[Facts, Place]]) -> dict[str, set[str]]:
+def needed_by(inc: Increments, pairs: Iterable[tuple[Facts, Place]]) -> dict[str, set[str]]:
     """What needed(pairs) finds, from the batch's own increments (a pass over its places, not over
     its responses: the drain's hot path)."""
     want = {key: set(counter) for key, counter in inc.items()}
@@ -217,16 +218,17 @@ def _per_slot(redis: Redis, keyed: dict) -> list[dict]:
     return list(groups.values())
 
 
-def increments(facts: Iterable[tuple[Facts, Place]]) -> dict[str, Counter]:
+def increments(facts: Iterable[tuple[Facts, Place]]) -> Increments:
     """What these responses add to the counts (`first` holds the earliest ms, not a sum)."""
-    inc: dict[str, Counter] = defaultdict(Counter)
+    inc: Increments = defaultdict(lambda: defaultdict(int))  # (int's default is C-fast, Counter's is not)
     per_place: dict[int, list] = {}
     for f, p in facts:
         group = per_place.get(id(p))
         if group is None:
             group = per_place[id(p)] = [p, 0, f.ms]
         group[1] += 1
-        group[2] = min(group[2], f.ms)
+        if f.ms < group[2]:
+            group[2] = f.ms
         day = inc[p.day_key]
         if f.scanned is False:
             day["ns"] += 1
@@ -269,7 +271,7 @@ return 1
 """)
 
 
-def write(redis: Redis, inc: dict[str, Counter]) -> None:
+def write(redis: Redis, inc: Increments) -> None:
     """Add a committed batch's counts (one script call looping in the server; on a Redis Cluster
     a script's keys must share a slot: one call per survey and department)."""
     if not inc:
