@@ -106,13 +106,14 @@ class Counts:
     def add(self, increments: Increments) -> None:
         for key, counter in increments.items():
             values = self.values[key]
+            if key.endswith(":ip"):  # prefixes new to the hash lengthen it
+                fresh = sum(1 for field in counter if not values.get(field))
+                self.lengths[key] = self.lengths.get(key, 0) + fresh
+            first = values.get("first")
             for field, n in counter.items():
-                if field == "first":
-                    values[field] = min(values.get(field) or n, n)
-                    continue
-                if key.endswith(":ip") and not values.get(field):
-                    self.lengths[key] = self.lengths.get(key, 0) + 1
                 values[field] = values.get(field, 0) + n
+            if "first" in counter:  # the earliest, not a sum
+                values["first"] = min(first or counter["first"], counter["first"])
 
 
 def needed(facts: Iterable[tuple[Facts, Place]], ahead: bool = False) -> dict[str, set[str]]:

@@ -72,3 +72,15 @@ def test_a_quiet_response_is_one_no_signal_touches():
                 skipped += 1
             checked += 1
     assert 0 < skipped < checked
+
+
+def test_counts_add_a_batch_to_what_was_read():
+    counts = windows.Counts()
+    counts.values["k:ip"] = {"112.1.2.0/24": 3}
+    counts.lengths["k:ip"] = 1
+    counts.values["k:base"] = {"first": 500, "all": 7}
+    counts.add({"k:ip": {"112.1.2.0/24": 2, "58.1.1.0/24": 1}, "k:base": {"first": 400, "all": 3}})
+    counts.add({"k:base": {"first": 900, "all": 1}})
+    assert counts.get("k:ip", "112.1.2.0/24") == 5 and counts.lengths["k:ip"] == 2  # one prefix new
+    assert counts.get("k:base", "first") == 400 and counts.get("k:base", "all") == 11
+    assert counts.get("k:none", "n") == 0
