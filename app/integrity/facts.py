@@ -55,11 +55,15 @@ class Facts:
 
 def from_submission(sub) -> Facts:
     """The facts of a Submission in the drain; stores the derived ones in its meta for later looks."""
-    meta = sub.meta
-    text = next((t for _, _, t in sub.answers if t), None)
+    meta, segment = sub.meta, sub.segment_question_id
+    chosen, text = [], None
+    for q, o, t in sub.answers:  # one pass: the choice signature's options and the first free text
+        if o and q != segment:
+            chosen.append(o)
+        if t and text is None:
+            text = t
     tx = text_key(text) if text else None
-    sig = choice_signature(sub.answers, sub.segment_question_id)
-    meta["sig"] = sig
+    sig = meta["sig"] = hash(tuple(chosen)) & 0xFFFFFFFF  # as choice_signature
     if tx:
         meta["tx"] = tx
     ms = int(sub.submitted_at.timestamp() * 1000)

@@ -116,13 +116,13 @@ def quiet(f: Facts, p: Place, counts: Counts, hours: tuple[int, int] | None, mem
         return False
     if hours and signals.off_hours(minute_of_day(f), hours):
         return False
-    if _volume(f, p, counts, memo) != (0.0, 0.0):
+    if (memo.get(p.bucket_key) or _volume(f, p, counts, memo)) != (0.0, 0.0):
         return False
     if f.scanned is False and _no_scan(f, p, counts, memo):
         return False
-    hot = memo.get(("hot", p.bucket_key))
+    hot = memo.get(id(p))  # (a batch's Places live as long as its memo)
     if hot is None:
-        hot = memo[("hot", p.bucket_key)] = _hot(counts, p)
+        hot = memo[id(p)] = _hot(counts, p)
     return f.signature not in hot[0] and f.ip not in hot[1] and f.text not in hot[2]
 
 

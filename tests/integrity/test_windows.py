@@ -84,3 +84,26 @@ def test_counts_add_a_batch_to_what_was_read():
     assert counts.get("k:ip", "112.1.2.0/24") == 5 and counts.lengths["k:ip"] == 2  # one prefix new
     assert counts.get("k:base", "first") == 400 and counts.get("k:base", "all") == 11
     assert counts.get("k:none", "n") == 0
+
+
+def test_a_submissions_facts_carry_its_choice_signature_and_text_key():
+    from datetime import UTC, datetime
+
+    from app.intake.store import Submission
+    from app.integrity.facts import choice_signature, from_submission, text_key
+
+    answers = [
+        (1, 11, None),
+        (2, 21, None),
+        (9, 93, None),
+        (5, None, "窗口工作人员态度很好很耐心"),
+        (6, None, "别的"),
+    ]
+    meta = {"ip": "112.1.2.0/24", "ua": "wechat", "scanned": False, "completion_ms": 40_000}
+    sub = Submission(
+        "i" * 64, 1, 2, "r" * 64, datetime(2026, 3, 2, 9, tzinfo=UTC), "wechat", answers, 9, meta
+    )
+    f = from_submission(sub)
+    assert f.signature == choice_signature(answers, 9) == sub.meta["sig"]
+    assert f.text == text_key("窗口工作人员态度很好很耐心") == sub.meta["tx"]
+    assert (f.ip, f.ua, f.scanned, f.completion_ms) == ("112.1.2.0/24", "wechat", False, 40_000)
