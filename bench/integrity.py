@@ -73,6 +73,7 @@ def _baseline(client, app) -> None:
     for (code,) in db.session.query(Department.code).filter(Department.level == "city"):
         form, dept = load_form(db.session, SURVEY, code)
         fields = {f"o{h}": per_hour * 14 for h in range(24)} | {f"w{h}": per_hour * 2 for h in range(168)}
+        fields |= {f"wd{d}": per_hour * 24 * 2 for d in range(7)}  # the same weekday, two weeks
         fields |= {"all": per_hour * 24 * 14, "ns": per_hour * 24 * 14 // 5, "first": first}
         client.hset(f"wx:ig:{{{form.id}:{dept.id}}}:base", mapping=fields)
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from app.integrity import follows, windows
 from app.integrity.facts import Facts, from_response, from_submission
 from app.integrity.quarantine import hold
-from app.integrity.score import GROUP_SIGNALS, score, strengths
+from app.integrity.score import GROUP_SIGNALS, quiet, score, strengths
 from app.integrity.windows import Place
 from app.models import Department, Response
 
@@ -56,20 +56,23 @@ class Detector:
         hours = self.opening_hours(session)
         facts = [from_submission(sub) for sub in submissions]
         out.facts = windows.places(facts)
-        counts = windows.read(redis, windows.needed(out.facts))
         out.increments = windows.increments(out.facts)
+        counts = windows.read(redis, windows.needed_by(out.increments, out.facts))
         counts.add(out.increments)
         memo: dict = {}
         for sub, (f, p) in zip(submissions, out.facts, strict=True):
-            found = strengths(f, p, counts, hours.get(f.department_id), memo)
-            sub.score, sub.reasons = score(found)
+            dept_hours = hours.get(f.department_id)
+            if quiet(f, p, counts, dept_hours, memo):
+                sub.score, sub.reasons = 0, []
+                continue
+            sub.score, sub.reasons = score(strengths(f, p, counts, dept_hours, memo))
             if sub.score >= self.threshold:
                 sub.held = True
                 out.held += 1
-            for name in GROUP_SIGNALS:
-                if found[name] > 0:
+            for name, strength in sub.reasons:  # the signals found, strongest first
+                if name in GROUP_SIGNALS:
                     key, span = _group(name, f, p)
-                    level = -(-int(found[name] * 100) * LEVELS // 100)
+                    level = -(-int(strength * 100) * LEVELS // 100)
                     if out.groups.get(key, (0,))[0] < level:
                         out.groups[key] = (level, f.survey_id, f.department_id, *span)
         return out
@@ -119,7 +122,7 @@ class Detector:
                 f.left_ms = extra[response.id]
             facts.append(f)
         pairs = windows.places(facts)
-        counts = windows.read(redis, windows.needed(pairs))
+        counts = windows.read(redis, windows.needed(pairs, ahead=True))
         over: list = []
         memo: dict = {}
         for response, (f, p) in zip(stored, pairs, strict=True):
@@ -147,8 +150,9 @@ def _group(name: str, f: Facts, p: Place) -> tuple[str, tuple[int, int]]:
         return f"{base}|v{p.day}", day
     if name == "same_answers":
         return f"{base}|s{p.bucket}:{f.signature}", bucket
+    two_days = (day[0] - 86_400_000, day[1])  # an address cluster over two days implicates the day before
     if name == "ip_cluster":
-        return f"{base}|i{p.day}:{f.ip}", day
+        return f"{base}|i{p.day}:{f.ip}", two_days
     if name == "ua_cluster":
         return f"{base}|u{p.day}:{f.ua}", day
     if name == "text_duplicates":

@@ -16,17 +16,23 @@ _DROP = {ord(c): None for c in " \t\r\n，。！？、,.!?;；:：~～…-—\"'
 def text_key(text: str | None) -> str | None:
     """A short hash of the normalised text (spaces, punctuation and case dropped); the text itself
     is never kept in the integrity metadata."""
-    if not text:
+    if not text or len(text) < MIN_TEXT:
         return None
-    normal = unicodedata.normalize("NFKC", text).lower().translate(_DROP)
+    normal = text.translate(_DROP)
+    if not unicodedata.is_normalized("NFKC", normal):  # (cheap to ask; most texts need it once)
+        normal = unicodedata.normalize("NFKC", normal).translate(_DROP)
+    normal = normal.lower()
     if len(normal) < MIN_TEXT:
         return None
     return hashlib.blake2b(normal.encode(), digest_size=6).hexdigest()
 
 
-def choice_signature(answers) -> int:
-    """The options chosen, question by question, as one number (the same choices, the same number)."""
-    return hash(tuple(o for _, o, _ in answers if o)) & 0xFFFFFFFF  # ints hash the same in every process
+def choice_signature(answers, segment_question_id: int | None = None) -> int:
+    """The options chosen, question by question, as one number (the same choices, the same number).
+    The segment question (which service the person came for) is left out: a room of phones rating
+    the window 非常满意 across the board differs only in the service each claims to have used."""
+    chosen = tuple([o for q, o, _ in answers if o and q != segment_question_id])
+    return hash(chosen) & 0xFFFFFFFF  # a tuple of ints hashes the same in every process
 
 
 @dataclass(slots=True)
@@ -49,19 +55,24 @@ class Facts:
 
 def from_submission(sub) -> Facts:
     """The facts of a Submission in the drain; stores the derived ones in its meta for later looks."""
-    meta = sub.meta
-    text = next((t for _, _, t in sub.answers if t), None)
+    meta, segment = sub.meta, sub.segment_question_id
+    chosen, text = [], None
+    for q, o, t in sub.answers:  # one pass: the choice signature's options and the first free text
+        if o and q != segment:
+            chosen.append(o)
+        if t and text is None:
+            text = t
     tx = text_key(text) if text else None
-    sig = choice_signature(sub.answers)
-    meta["sig"] = sig
+    sig = meta["sig"] = hash(tuple(chosen)) & 0xFFFFFFFF  # as choice_signature
     if tx:
         meta["tx"] = tx
+    ms = int(sub.submitted_at.timestamp() * 1000)
     followed = meta.get("fw")
-    if followed is not None and not 0 <= sub.submitted_at.timestamp() * 1000 - followed <= FOLLOW_BEFORE_MS:
+    if followed is not None and not 0 <= ms - followed <= FOLLOW_BEFORE_MS:
         del meta["fw"]  # a follower of old: nothing to watch
         followed = None
     return Facts(
-        sub.survey_id, sub.department_id, int(sub.submitted_at.timestamp() * 1000), sub.respondent_key,
+        sub.survey_id, sub.department_id, ms, sub.respondent_key,
         meta.get("ip"), meta.get("ua"), meta.get("scanned"), meta.get("completion_ms"),
         "straightline" in sub.flags, tx, sig, followed,
     )  # fmt: skip

@@ -57,13 +57,16 @@ def same_answers(signature_count: int, window_count: int) -> float:
     return clamp((signature_count / window_count - 0.3) / 0.4)
 
 
-def ip_cluster(same_prefix: int, day_count: int, distinct_prefixes: int) -> float:
-    """Many of a department's answers of one day from one address prefix (an office network, a
-    room on one Wi-Fi), against what a prefix brings on average that day."""
+IP_FLOOR_TWO_DAYS = 9  # ... and over a day and the day before
+
+
+def ip_cluster(same_prefix: int, day_count: int, distinct_prefixes: int, floor: int = IP_FLOOR) -> float:
+    """Many of a department's answers of one day (or two) from one address prefix (an office
+    network, a room on one Wi-Fi), against what a prefix brings on average."""
     if same_prefix <= 0:
         return 0.0
     average = day_count / max(distinct_prefixes, 1)
-    threshold = max(IP_FLOOR, 4 * average)
+    threshold = max(floor, 4 * average)
     return clamp(0.25 + 1.5 * (same_prefix - threshold) / threshold) if same_prefix > threshold else 0.0
 
 
@@ -79,6 +82,27 @@ def ua_cluster(ua_class: str | None, same_class: int, day_count: int = 0) -> flo
     base = 0.5 if ua_class in ("bot", "none") else 0.0
     threshold = max(UA_FLOOR, UA_SHARE * day_count)
     return clamp(base + max(0.0, (same_class - threshold) / (2 * threshold)))
+
+
+UA_FLOOR_TWO_DAYS = 8
+
+
+def ua_cluster_two_days(desktop: int, two_day_count: int) -> float:
+    """Desktop browsers piling up at one department over a day and the day before (an office's
+    PCs, its staff answering over two days); no base strength: citizens use PCs too."""
+    threshold = max(UA_FLOOR_TWO_DAYS, UA_SHARE * two_day_count)
+    return clamp((desktop - threshold) / (2 * threshold))
+
+
+def no_scan_two_days(
+    no_scan: int, day_count: int, no_scan_yesterday: int, yesterday_count: int, expected_two_days: float
+) -> float:
+    """Answers with no scan over a day and the day before, against the department's usual two
+    days before yesterday; only on a day when most of today's answers had no scan either (the day
+    after a stuffed one, citizens who did not scan are not suspects by that alone)."""
+    if day_count < NO_SCAN_MIN_ANSWERS or no_scan / day_count <= NO_SCAN_NORMAL:
+        return 0.0
+    return no_scan_share(False, no_scan + no_scan_yesterday, day_count + yesterday_count, expected_two_days)
 
 
 def no_scan_share(

@@ -17,7 +17,7 @@ loses a batch's counts: these are heuristics, SQL is the record).
 from __future__ import annotations
 
 import functools
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -29,6 +29,7 @@ from app.integrity.facts import Facts
 from app.redis_store import ScriptRunner
 
 BUCKET_MS = 600_000
+Increments = dict[str, dict[str, int]]  # hash key -> field -> what a batch adds
 DAY_TTL = 3 * 86400  # seconds: day and bucket counts outlive any retroactive look
 BASE_TTL = 60 * 86400
 
@@ -47,8 +48,9 @@ def offset_s() -> int:
 class Place:
     """Where one response falls: its city day, hour, hour of week and buckets, and its keys."""
 
-    __slots__ = ("day", "hour", "how", "bucket", "day_key", "ip_key", "bucket_key", "prev_key", "base_key",
-                 "day_start_ms")  # fmt: skip
+    __slots__ = ("day", "hour", "how", "bucket", "day_key", "ip_key", "bucket_key", "prev_key", "next_key",
+                 "base_key", "day_start_ms", "yday_key", "yday_ip_key", "tmrw_key", "tmrw_ip_key",
+                 "weekday")  # fmt: skip
 
     def __init__(self, f: Facts) -> None:
         local = f.ms // 1000 + offset_s()
@@ -60,6 +62,12 @@ class Place:
         self.day_key = f"{prefix}d{self.day}"
         self.ip_key = self.day_key + ":ip"
         self.bucket_key, self.prev_key = f"{prefix}b{self.bucket}", f"{prefix}b{self.bucket - 1}"
+        self.next_key = f"{prefix}b{self.bucket + 1}"  # read only when stored answers are looked at again
+        self.yday_key = f"{prefix}d{self.day - 1}"  # the day before: clusters over two days
+        self.yday_ip_key = self.yday_key + ":ip"
+        self.tmrw_key = f"{prefix}d{self.day + 1}"  # the day after: read on a second look only
+        self.tmrw_ip_key = self.tmrw_key + ":ip"
+        self.weekday = (self.day + 3) % 7
         self.base_key = prefix + "base"
         self.day_start_ms = (self.day * 86400 - offset_s()) * 1000
 
@@ -82,6 +90,9 @@ def minute_of_day(f: Facts) -> int:
     return (f.ms // 1000 + offset_s()) % 86400 // 60
 
 
+_NONE: dict[str, int] = {}
+
+
 class Counts:
     """Counts read from Redis (plus, for a batch not yet added, the batch's own)."""
 
@@ -90,36 +101,47 @@ class Counts:
         self.lengths: dict[str, int] = {}
 
     def get(self, key: str, field: str) -> int:
-        return self.values.get(key, {}).get(field, 0)
+        return self.values.get(key, _NONE).get(field, 0)
 
-    def add(self, increments: dict[str, Counter]) -> None:
+    def add(self, increments: Increments) -> None:
         for key, counter in increments.items():
             values = self.values[key]
+            if key.endswith(":ip"):  # prefixes new to the hash lengthen it
+                fresh = sum(1 for field in counter if not values.get(field))
+                self.lengths[key] = self.lengths.get(key, 0) + fresh
+            first = values.get("first")
             for field, n in counter.items():
-                if field == "first":
-                    values[field] = min(values.get(field) or n, n)
-                    continue
-                if key.endswith(":ip") and not values.get(field):
-                    self.lengths[key] = self.lengths.get(key, 0) + 1
                 values[field] = values.get(field, 0) + n
+            if "first" in counter:  # the earliest, not a sum
+                values["first"] = min(first or counter["first"], counter["first"])
 
 
-def needed(facts: Iterable[tuple[Facts, Place]]) -> dict[str, set[str]]:
-    """The hash fields the signals of these responses read."""
+def needed(facts: Iterable[tuple[Facts, Place]], ahead: bool = False) -> dict[str, set[str]]:
+    """The hash fields the signals of these responses read; `ahead` adds the bucket after each
+    one's (stored answers looked at again: a burst's first minutes see the rest of it)."""
     want: dict[str, set[str]] = defaultdict(set)
     seen: set[int] = set()
     for f, p in facts:
         if id(p) not in seen:  # what every response of this place reads
             seen.add(id(p))
             want[p.day_key].update(("n", "ns", f"h{p.hour}"))
+            want[p.yday_key].update(("n", "ns", "u:desktop"))
             want[p.bucket_key].add("n")
             want[p.prev_key].add("n")
-            want[p.base_key].update((f"w{p.how}", f"o{p.hour}", "all", "ns", "first"))
+            if ahead:
+                want[p.next_key].add("n")
+                want[p.tmrw_key].add("n")
+            want[p.base_key].update((f"w{p.how}", f"o{p.hour}", f"wd{p.weekday}", "all", "ns", "first"))
         if f.ip:
             want[p.ip_key].add(f.ip)
+            want[p.yday_ip_key].add(f.ip)
+            if ahead:
+                want[p.tmrw_ip_key].add(f.ip)
         signature = f"s:{f.signature}"
         want[p.bucket_key].add(signature)
         want[p.prev_key].add(signature)
+        if ahead:
+            want[p.next_key].add(signature)
         if f.ua and f.ua != "wechat":
             want[p.day_key].add(f"u:{f.ua}")
         if f.text:
@@ -127,38 +149,87 @@ def needed(facts: Iterable[tuple[Facts, Place]]) -> dict[str, set[str]]:
     return want
 
 
+def needed_by(inc: Increments, pairs: Iterable[tuple[Facts, Place]]) -> dict[str, set[str]]:
+    """What needed(pairs) finds, from the batch's own increments (a pass over its places, not over
+    its responses: the drain's hot path)."""
+    want = {key: set(counter) for key, counter in inc.items()}
+    for p in {id(p): p for _, p in pairs}.values():
+        want[p.day_key].add("ns")
+        want.setdefault(p.yday_key, set()).update(("n", "ns", "u:desktop"))
+        want[p.base_key].add("ns")
+        want.setdefault(p.prev_key, set()).update(inc[p.bucket_key])
+        if p.ip_key in inc:
+            want.setdefault(p.yday_ip_key, set()).update(inc[p.ip_key])
+    return want
+
+
+# KEYS: the hashes. ARGV: per key its wanted fields joined by newlines. Returns per key the values
+# joined by commas (empty for a missing field), then HLEN for an address-prefix hash: one script
+# call per batch and slot, a few strings each way (not thousands of arguments to encode).
+READ_SCRIPT = ScriptRunner("""
+local out = {}
+for k = 1, #KEYS do
+  local fields = {}
+  for f in string.gmatch(ARGV[k], '[^\\n]+') do fields[#fields + 1] = f end
+  local values = {}
+  for i = 1, #fields, 1000 do
+    local part = redis.call('HMGET', KEYS[k], unpack(fields, i, math.min(i + 999, #fields)))
+    for j = 1, #part do values[#values + 1] = part[j] or '' end
+  end
+  out[#out + 1] = table.concat(values, ',')
+  if string.sub(KEYS[k], -3) == ':ip' then out[#out + 1] = redis.call('HLEN', KEYS[k]) end
+end
+return out
+""")
+
+
 def read(redis: Redis, want: dict[str, set[str]]) -> Counts:
-    """One pipeline: HMGET of every hash's wanted fields, HLEN of the address-prefix hashes."""
+    """The wanted fields of every hash and the HLEN of the address-prefix hashes (one script
+    call; on a Redis Cluster one per slot, i.e. per survey and department)."""
     counts = Counts()
     if not want:
         return counts
-    pipe = redis.pipeline(transaction=False)
-    plan = [(key, sorted(fields)) for key, fields in want.items()]
-    for key, fields in plan:
-        pipe.hmget(key, fields)
-        if key.endswith(":ip"):
-            pipe.hlen(key)
-    replies = iter(pipe.execute())
-    for key, fields in plan:
-        values = counts.values[key]
-        for field, value in zip(fields, next(replies), strict=True):
-            if value is not None:
-                values[field] = int(value)
-        if key.endswith(":ip"):
-            counts.lengths[key] = int(next(replies))
+    for group in _per_slot(redis, want):
+        plan = [(key, list(fields)) for key, fields in group.items()]
+        replies = iter(
+            READ_SCRIPT(redis, [key for key, _ in plan], ["\n".join(fields) for _, fields in plan])
+        )
+        for key, fields in plan:
+            values = counts.values[key]
+            for name, value in zip(fields, _text(next(replies)).split(","), strict=True):
+                if value:
+                    values[name] = int(value)
+            if key.endswith(":ip"):
+                counts.lengths[key] = int(next(replies))
     return counts
 
 
-def increments(facts: Iterable[tuple[Facts, Place]]) -> dict[str, Counter]:
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _per_slot(redis: Redis, keyed: dict) -> list[dict]:
+    """One group of keys per cluster slot (`wx:ig:{<survey>:<department>}:...`); one in all on a
+    single Redis."""
+    if not isinstance(redis, RedisCluster):
+        return [keyed]
+    groups: dict[str, dict] = {}
+    for key, value in keyed.items():
+        groups.setdefault(key[: key.index("}") + 1], {})[key] = value
+    return list(groups.values())
+
+
+def increments(facts: Iterable[tuple[Facts, Place]]) -> Increments:
     """What these responses add to the counts (`first` holds the earliest ms, not a sum)."""
-    inc: dict[str, Counter] = defaultdict(Counter)
+    inc: Increments = defaultdict(lambda: defaultdict(int))  # (int's default is C-fast, Counter's is not)
     per_place: dict[int, list] = {}
     for f, p in facts:
         group = per_place.get(id(p))
         if group is None:
             group = per_place[id(p)] = [p, 0, f.ms]
         group[1] += 1
-        group[2] = min(group[2], f.ms)
+        if f.ms < group[2]:
+            group[2] = f.ms
         day = inc[p.day_key]
         if f.scanned is False:
             day["ns"] += 1
@@ -177,25 +248,23 @@ def increments(facts: Iterable[tuple[Facts, Place]]) -> dict[str, Counter]:
         base = inc[p.base_key]
         base[f"w{p.how}"] += n
         base[f"o{p.hour}"] += n
+        base[f"wd{p.weekday}"] += n
         base["all"] += n
         base["first"] = min(base.get("first") or first, first)
     return inc
 
 
-# KEYS: the hashes. ARGV: ttl of day keys, ttl of base keys, then per key: number of fields, field, n,
-# field, n... (`first` is set if absent, every other field incremented). One call per batch.
+# KEYS: the hashes. ARGV: ttl of day keys, ttl of base keys, then per key its increments as
+# "field<TAB>n" lines (`first` is set if absent, every other field incremented). One call per batch.
 ADD_SCRIPT = ScriptRunner("""
-local i = 3
 for k = 1, #KEYS do
-  local key, fields = KEYS[k], tonumber(ARGV[i])
-  i = i + 1
-  for _ = 1, fields do
-    if ARGV[i] == 'first' then
-      redis.call('HSETNX', key, 'first', ARGV[i + 1])
+  local key = KEYS[k]
+  for field, n in string.gmatch(ARGV[k + 2], '([^\\t\\n]+)\\t(%-?%d+)') do
+    if field == 'first' then
+      redis.call('HSETNX', key, 'first', n)
     else
-      redis.call('HINCRBY', key, ARGV[i], ARGV[i + 1])
+      redis.call('HINCRBY', key, field, n)
     end
-    i = i + 2
   end
   redis.call('EXPIRE', key, string.sub(key, -5) == ':base' and ARGV[2] or ARGV[1])
 end
@@ -203,38 +272,41 @@ return 1
 """)
 
 
-def write(redis: Redis, inc: dict[str, Counter]) -> None:
-    """Add a committed batch's counts (one script call, looping in the server)."""
+def write(redis: Redis, inc: Increments) -> None:
+    """Add a committed batch's counts (one script call looping in the server; on a Redis Cluster
+    a script's keys must share a slot: one call per survey and department)."""
     if not inc:
         return
-    if isinstance(redis, RedisCluster):  # a script's keys must share a slot: one call per department
-        groups: dict[str, dict[str, Counter]] = {}
-        for key, counter in inc.items():
-            groups.setdefault(key[: key.index("}") + 1], {})[key] = counter
-        for group in groups.values():
-            _add(redis, group)
-    else:
-        _add(redis, inc)
-
-
-def _add(redis: Redis, inc: dict[str, Counter]) -> None:
-    args: list = [DAY_TTL, BASE_TTL]
-    for counter in inc.values():
-        args.append(len(counter))
-        for item in counter.items():
-            args += item
-    ADD_SCRIPT(redis, list(inc), args)
+    for group in _per_slot(redis, inc):
+        args: list = [DAY_TTL, BASE_TTL]
+        args += ["\n".join(f"{field}\t{n}" for field, n in counter.items()) for counter in group.values()]
+        ADD_SCRIPT(redis, list(group), args)
 
 
 def expected_per_day(counts: Counts, f: Facts, p: Place, field: str = "all") -> float:
-    """The department's usual answers per day (field "all"), or answers with no scan ("ns"), over
+    """The department's usual answers per day (field "all": on the same weekday once there is a
+    week of history, a window's Sunday is not its Monday), or answers with no scan ("ns"), over
     the days before today (0 with less than one)."""
     first = counts.get(p.base_key, "first") or f.ms
     history_days = (p.day_start_ms - first) / 86_400_000
     if history_days < 1:
         return 0.0
     today = counts.get(p.day_key, "n" if field == "all" else field)
+    weekday = counts.get(p.base_key, f"wd{p.weekday}") if field == "all" and history_days >= 7 else 0
+    if weekday:  # (counts kept before the weekday totals existed have none: the average of all days)
+        return max(weekday - today, 0) / (history_days / 7)
     return max(counts.get(p.base_key, field) - today, 0) / history_days
+
+
+def expected_two_days(counts: Counts, f: Facts, p: Place, field: str = "ns") -> float:
+    """The department's usual count of `field` over two days, from the days before yesterday (a
+    stuffed yesterday must not raise the bar for today); 0 with less than one such day."""
+    first = counts.get(p.base_key, "first") or f.ms
+    history_days = (p.day_start_ms - first) / 86_400_000 - 1
+    if history_days < 1:
+        return 0.0
+    recent = counts.get(p.day_key, field) + counts.get(p.yday_key, field)
+    return 2 * max(counts.get(p.base_key, field) - recent, 0) / history_days
 
 
 def expected_in_window(counts: Counts, f: Facts, p: Place) -> float:

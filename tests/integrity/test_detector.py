@@ -10,10 +10,11 @@ import time
 import zlib
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select, update
 from werkzeug.datastructures import MultiDict
 
-from app import accounts, intake
+from app import accounts, clock, intake
 from app.dev.wechat_server import event_xml, seal
 from app.intake.drain import drain_backlog
 from app.intake.respondents import record_scan, respondent_key
@@ -38,16 +39,17 @@ def answers(form, choice: int | None, seed: int = 0) -> MultiDict:
     return data
 
 
-def submit(app, session, redis, openid, *, ip, ua=PHONE_UA, choice: int | None = 0, scanned=False):
+def submit(app, session, redis, openid, *, ip, ua=PHONE_UA, choice: int | None = 0, scanned=False,
+           now: datetime | None = None):  # fmt: skip
     settings = app.config["SETTINGS"]
     form, dept = intake.load_form(session, SURVEY, DEPT)
     if scanned:
         record_scan(redis, respondent_key(settings.survey.respondent_secret, openid), DEPT, 24)
-    token = intake.issue_form_token(settings.app.secret_key, time.time() - 45)
+    token = intake.issue_form_token(settings.app.secret_key, (now.timestamp() if now else time.time()) - 45)
     outcome = intake.record_response(
         session, redis, settings, form=form, department=dept, openid=openid,
         data=answers(form, choice, zlib.crc32(openid.encode())), form_token=token, user_agent=ua,
-        remote_addr=ip,
+        remote_addr=ip, now=now,
     )  # fmt: skip
     assert outcome.kind == "accepted"
 
@@ -99,6 +101,80 @@ def test_office_network_is_quarantined_retroactively_and_tallies_move_exactly(
     assert verify_tallies(session, get_survey(session, SURVEY)) == []
     entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "response.quarantine")).one()
     assert entry.actor == "integrity" and entry.detail["count"] == 4
+
+
+def test_a_phone_room_on_its_own_carriers_is_held_by_identical_choices_and_the_burst(
+    app, session, demo, redis_client
+):
+    """Phones passed around at the window: each scans the code, WeChat, its own carrier's prefix,
+    every rating 非常满意 but a different service picked in the segment question (which the choice
+    signature leaves out). Citizens in the same twenty minutes stay counted."""
+    settings = app.config["SETTINGS"]
+    form, dept = intake.load_form(session, SURVEY, DEPT)
+    segment = next(q for q in form.questions if q.id == form.segment_question_id)
+    citizens(app, session, redis_client, 10)
+    for i in range(20):
+        openid = f"phone-{i}"
+        record_scan(redis_client, respondent_key(settings.survey.respondent_secret, openid), DEPT, 24)
+        data = answers(form, 0)
+        data.setlist(segment.input_name, [segment.options[i % len(segment.options)].key])
+        outcome = intake.record_response(
+            session, redis_client, settings, form=form, department=dept, openid=openid, data=data,
+            form_token=intake.issue_form_token(settings.app.secret_key, time.time() - 45),
+            user_agent=PHONE_UA, remote_addr=f"117.{i + 1}.{i * 7 % 250}.9",
+        )  # fmt: skip
+        assert outcome.kind == "accepted"
+    report = drain_backlog(session, redis_client, detector=Detector(55))
+    assert report.inserted == 30
+    assert by_status(session, "117.") == {"quarantined": 20}
+    assert by_status(session, "112.") == {"counted": 10}
+    held = session.scalars(select(Response).where(Response.status == "quarantined")).first()
+    assert {name for name, _ in held.reasons} >= {"burst", "same_answers"}
+    assert verify_tallies(session, get_survey(session, SURVEY)) == []
+
+
+def test_an_office_over_two_days_is_held_by_the_two_day_address_cluster(app, session, demo, redis_client):
+    """Seven staff from the office network yesterday, seven today, spread over the working day:
+    neither day's cluster is enough with straight-lining alone; the two days together are, and
+    yesterday's answers follow."""
+    if clock.today().timetuple().tm_yday == 1:
+        pytest.skip("the demo survey's year began today: no yesterday to answer in")
+    detector = Detector(55)
+    today = clock.day_start(clock.today()) + timedelta(hours=9)  # city time, whatever the host's
+    yesterday = today - timedelta(days=1)
+    for i in range(20):  # citizens: scanned, their own carriers' prefixes
+        submit(app, session, redis_client, f"old-{i}", ip=f"112.{i}.{i % 7}.9", choice=None, scanned=True,
+               now=yesterday + timedelta(minutes=20 * i))  # fmt: skip
+    for i in range(7):
+        submit(
+            app,
+            session,
+            redis_client,
+            f"staff-{i}",
+            ip=f"10.9.9.{i + 1}",
+            now=yesterday + timedelta(minutes=40 * i + 5),
+        )
+    first = drain_backlog(session, redis_client, detector=detector)
+    assert first.inserted == 27 and first.quarantined == 0
+    for i in range(20):
+        submit(app, session, redis_client, f"new-{i}", ip=f"112.{i + 50}.{i % 7}.9", choice=None,
+               scanned=True, now=today + timedelta(minutes=20 * i))  # fmt: skip
+    for i in range(7):
+        submit(
+            app,
+            session,
+            redis_client,
+            f"staff-{i + 7}",
+            ip=f"10.9.9.{i + 8}",
+            now=today + timedelta(minutes=40 * i + 5),
+        )
+    second = drain_backlog(session, redis_client, detector=detector)
+    assert second.quarantined == 7 and second.retroactive == 7  # yesterday's staff follow today's
+    assert by_status(session, "10.9.9.") == {"quarantined": 14}
+    assert by_status(session, "112.") == {"counted": 40}
+    held = session.scalars(select(Response).where(Response.status == "quarantined")).first()
+    assert held.reasons[0][0] == "ip_cluster"
+    assert verify_tallies(session, get_survey(session, SURVEY)) == []
 
 
 def test_organic_traffic_alone_is_not_quarantined(app, session, demo, redis_client):

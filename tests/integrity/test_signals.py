@@ -116,3 +116,34 @@ def test_score_weighs_signals_and_says_why():
     assert [name for name, _ in reasons] == ["ip_cluster", "straightline"]
     assert describe(reasons)[0].startswith("同一网段集中提交")
     assert all(WEIGHTS[name] < 55 for name in WEIGHTS)  # no single signal quarantines by itself
+
+
+def test_ip_cluster_over_two_days_has_a_higher_floor():
+    # an office's staff answering over two days: 4 today, 8 yesterday from the office network
+    assert signals.ip_cluster(4, 30, 25) == 0  # today alone is no cluster
+    assert signals.ip_cluster(12, 60, 50, floor=signals.IP_FLOOR_TWO_DAYS) > 0.5
+    # a busy carrier prefix bringing seven answers over two days is still nothing
+    assert signals.ip_cluster(7, 200, 140, floor=signals.IP_FLOOR_TWO_DAYS) == 0
+
+
+def test_desktop_browsers_over_two_days():
+    assert signals.ua_cluster_two_days(4, 60) == 0  # citizens on PCs now and then
+    assert signals.ua_cluster_two_days(8, 60) == 0  # the floor itself
+    assert signals.ua_cluster_two_days(24, 60) == 1.0  # an office's PCs over two days
+    assert signals.ua_cluster_two_days(24, 1000) == 0  # a department where everyone uses a PC
+    assert 0 < signals.ua_cluster_two_days(14, 60) < 1
+
+
+def test_no_scan_over_two_days_only_when_today_is_mostly_no_scan_too():
+    # the day after an office's first day: 12 of 30 today without a scan, 30 of 40 yesterday
+    assert signals.no_scan_two_days(18, 30, 30, 40, 6.0) > 0.5
+    assert signals.no_scan_two_days(6, 30, 30, 40, 6.0) == 0  # citizens the day after: scanned mostly
+    assert signals.no_scan_two_days(5, 8, 30, 40, 6.0) == 0  # too few answers today to say
+    assert signals.no_scan_two_days(12, 30, 2, 60, 40.0) == 0  # an ordinary yesterday, usual numbers
+
+
+def test_choice_signature_leaves_the_segment_question_out():
+    room = [(1, 10, None), (2, 20, None), (9, 91, None)]  # question 9: which service (the segment)
+    other_service = [(1, 10, None), (2, 20, None), (9, 93, None)]
+    assert choice_signature(room, 9) == choice_signature(other_service, 9)
+    assert choice_signature(room) != choice_signature(other_service)

@@ -1,0 +1,109 @@
+"""Window counts (app.integrity.windows): what a batch reads is what its responses' signals need,
+found from the batch's increments; counts round-trip through real Redis in one script call."""
+
+from __future__ import annotations
+
+import random
+
+from app.integrity import windows
+from app.integrity.facts import Facts
+
+DAY_MS = 86_400_000
+
+
+def batch(seed: int, n: int = 300) -> list[tuple[Facts, windows.Place]]:
+    rng = random.Random(seed)
+    start = 1_773_000_000_000
+    facts = [
+        Facts(
+            rng.choice((1, 2)),
+            rng.choice((3, 4, 5)),
+            start + rng.randrange(2 * DAY_MS),
+            f"r{i}",
+            rng.choice((None, "112.1.2.0/24", "117.3.4.0/24", f"58.{i % 9}.1.0/24")),
+            rng.choice((None, "wechat", "desktop", "mobile")),
+            rng.choice((True, False, None)),
+            rng.randrange(2_000, 90_000),
+            rng.random() < 0.2,
+            rng.choice((None, "a1b2c3", "d4e5f6")),
+            rng.randrange(6),
+        )  # fmt: skip
+        for i in range(n)
+    ]
+    return windows.places(facts)
+
+
+def test_a_batch_reads_from_its_increments_what_its_responses_need():
+    for seed in range(5):
+        pairs = batch(seed)
+        assert windows.needed_by(windows.increments(pairs), pairs) == windows.needed(pairs)
+
+
+def test_counts_round_trip_through_one_script_call(redis_client):
+    pairs = batch(7)
+    inc = windows.increments(pairs)
+    windows.write(redis_client, inc)
+    windows.write(redis_client, inc)  # a second batch alike: every count doubled, `first` kept
+    counts = windows.read(redis_client, windows.needed(pairs, ahead=True))
+    for key, counter in inc.items():
+        for field, n in counter.items():
+            assert counts.get(key, field) == (n if field == "first" else 2 * n), (key, field)
+        if key.endswith(":ip"):
+            assert counts.lengths[key] == len(counter)
+    f, p = pairs[0]
+    assert counts.get(p.next_key, "s:999") == 0  # missing fields read as nothing
+    assert redis_client.ttl(p.base_key) > windows.DAY_TTL
+
+
+def test_a_quiet_response_is_one_no_signal_touches():
+    """score.quiet is the drain's shortcut: whenever it says so, strengths finds nothing."""
+    from app.integrity.score import quiet, score, strengths
+
+    checked = skipped = 0
+    for seed in range(6):
+        pairs = batch(seed, n=40 + 150 * (seed % 3))  # small batches: mostly quiet; large: clusters
+        counts = windows.Counts()
+        counts.add(windows.increments(pairs))
+        hours = (8 * 60, 18 * 60) if seed % 2 else None
+        memo: dict = {}
+        for f, p in pairs:
+            if quiet(f, p, counts, hours, memo):
+                assert score(strengths(f, p, counts, hours, {})) == (0, []), (seed, f)
+                skipped += 1
+            checked += 1
+    assert 0 < skipped < checked
+
+
+def test_counts_add_a_batch_to_what_was_read():
+    counts = windows.Counts()
+    counts.values["k:ip"] = {"112.1.2.0/24": 3}
+    counts.lengths["k:ip"] = 1
+    counts.values["k:base"] = {"first": 500, "all": 7}
+    counts.add({"k:ip": {"112.1.2.0/24": 2, "58.1.1.0/24": 1}, "k:base": {"first": 400, "all": 3}})
+    counts.add({"k:base": {"first": 900, "all": 1}})
+    assert counts.get("k:ip", "112.1.2.0/24") == 5 and counts.lengths["k:ip"] == 2  # one prefix new
+    assert counts.get("k:base", "first") == 400 and counts.get("k:base", "all") == 11
+    assert counts.get("k:none", "n") == 0
+
+
+def test_a_submissions_facts_carry_its_choice_signature_and_text_key():
+    from datetime import UTC, datetime
+
+    from app.intake.store import Submission
+    from app.integrity.facts import choice_signature, from_submission, text_key
+
+    answers = [
+        (1, 11, None),
+        (2, 21, None),
+        (9, 93, None),
+        (5, None, "窗口工作人员态度很好很耐心"),
+        (6, None, "别的"),
+    ]
+    meta = {"ip": "112.1.2.0/24", "ua": "wechat", "scanned": False, "completion_ms": 40_000}
+    sub = Submission(
+        "i" * 64, 1, 2, "r" * 64, datetime(2026, 3, 2, 9, tzinfo=UTC), "wechat", answers, 9, meta
+    )
+    f = from_submission(sub)
+    assert f.signature == choice_signature(answers, 9) == sub.meta["sig"]
+    assert f.text == text_key("窗口工作人员态度很好很耐心") == sub.meta["tx"]
+    assert (f.ip, f.ua, f.scanned, f.completion_ms) == ("112.1.2.0/24", "wechat", False, 40_000)
