@@ -42,7 +42,8 @@ ANSWERS = {
     "q_overall": "satisfied", "q_service_attitude": "basic", "q_efficiency": "satisfied",
     "q_openness": "very_satisfied", "q_integrity": "satisfied", "q_respondent_type": "citizen",
 }  # fmt: skip
-LINK = re.compile(r'href="([^"]+)"')
+# The scan's reply: a card (图文消息, wechat.scan_reply = "news") carries its link as <Url>, a text as href.
+LINK = re.compile(r'<Url><!\[CDATA\[([^\]]+)\]\]></Url>|href="([^"]+)"')
 TOKEN = re.compile(rb'name="form_token" value="([^"]+)"')
 
 
@@ -153,10 +154,10 @@ class Journeys:
             status, _, reply = await self._step(
                 "scan", wechat_server.request("POST", self.base + path, body, {"Content-Type": "text/xml"})
             )
-            links = LINK.findall(reply.decode())
-            if status != 200 or not links:
+            found = LINK.search(reply.decode())
+            if status != 200 or not found:
                 raise JourneyError(f"scan {status}")
-            link = links[0].replace("&amp;", "&")
+            link = (found.group(1) or found.group(2)).replace("&amp;", "&")
             for attempt in (1, 2):
                 status, headers, _ = await self._step("open", phone.request("GET", link))
                 if status != 302:
