@@ -28,8 +28,8 @@ APPEAL_FLAG = "appeal"
 
 
 def _now(now: datetime | None) -> datetime:
-    """The test clock when given (SQLite hands back naive UTC: read it as UTC), else the real one."""
-    return _aware(now) if now is not None else clock.now()
+    """The moment given (in UTC, as stored: SQLite keeps no zone), else the city's clock."""
+    return _aware(now).astimezone(UTC) if now is not None else clock.now()
 
 
 def _aware(moment: datetime) -> datetime:

@@ -206,3 +206,17 @@ def test_the_consent_box_is_in_the_page_unticked_with_its_explanation(app, clien
     assert "data-negative" in html  # the bottom two levels are marked for the CSS that reveals the box
     app.config["SETTINGS"].cases.contact_key = ""  # production without a key: no box, no contact kept
     assert 'id="followup"' not in client.get(f"/q/{SURVEY}/D08").get_data(as_text=True)
+
+
+def test_a_moment_given_in_the_city_zone_is_stored_as_the_same_instant(session, case):
+    """SQLite keeps no zone: an aware moment in Asia/Shanghai is stored as UTC, not as its wall time."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from app.cases.service import _aware
+
+    moment = datetime(2027, 3, 10, 9, 30, tzinfo=ZoneInfo("Asia/Shanghai"))  # 01:30 UTC
+    answer_case(session, case.id, verification="属实", fix="增开窗口", reply="已答复", actor="x", now=moment)
+    session.commit()
+    session.expire_all()
+    assert _aware(session.get(FollowupCase, case.id).answered_at) == moment
