@@ -18,6 +18,7 @@ from app import cases as service
 from app.cases.calendar import list_holidays
 from app.cases.publication import set_published
 from app.cli.surveys import group as surveys_group
+from app.cli.surveys import iso_date
 from app.db import db
 from app.errors import Invalid
 from app.org.departments import get_department, subtree_ids
@@ -31,15 +32,6 @@ group.add_command(holidays)
 
 def register(cli: click.Group) -> None:
     cli.add_command(group)
-
-
-def _date(_ctx, param, value):
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param=param) from None
 
 
 @group.command("list")
@@ -110,8 +102,8 @@ def figures_output(
 @click.option("--department", help="A department code; a county includes its townships.")
 @click.option("--by", "by", help=BY_HELP)
 @click.option("--period", help=PERIOD_HELP)
-@click.option("--since", callback=_date, help="Cases opened on or after this day (city time).")
-@click.option("--until", callback=_date, help="Cases opened on or before this day.")
+@click.option("--since", callback=iso_date, help="Cases opened on or after this day (city time).")
+@click.option("--until", callback=iso_date, help="Cases opened on or before this day.")
 @click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), default="json", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, writable=True), help="Write to a file.")
 def figures_command(survey_slug, department, by, period, since, until, fmt, out) -> None:

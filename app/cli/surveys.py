@@ -18,7 +18,8 @@ def register(cli: click.Group) -> None:
     cli.add_command(group)
 
 
-def _date(_ctx, param, value):
+def iso_date(_ctx, param, value):
+    """A click callback: YYYY-MM-DD as a date, or a usage error naming the option."""
     if value is None:
         return None
     try:
@@ -31,8 +32,8 @@ def _date(_ctx, param, value):
 @click.option("--template", required=True, help="Template name (see wxsurvey init).")
 @click.option("--slug", required=True, help="Stable identifier used in links and QR scenes.")
 @click.option("--title", help="Title shown to citizens (default: the template's).")
-@click.option("--start", "period_start", callback=_date, required=True, help="First day, YYYY-MM-DD.")
-@click.option("--end", "period_end", callback=_date, required=True, help="Last day, YYYY-MM-DD.")
+@click.option("--start", "period_start", callback=iso_date, required=True, help="First day, YYYY-MM-DD.")
+@click.option("--end", "period_end", callback=iso_date, required=True, help="Last day, YYYY-MM-DD.")
 @click.option("--levels", default="", help="Comma-separated: city,county,township (default: all).")
 @click.option("--open", "open_now", is_flag=True, help="Open it at once.")
 def create_command(template, slug, title, period_start, period_end, levels, open_now) -> None:
