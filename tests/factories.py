@@ -143,3 +143,22 @@ def stored_tallies(session: Session, survey: Survey) -> tuple[Counter, Counter]:
 
     daily = month_counts(read(TallyRow, KEY_COLUMNS))
     return Counter({k: n for k, n in daily.items() if n}), read(TallyMonth, MONTH_COLUMNS)
+
+
+def open_evaluation(session: Session, slug: str = "eval") -> Survey:
+    """The built-in department_evaluation template (every question kind) as an open city survey
+    around today; not committed."""
+    from app import clock
+    from app.org import surveys
+
+    today = clock.today()
+    survey = surveys.create_survey(
+        session,
+        slug=slug,
+        template="department_evaluation",
+        levels=["city"],
+        period_start=today - timedelta(days=30),
+        period_end=today + timedelta(days=30),
+    )
+    surveys.open_survey(session, slug)
+    return survey

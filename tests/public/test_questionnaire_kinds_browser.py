@@ -5,7 +5,6 @@ indicator pulled through the API; axe-core finds no serious or critical violatio
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
 
 import pytest
 import requests
@@ -15,6 +14,7 @@ from app.intake import drain
 from app.org import surveys
 from app.tally.verify import verify_tallies
 from tests.a11y.axe import axe_source, blocking_violations
+from tests.factories import open_evaluation
 
 pytestmark = pytest.mark.browser
 WECHAT_UA = (
@@ -26,16 +26,7 @@ MATRIX = ("attitude", "efficiency", "integrity", "facilities")
 
 @pytest.fixture
 def evaluation(demo, session):
-    today = date.today()
-    surveys.create_survey(
-        session,
-        slug="eval",
-        template="department_evaluation",
-        levels=["city"],
-        period_start=today - timedelta(days=30),
-        period_end=today + timedelta(days=30),
-    )
-    surveys.open_survey(session, "eval")
+    open_evaluation(session)
     session.commit()
 
 

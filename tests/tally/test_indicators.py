@@ -4,16 +4,14 @@ indicator parameters, on the department_evaluation template with hand-counted an
 from __future__ import annotations
 
 import math
-from datetime import date, timedelta
 
 import pytest
 
 from app.accounts.tokens import create_token
-from app.org import surveys
 from app.org.departments import get_department
 from app.tally.indicators import indicator_index, net_score
 from app.tally.report import tally_report
-from tests.factories import add_response
+from tests.factories import add_response, open_evaluation
 
 RATINGS = {"very_satisfied": 100, "satisfied": 80, "basic": 60, "dissatisfied": 30, "very_dissatisfied": 0}
 # (overall, attitude, recommend) per response of 市教育局 (D08); the other rows always "satisfied".
@@ -28,16 +26,7 @@ D08 = [
 
 @pytest.fixture
 def evaluation(session, demo):
-    today = date.today()
-    survey = surveys.create_survey(
-        session,
-        slug="eval",
-        template="department_evaluation",
-        levels=["city"],
-        period_start=today - timedelta(days=30),
-        period_end=today + timedelta(days=30),
-    )
-    surveys.open_survey(session, "eval")
+    survey = open_evaluation(session)
     d08, d22 = get_department(session, "D08"), get_department(session, "D22")
     for overall, attitude, recommend in D08:
         rest = {row: "satisfied" for row in ("efficiency", "integrity", "facilities")}
