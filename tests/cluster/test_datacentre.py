@@ -35,6 +35,8 @@ pytestmark = pytest.mark.skipif(
 def test_acknowledged_answers_survive_a_web_cut_a_worker_kill_and_a_redis_failover():
     reason = unavailable()
     if reason:
+        if os.environ.get("CI"):  # .ci/run runs it as root with nginx and iproute2 installed
+            pytest.fail(f"no data centre on this machine: {reason}")
         pytest.skip(f"no data centre on this machine: {reason}")
     dc = DataCentre()
     try:
