@@ -45,6 +45,7 @@ class Submission:
     score: int | None = None
     reasons: list | None = None
     held: bool = False  # the detector quarantines it
+    ms: int = 0  # submitted_at in ms since the epoch, as on the stream (0: not decoded from it)
 
     def encode(self) -> bytes:
         """Compact JSON for the stream (well under 1 KB for the standard questionnaire)."""
@@ -70,6 +71,7 @@ class Submission:
         person followed the account) come from the Lua script."""
         try:
             d = orjson.loads(payload)
+            ms = int(d["t"])
             answers = [(int(a[0]), int(a[1]) or None, str(a[2]) if len(a) > 2 else None) for a in d["a"]]
             meta, flags = d.get("m") or {}, d.get("f") or []
             if type(meta) is not dict or type(flags) is not list:
@@ -79,13 +81,14 @@ class Submission:
                 int(d["s"]),
                 int(d["d"]),
                 str(d["r"]),
-                datetime.fromtimestamp(int(d["t"]) / 1000, UTC),
+                datetime.fromtimestamp(ms / 1000, UTC),
                 str(d["c"]),
                 answers,
                 int(d["g"]) or None,
                 meta,
                 flags,
                 d.get("k") if type(d.get("k")) is dict else None,
+                ms=ms,
             )
         except (KeyError, TypeError, IndexError, ValueError) as exc:
             raise ValueError(f"malformed intake entry: {exc}") from None

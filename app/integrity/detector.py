@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from app.integrity import follows, windows
 from app.integrity.facts import Facts, from_response, from_submission
 from app.integrity.quarantine import hold
-from app.integrity.score import GROUP_SIGNALS, quiet, score, strengths
+from app.integrity.score import GROUP_SIGNALS, score, strengths, suspects
 from app.integrity.windows import Place
 from app.models import Department, Response
 
@@ -54,27 +54,25 @@ class Detector:
         if not submissions:
             return out
         hours = self.opening_hours(session)
-        facts = [from_submission(sub) for sub in submissions]
-        out.facts = windows.places(facts)
-        out.increments = windows.increments(out.facts)
+        out.facts, groups = windows.placed([from_submission(sub) for sub in submissions])  # (scored 0 so far)
+        out.increments = windows.counted(groups)
         counts = windows.read(redis, windows.needed_by(out.increments, out.facts))
         counts.add(out.increments)
         memo: dict = {}
-        for sub, (f, p) in zip(submissions, out.facts, strict=True):
-            dept_hours = hours.get(f.department_id)
-            if quiet(f, p, counts, dept_hours, memo):
-                sub.score, sub.reasons = 0, []
-                continue
-            sub.score, sub.reasons = score(strengths(f, p, counts, dept_hours, memo))
-            if sub.score >= self.threshold:
-                sub.held = True
-                out.held += 1
-            for name, strength in sub.reasons:  # the signals found, strongest first
-                if name in GROUP_SIGNALS:
-                    key, span = _group(name, f, p)
-                    level = -(-int(strength * 100) * LEVELS // 100)
-                    if out.groups.get(key, (0,))[0] < level:
-                        out.groups[key] = (level, f.survey_id, f.department_id, *span)
+        for p, members in groups:
+            dept_hours = hours.get(members[0].department_id)
+            for f in suspects(p, members, counts, dept_hours, memo):
+                sub = f.source
+                sub.score, sub.reasons = score(strengths(f, p, counts, dept_hours, memo))
+                if sub.score >= self.threshold:
+                    sub.held = True
+                    out.held += 1
+                for name, strength in sub.reasons:  # the signals found, strongest first
+                    if name in GROUP_SIGNALS:
+                        key, span = _group(name, f, p)
+                        level = -(-int(strength * 100) * LEVELS // 100)
+                        if out.groups.get(key, (0,))[0] < level:
+                            out.groups[key] = (level, f.survey_id, f.department_id, *span)
         return out
 
     def after_commit(self, session: Session, redis: Redis, assessment: Assessment) -> int:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from app.integrity.signals import FOLLOW_BEFORE_MS
+from app.integrity.signals import BRISK_MS, FOLLOW_BEFORE_MS
 
 MIN_TEXT = 8  # shorter free texts ("很好", "满意") are said by everyone: never compared
-_DROP = {ord(c): None for c in " \t\r\n，。！？、,.!?;；:：~～…-—\"'“”‘’()（）"}
+_DROP = re.compile("[" + re.escape(" \t\r\n，。！？、,.!?;；:：~～…-—\"'“”‘’()（）") + "]+")
 
 
 def text_key(text: str | None) -> str | None:
@@ -18,9 +20,9 @@ def text_key(text: str | None) -> str | None:
     is never kept in the integrity metadata."""
     if not text or len(text) < MIN_TEXT:
         return None
-    normal = text.translate(_DROP)
+    normal = _DROP.sub("", text)
     if not unicodedata.is_normalized("NFKC", normal):  # (cheap to ask; most texts need it once)
-        normal = unicodedata.normalize("NFKC", normal).translate(_DROP)
+        normal = _DROP.sub("", unicodedata.normalize("NFKC", normal))
     normal = normal.lower()
     if len(normal) < MIN_TEXT:
         return None
@@ -51,31 +53,47 @@ class Facts:
     followed_ms: int | None = None
     left_ms: int | None = None
     response_id: int | None = None  # once stored
+    # A signal of its own whatever the window holds: straight-lining, a new follower, a brisk
+    # completion, a browser outside WeChat (score.suspects never passes over such a response).
+    odd: bool | None = None  # (None: worked out from the fields above)
+    source: Any = None  # the Submission these facts were read from, in the drain
+
+    def __post_init__(self) -> None:
+        if self.odd is None:
+            self.odd = _odd(self.straightline, self.followed_ms, self.completion_ms, self.ua)
 
 
 def from_submission(sub) -> Facts:
-    """The facts of a Submission in the drain; stores the derived ones in its meta for later looks."""
-    meta, segment = sub.meta, sub.segment_question_id
-    chosen, text = [], None
-    for q, o, t in sub.answers:  # one pass: the choice signature's options and the first free text
-        if o and q != segment:
-            chosen.append(o)
-        if t and text is None:
-            text = t
-    tx = text_key(text) if text else None
-    sig = meta["sig"] = hash(tuple(chosen)) & 0xFFFFFFFF  # as choice_signature
+    """The facts of a Submission in the drain; stores the derived ones in its meta for later looks,
+    and marks it assessed with nothing found (score 0) until the detector finds something."""
+    meta, segment, answers = sub.meta, sub.segment_question_id, sub.answers
+    sig = meta["sig"] = hash(tuple([o for q, o, _ in answers if o and q != segment])) & 0xFFFFFFFF
+    texts = [t for _, _, t in answers if t]  # (the first free text is the one compared)
+    tx = text_key(texts[0]) if texts else None
     if tx:
         meta["tx"] = tx
-    ms = int(sub.submitted_at.timestamp() * 1000)
+    ms = sub.ms or round(sub.submitted_at.timestamp() * 1000)
     followed = meta.get("fw")
     if followed is not None and not 0 <= ms - followed <= FOLLOW_BEFORE_MS:
         del meta["fw"]  # a follower of old: nothing to watch
         followed = None
+    ua, completion_ms, straightline = meta.get("ua"), meta.get("completion_ms"), "straightline" in sub.flags
+    odd = _odd(straightline, followed, completion_ms, ua)
+    sub.score, sub.reasons = 0, []
     return Facts(
-        sub.survey_id, sub.department_id, ms, sub.respondent_key,
-        meta.get("ip"), meta.get("ua"), meta.get("scanned"), meta.get("completion_ms"),
-        "straightline" in sub.flags, tx, sig, followed,
+        sub.survey_id, sub.department_id, ms, sub.respondent_key, meta.get("ip"), ua, meta.get("scanned"),
+        completion_ms, straightline, tx, sig, followed, None, None, odd, sub,
     )  # fmt: skip
+
+
+def _odd(straightline: bool, followed: int | None, completion_ms: int | None, ua: str | None) -> bool:
+    """A signal of the response's own (see Facts.odd)."""
+    return (
+        straightline
+        or bool(followed)
+        or (completion_ms is not None and completion_ms < BRISK_MS)
+        or (ua is not None and ua != "wechat")
+    )
 
 
 def from_response(response) -> Facts:
@@ -85,7 +103,7 @@ def from_response(response) -> Facts:
     if submitted.tzinfo is None:
         submitted = submitted.replace(tzinfo=UTC)
     return Facts(
-        response.survey_id, response.department_id, int(submitted.timestamp() * 1000),
+        response.survey_id, response.department_id, round(submitted.timestamp() * 1000),
         response.respondent_key,
         meta.get("ip"), meta.get("ua"), meta.get("scanned"), meta.get("completion_ms"),
         "straightline" in (response.flags or []), meta.get("tx"), int(meta.get("sig") or 0),

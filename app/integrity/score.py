@@ -102,42 +102,71 @@ def strengths(f: Facts, p: Place, counts: Counts, hours: tuple[int, int] | None,
     return found
 
 
-def quiet(f: Facts, p: Place, counts: Counts, hours: tuple[int, int] | None, memo: dict) -> bool:
-    """True when no signal can touch this response (strengths would find none): the drain's common
-    case, told from the batch's hot choices, prefixes and texts (per bucket and day, in `memo`)
-    without weighing each signal for each response."""
-    if (
-        f.straightline
-        or f.followed_ms
-        or (f.completion_ms is not None and f.completion_ms < signals.BRISK_MS)
-    ):
-        return False
-    if f.ua is not None and f.ua != "wechat":
-        return False
-    if hours and signals.off_hours(minute_of_day(f), hours):
-        return False
-    if (memo.get(p.bucket_key) or _volume(f, p, counts, memo)) != (0.0, 0.0):
-        return False
-    if f.scanned is False and _no_scan(f, p, counts, memo):
-        return False
+def suspects(p: Place, members: list[Facts], counts: Counts, hours: tuple[int, int] | None,
+             memo: dict) -> list[Facts]:  # fmt: skip
+    """The responses of one place (`members`, a batch's at that place) that some signal may touch;
+    strengths finds nothing for the others. The drain's common case, told once per place (its
+    volume, no-scan share, and the choices, prefixes and texts whose signal is not nil) and then
+    by set look-ups per response, without weighing each signal for each response."""
+    if _volume(members[0], p, counts, memo) != (0.0, 0.0):
+        return members
+    no_scan = _no_scan(members[0], p, counts, memo)
     hot = memo.get(id(p))  # (a batch's Places live as long as its memo)
     if hot is None:
-        hot = memo[id(p)] = _hot(counts, p)
-    return f.signature not in hot[0] and f.ip not in hot[1] and f.text not in hot[2]
+        hot = memo[id(p)] = _hot(counts, p, memo)
+    signatures, prefixes, texts = hot
+    if hours:
+        minute = minute_of_day
+        return [f for f in members if f.odd or (no_scan and f.scanned is False) or f.signature in signatures
+                or f.ip in prefixes or f.text in texts or signals.off_hours(minute(f), hours)]  # fmt: skip
+    if no_scan:
+        return [f for f in members if f.odd or f.scanned is False or f.signature in signatures
+                or f.ip in prefixes or f.text in texts]  # fmt: skip
+    if signatures or prefixes or texts:
+        return [f for f in members if f.odd or f.signature in signatures or f.ip in prefixes
+                or f.text in texts]  # fmt: skip
+    return [f for f in members if f.odd]
 
 
-def _hot(counts: Counts, p: Place) -> tuple[set[int], set[str], set[str]]:
-    """The signatures, address prefixes and texts of a place that could make a signal (at or above
-    the floors below which _same_answers, _ip_cluster and text_duplicates find nothing)."""
+def _hot(counts: Counts, p: Place, memo: dict) -> tuple[set[int], set[str], set[str]]:
+    """The signatures, address prefixes and texts of a place whose signal is not nil. Each signal
+    is nil below a threshold of the place's own (its window, its day's answers and prefixes),
+    worked out once here; only the few over it are weighed (into `memo`, where strengths finds
+    them) rather than every prefix and choice of a busy department's day."""
     none: dict[str, int] = {}
-    here, before, after = (counts.values.get(k, none) for k in (p.bucket_key, p.prev_key, p.next_key))
-    signatures = {int(name[2:]) for name, n in here.items() if name[:2] == "s:" and
-                  n + max(before.get(name, 0), after.get(name, 0)) >= signals.SIGNATURE_FLOOR}  # fmt: skip
-    yday, tmrw = counts.values.get(p.yday_ip_key, none), counts.values.get(p.tmrw_ip_key, none)
-    prefixes = {ip for ip, n in counts.values.get(p.ip_key, none).items() if n > signals.IP_FLOOR or
-                n + max(yday.get(ip, 0), tmrw.get(ip, 0)) > signals.IP_FLOOR_TWO_DAYS}  # fmt: skip
-    day = counts.values.get(p.day_key, none)
-    texts = {name[2:] for name, n in day.items() if name[:2] == "t:" and n > signals.TEXT_FLOOR}
+    get, lengths, values = counts.get, counts.lengths, counts.values
+    here, before, after = (values.get(k, none) for k in (p.bucket_key, p.prev_key, p.next_key))
+    here_n = here.get("n", 0)
+    # same_answers: over 30% of a 20-minute window (and at least SIGNATURE_FLOOR)
+    least = max(signals.SIGNATURE_FLOOR, 0.3 * (here_n + min(before.get("n", 0), after.get("n", 0))))
+    signatures = set()
+    for name, n in here.items():
+        if name[:2] == "s:" and n + max(before.get(name, 0), after.get(name, 0)) >= least:
+            signature = int(name[2:])
+            if memo.setdefault((p.bucket_key, signature), _same_answers(get, p, name)):
+                signatures.add(signature)
+    # ip_cluster: over four times the average prefix's answers, over the day or over two days
+    day_n, distinct = get(p.day_key, "n"), lengths.get(p.ip_key, 0)
+    one_day = max(signals.IP_FLOOR, 4 * day_n / max(distinct, 1))
+    today = values.get(p.ip_key, none)
+    candidates = [ip for ip, n in today.items() if n > one_day]
+    for day_key, ip_key in ((p.yday_key, p.yday_ip_key), (p.tmrw_key, p.tmrw_ip_key)):
+        other = values.get(ip_key)
+        if other:
+            bar = 4 * (day_n + get(day_key, "n")) / max(distinct + lengths.get(ip_key, 0), 1)
+            bar = max(signals.IP_FLOOR_TWO_DAYS, bar)
+            candidates += [ip for ip, n in other.items() if n and today.get(ip, 0) + n > bar]
+    prefixes = set()
+    for ip in candidates:
+        if memo.setdefault((p.ip_key, ip), _ip_cluster(counts, p, ip, day_n)):
+            prefixes.add(ip)
+    # text_duplicates: over TEXT_FLOOR and TEXT_SHARE of the day's answers
+    most = max(signals.TEXT_FLOOR, signals.TEXT_SHARE * day_n)
+    texts = set()
+    for name, n in values.get(p.day_key, none).items():
+        if name[:2] == "t:" and n > most:
+            if memo.setdefault((p.day_key, name[2:]), signals.text_duplicates(n, day_n)):
+                texts.add(name[2:])
     return signatures, prefixes, texts
 
 
