@@ -312,9 +312,12 @@ def run_drain(ctx: Context) -> list[Result]:
 
             client = redis_store.client
             batch = app.config["SETTINGS"].survey.drain_batch_size  # what the drain job uses
+            from app.integrity.facts import answer_facts
+
             form, dept = intake.load_form(db.session, SURVEY, DEPT)
             answers = [(q.id, q.options[1].id, None) for q in form.questions if q.kind == "single"]
             answers.append((form.questions[-1].id, None, "服务很好"))
+            facts = answer_facts(answers, form.segment_question_id)  # as record_response adds them
             client.delete(intake.STREAM)
             now = datetime.now(UTC)
 
@@ -331,7 +334,7 @@ def run_drain(ctx: Context) -> list[Result]:
                         "wechat",
                         answers,
                         form.segment_question_id,
-                        {"completion_ms": 41_000, "ua": "wechat", "ip": "10.1.2.0/24"},
+                        {"completion_ms": 41_000, "ua": "wechat", "ip": "10.1.2.0/24", **facts},
                     )
                     keys = [
                         intake.done_key(form.id, dept.id, rkey),

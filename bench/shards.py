@@ -52,6 +52,7 @@ with app.app_context():
 def _queue(client, forms, n: int, shards: int) -> None:
     from app.intake import store as intake_store
     from app.intake.shards import stream_key
+    from app.integrity.facts import answer_facts
 
     now = datetime.now(UTC)
     pipe = client.pipeline(transaction=False)
@@ -62,7 +63,8 @@ def _queue(client, forms, n: int, shards: int) -> None:
         sub = intake_store.Submission(
             hashlib.sha256(f"s{shards}-i-{i}".encode()).hexdigest(), form.id, dept.id,
             hashlib.sha256(f"s{shards}-{i}".encode()).hexdigest(), now, "wechat", answers,
-            form.segment_question_id, {"completion_ms": 41_000, "ua": "wechat", "ip": "10.1.2.0/24"},
+            form.segment_question_id, {"completion_ms": 41_000, "ua": "wechat", "ip": "10.1.2.0/24",
+                                       **answer_facts(answers, form.segment_question_id)},
         )  # fmt: skip
         pipe.xadd(stream_key(k if shards > 1 else 0), {"p": sub.encode(), "ns": "0"})
         if i % 1000 == 999:

@@ -58,6 +58,7 @@ from app.intake.forms import STATE_MESSAGES, DepartmentInfo, SurveyForm, read_fo
 from app.intake.respondents import _scan_key, respondent_key
 from app.intake.store import Submission, write_responses
 from app.intake.validation import FAST_MS, ip_prefix, parse_answers, straightlined, user_agent_class
+from app.integrity.facts import answer_facts
 from app.metrics import ACCEPTED, SUBMISSIONS
 from app.models import Response
 from app.redis_store import ScriptRunner
@@ -221,6 +222,7 @@ def _record_response(
             "completion_ms": completion_ms,
             "ua": user_agent_class(user_agent),
             "ip": ip_prefix(remote_addr),
+            **answer_facts(answers, form.segment_question_id),
         },
         flags=flags,
         case=followup_request(settings, form, answers, data, openid),

@@ -63,15 +63,28 @@ class Facts:
             self.odd = _odd(self.straightline, self.followed_ms, self.completion_ms, self.ua)
 
 
-def from_submission(sub) -> Facts:
-    """The facts of a Submission in the drain; stores the derived ones in its meta for later looks,
-    and marks it assessed with nothing found (score 0) until the detector finds something."""
-    meta, segment, answers = sub.meta, sub.segment_question_id, sub.answers
-    sig = meta["sig"] = hash(tuple([o for q, o, _ in answers if o and q != segment])) & 0xFFFFFFFF
+def answer_facts(answers, segment_question_id: int | None) -> dict[str, int | str]:
+    """What the detector reads from the answers themselves, for the response's meta: the choice
+    signature ("sig") and the first free text's key ("tx", when there is one). Worked out at intake,
+    where the answers are in hand, so the drain does not go over them again."""
+    facts: dict[str, int | str] = {"sig": choice_signature(answers, segment_question_id)}
     texts = [t for _, _, t in answers if t]  # (the first free text is the one compared)
     tx = text_key(texts[0]) if texts else None
     if tx:
-        meta["tx"] = tx
+        facts["tx"] = tx
+    return facts
+
+
+def from_submission(sub) -> Facts:
+    """The facts of a Submission in the drain (its meta as intake left it; the answers' own facts
+    worked out here for an entry queued without them), and marks it assessed with nothing found
+    (score 0) until the detector finds something."""
+    meta = sub.meta
+    sig = meta.get("sig")
+    if type(sig) is not int:
+        meta.update(answer_facts(sub.answers, sub.segment_question_id))
+        sig = meta["sig"]
+    tx = meta.get("tx")
     ms = sub.ms or round(sub.submitted_at.timestamp() * 1000)
     followed = meta.get("fw")
     if followed is not None and not 0 <= ms - followed <= FOLLOW_BEFORE_MS:

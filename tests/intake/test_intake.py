@@ -98,6 +98,27 @@ def test_accepts_once_and_drains_with_tally(app, session, demo, redis_client):
     assert redis_client.xlen(intake.STREAM) == 0
 
 
+def test_intake_queues_the_answers_facts_the_drain_reads(app, session, demo, redis_client):
+    """The choice signature and the free text's key are worked out once, at intake; the drain takes
+    them from the entry (and stores them with the response for later looks)."""
+    from app.integrity.facts import choice_signature, from_submission, text_key
+
+    form, _ = intake.load_form(session, SURVEY, DEPT)
+    submit(
+        app, session, redis_client, "o-facts", data=full_answers(form, 2, text="窗口的工作人员很耐心，谢谢！")
+    )
+    payload = redis_client.xrange(intake.STREAM, count=1)[0][1]["p"]
+    sub = intake_store.Submission.decode(payload)
+    assert sub.meta["sig"] == choice_signature(sub.answers, form.segment_question_id)
+    assert sub.meta["tx"] == text_key("窗口的工作人员很耐心，谢谢！")
+    queued = sub.meta["sig"]
+    sub.meta["sig"] = 12345  # what the entry carries is what the detector uses
+    assert from_submission(sub).signature == 12345
+    drain.drain_backlog(session, redis_client)
+    stored = session.scalar(select(Response))
+    assert stored.meta["tx"] == text_key("窗口的工作人员很耐心 谢谢") and stored.meta["sig"] == queued
+
+
 def test_malformed_stream_entries_go_to_dead_letters_and_the_rest_is_stored(app, session, demo, redis_client):
     queue_many(session, redis_client, 2, prefix="good")
     good = json.loads(redis_client.xrange(intake.STREAM, count=1)[0][1]["p"])
