@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -111,7 +111,8 @@ def store_batch(session: Session, redis: Redis, entries: list[Entry], report: Dr
                 detector: Detector | None = None) -> None:  # fmt: skip
     """Decode and commit one batch (the SQL step); malformed entries go to the dead letters.
     With a detector the batch is scored first (app.integrity.detector) and, once committed,
-    added to the window counts; stored answers its windows implicate are quarantined after."""
+    added to the window counts (by the next batch's read, or as the drain run ends); stored
+    answers its windows implicate are quarantined after."""
     submissions: list[Submission] = []
     for entry_id, fields in entries:
         try:
@@ -255,7 +256,17 @@ def drain_backlog(
         raise
     finally:
         report.seconds = round(time.monotonic() - started, 3)
+        if detector is not None:
+            _flush_counts(detector, redis)
     return report
+
+
+def _flush_counts(detector: Detector, redis: Redis) -> None:
+    """The window counts of the run's last batch (each batch's are added by the next one's read)."""
+    try:
+        detector.flush(redis)
+    except RedisError as exc:
+        log.warning("drain: the last batch's window counts were not added (%s)", type(exc).__name__)
 
 
 def intake_status(session: Session, redis: Redis, shards: int = 1) -> dict[str, Any]:

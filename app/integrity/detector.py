@@ -36,6 +36,9 @@ class Detector:
         self.threshold = threshold
         self._hours: dict[int, tuple[int, int] | None] = {}
         self._hours_at = 0.0
+        # A committed batch's counts, added by the next batch's read (one script call for both)
+        # or by flush() when the drain run ends or a second look needs them.
+        self._unwritten: windows.Increments = {}
 
     def opening_hours(self, session: Session) -> dict[int, tuple[int, int] | None]:
         from app.integrity.signals import parse_hours
@@ -56,7 +59,8 @@ class Detector:
         hours = self.opening_hours(session)
         out.facts, groups = windows.placed([from_submission(sub) for sub in submissions])  # (scored 0 so far)
         out.increments = windows.counted(groups)
-        counts = windows.read(redis, windows.needed_by(out.increments, out.facts))
+        counts = windows.read(redis, windows.needed_by(out.increments, out.facts), add=self._unwritten)
+        self._unwritten = {}
         counts.add(out.increments)
         memo: dict = {}
         for p, members in groups:
@@ -76,13 +80,15 @@ class Detector:
         return out
 
     def after_commit(self, session: Session, redis: Redis, assessment: Assessment) -> int:
-        """Add the committed batch to the counts, watch its new followers, and quarantine stored
-        answers of any window whose signal reached a new level. Commits; returns answers moved."""
-        windows.write(redis, assessment.increments)
+        """Note the committed batch's counts (added by the next batch's read or by flush), watch its
+        new followers, and quarantine stored answers of any window whose signal reached a new
+        level (with the counts added first). Commits; returns answers moved."""
+        self._unwritten = windows.merged(self._unwritten, assessment.increments)
         follows.watch(redis, [f for f, _ in assessment.facts if f.followed_ms is not None])
         grown = _new_levels(redis, assessment.groups)
         if not grown:
             return 0
+        self.flush(redis)
         seen = {f.respondent_key for f, _ in assessment.facts}
         ranges = {(s, d, start, end) for s, d, start, end in grown}
         moved = 0
@@ -90,6 +96,13 @@ class Detector:
             moved += self.look_again(session, redis, survey_id, dept_id, start, end, skip=seen)
         session.commit()
         return moved
+
+    def flush(self, redis: Redis) -> None:
+        """Add the counts of the committed batches not yet added (the drain calls this as it ends;
+        a process that dies first loses one batch's counts: heuristics, SQL is the record)."""
+        if self._unwritten:
+            windows.write(redis, self._unwritten)
+            self._unwritten = {}
 
     def look_again(self, session: Session, redis: Redis, survey_id: int, department_id: int, start_ms: int,
                    end_ms: int, skip: frozenset[str] | set[str] = frozenset(),

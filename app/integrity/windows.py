@@ -9,9 +9,10 @@
 - `wx:ig:{<s>:<d>}:base`: w<hour of week>, o<hour of day>, `all` and `ns` totals, `first` (ms of the
   first answer): the department's own baseline for the burst, surge and no-scan signals.
 
-The drain reads the counts a batch needs before writing it and adds the batch's own after its
-transaction commits, so a batch replayed after a crash is not counted twice (a crash in between
-loses a batch's counts: these are heuristics, SQL is the record).
+The drain reads the counts a batch needs before writing it and adds the batch's own only once its
+transaction has committed, so a batch replayed after a crash is not counted twice: the next
+batch's read adds them in the same script call (or the drain adds them as its run ends). A crash
+in between loses a batch's counts: these are heuristics, SQL is the record.
 """
 
 from __future__ import annotations
@@ -82,14 +83,30 @@ def placed(facts: list[Facts]) -> tuple[list[tuple[Facts, Place]], list[tuple[Pl
     """places(facts), and the places with their responses (as grouped() gives them)."""
     cache: dict[tuple[int, int, int], tuple[Place, list[Facts]]] = {}
     pairs = []
+    known = _known_places(offset_s())
     for f in facts:
         key = (f.survey_id, f.department_id, f.ms // BUCKET_MS)
         group = cache.get(key)
         if group is None:
-            group = cache[key] = (Place(f), [])
+            p = known.get(key)
+            if p is None:
+                p = known[key] = Place(f)
+            group = cache[key] = (p, [])
         group[1].append(f)
         pairs.append((f, group[0]))
     return pairs, list(cache.values())
+
+
+_PLACES: dict[int, dict[tuple[int, int, int], Place]] = {}  # city offset -> recent places
+
+
+def _known_places(offset: int) -> dict[tuple[int, int, int], Place]:
+    """The places of recent batches (a department's bucket recurs in every batch for ten minutes;
+    a Place's keys cost more to build than everything else a batch does per place)."""
+    known = _PLACES.get(offset)
+    if known is None or len(known) > 20_000:
+        known = _PLACES[offset] = {}
+    return known
 
 
 def grouped(pairs: Iterable[tuple[Facts, Place]]) -> list[tuple[Place, list[Facts]]]:
@@ -180,14 +197,32 @@ def needed_by(inc: Increments, pairs: Iterable[tuple[Facts, Place]]) -> dict[str
     return want
 
 
-# KEYS: the hashes. ARGV: per key its wanted fields joined by newlines. Returns per key the values
-# joined by commas (0 for a missing field), then HLEN for an address-prefix hash: one script
-# call per batch and slot, a few strings each way (not thousands of arguments to encode).
-READ_SCRIPT = ScriptRunner("""
+# KEYS: the hashes to add to (n of them), then the hashes to read. ARGV: n, the TTL of day keys,
+# the TTL of base keys, then per key to add to its fields joined by newlines, then per key to add
+# to its increments joined by commas (in the same order; `first` is set if absent, every other
+# field incremented), then per key to read its fields joined by newlines. Returns per key read
+# the values joined by commas (0 for a missing field), then HLEN for an address-prefix hash. One
+# script call per batch (and cluster slot): a committed batch's counts are added by the next
+# batch's read, a few strings each way (not thousands of arguments to encode).
+COUNTS_SCRIPT = ScriptRunner("""
+local n = tonumber(ARGV[1])
+for k = 1, n do
+  local key = KEYS[k]
+  local adds = string.gmatch(ARGV[3 + n + k], '[^,]+')
+  for field in string.gmatch(ARGV[3 + k], '[^\\n]+') do
+    local add = adds()
+    if field == 'first' then
+      redis.call('HSETNX', key, 'first', add)
+    else
+      redis.call('HINCRBY', key, field, add)
+    end
+  end
+  redis.call('EXPIRE', key, string.sub(key, -5) == ':base' and ARGV[3] or ARGV[2])
+end
 local out = {}
-for k = 1, #KEYS do
+for k = n + 1, #KEYS do
   local fields = {}
-  for f in string.gmatch(ARGV[k], '[^\\n]+') do fields[#fields + 1] = f end
+  for f in string.gmatch(ARGV[3 + n + k], '[^\\n]+') do fields[#fields + 1] = f end
   local values = {}
   for i = 1, #fields, 1000 do
     local part = redis.call('HMGET', KEYS[k], unpack(fields, i, math.min(i + 999, #fields)))
@@ -200,17 +235,18 @@ return out
 """)
 
 
-def read(redis: Redis, want: dict[str, set[str]]) -> Counts:
-    """The wanted fields of every hash and the HLEN of the address-prefix hashes (one script
-    call; on a Redis Cluster one per slot, i.e. per survey and department)."""
+def read(redis: Redis, want: dict[str, set[str]], add: Increments | None = None) -> Counts:
+    """The wanted fields of every hash and the HLEN of the address-prefix hashes, after adding
+    `add` (a committed batch's increments, see write): one script call, on a Redis Cluster one
+    per slot, i.e. per survey and department."""
     counts = Counts()
-    if not want:
-        return counts
-    for group in _per_slot(redis, want):
-        plan = [(key, list(fields)) for key, fields in group.items()]
-        replies = iter(
-            READ_SCRIPT(redis, [key for key, _ in plan], ["\n".join(fields) for _, fields in plan])
-        )
+    for adding, reading in _per_slot(redis, add or {}, want):
+        plan = [(key, list(fields)) for key, fields in reading.items()]
+        args: list = [len(adding), DAY_TTL, BASE_TTL]
+        args += ["\n".join(counter) for counter in adding.values()]
+        args += [",".join(map(str, counter.values())) for counter in adding.values()]
+        args += ["\n".join(fields) for _, fields in plan]
+        replies = iter(COUNTS_SCRIPT(redis, [*adding, *(key for key, _ in plan)], args))
         for key, fields in plan:
             counts.values[key].update(zip(fields, map(int, _text(next(replies)).split(",")), strict=True))
             if key.endswith(":ip"):
@@ -218,18 +254,26 @@ def read(redis: Redis, want: dict[str, set[str]]) -> Counts:
     return counts
 
 
+def write(redis: Redis, inc: Increments) -> None:
+    """Add a committed batch's counts now (the drain's detector leaves them to its next read)."""
+    read(redis, {}, add=inc)
+
+
 def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _per_slot(redis: Redis, keyed: dict) -> list[dict]:
-    """One group of keys per cluster slot (`wx:ig:{<survey>:<department>}:...`); one in all on a
-    single Redis."""
+def _per_slot(redis: Redis, adding: dict, reading: dict) -> list[tuple[dict, dict]]:
+    """The keys to add to and to read, grouped per cluster slot (`wx:ig:{<survey>:<department>}:...`);
+    one group in all on a single Redis (none when there is nothing to do)."""
+    if not adding and not reading:
+        return []
     if not isinstance(redis, RedisCluster):
-        return [keyed]
-    groups: dict[str, dict] = {}
-    for key, value in keyed.items():
-        groups.setdefault(key[: key.index("}") + 1], {})[key] = value
+        return [(adding, reading)]
+    groups: dict[str, tuple[dict, dict]] = {}
+    for side, keyed in enumerate((adding, reading)):
+        for key, value in keyed.items():
+            groups.setdefault(key[: key.index("}") + 1], ({}, {}))[side][key] = value
     return list(groups.values())
 
 
@@ -262,46 +306,24 @@ def counted(groups: list[tuple[Place, list[Facts]]]) -> Increments:
     return {key: counter for key, counter in inc.items() if counter}
 
 
+def merged(first: Increments, second: Increments) -> Increments:
+    """Two batches' increments as one (`first` the earlier of the two)."""
+    if not first:
+        return second
+    out = {key: dict(counter) for key, counter in first.items()}
+    for key, counter in second.items():
+        target = out.setdefault(key, {})
+        for field, n in counter.items():
+            target[field] = min(target.get(field, n), n) if field == "first" else target.get(field, 0) + n
+    return out
+
+
 def _add(target: dict[str, int], counts: dict[str, int]) -> None:
     if not target:
         target.update(counts)
         return
     for field, n in counts.items():
         target[field] = target.get(field, 0) + n
-
-
-# KEYS: the hashes. ARGV: ttl of day keys, ttl of base keys, then per key its fields joined by
-# newlines, then per key the increments joined by commas, in the same order (`first` is set if
-# absent, every other field incremented). One call per batch (and slot).
-ADD_SCRIPT = ScriptRunner("""
-local n = #KEYS
-for k = 1, n do
-  local key = KEYS[k]
-  local adds = string.gmatch(ARGV[n + k + 2], '[^,]+')
-  for field in string.gmatch(ARGV[k + 2], '[^\\n]+') do
-    local add = adds()
-    if field == 'first' then
-      redis.call('HSETNX', key, 'first', add)
-    else
-      redis.call('HINCRBY', key, field, add)
-    end
-  end
-  redis.call('EXPIRE', key, string.sub(key, -5) == ':base' and ARGV[2] or ARGV[1])
-end
-return 1
-""")
-
-
-def write(redis: Redis, inc: Increments) -> None:
-    """Add a committed batch's counts (one script call looping in the server; on a Redis Cluster
-    a script's keys must share a slot: one call per survey and department)."""
-    if not inc:
-        return
-    for group in _per_slot(redis, inc):
-        args: list = [DAY_TTL, BASE_TTL]
-        args += ["\n".join(counter) for counter in group.values()]
-        args += [",".join(map(str, counter.values())) for counter in group.values()]
-        ADD_SCRIPT(redis, list(group), args)
 
 
 def expected_per_day(counts: Counts, f: Facts, p: Place, field: str = "all") -> float:

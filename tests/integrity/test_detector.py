@@ -282,3 +282,15 @@ def test_retention_purge_removes_old_metadata_and_keeps_tallies(app, session, de
     assert official(session) == before
     assert verify_tallies(session, get_survey(session, SURVEY)) == []
     assert runner.invoke(retention, ["purge", "--older-than", "0"]).exit_code != 0
+
+
+def test_each_committed_batch_is_counted_once_by_the_windows(app, session, demo, redis_client):
+    """A batch's window counts are added with the next batch's read, and the run's last batch's
+    as the drain ends: after a run every answer is counted once, and a second run adds nothing."""
+    citizens(app, session, redis_client, 23)
+    report = drain_backlog(session, redis_client, batch_size=5, detector=Detector(55))
+    assert (report.batches, report.inserted) == (5, 23)
+    day_keys = [k for k in redis_client.scan_iter("wx:ig:*") if re.search(r":d\d+$", str(k))]
+    assert sum(int(redis_client.hget(k, "n") or 0) for k in day_keys) == 23
+    drain_backlog(session, redis_client, batch_size=5, detector=Detector(55))
+    assert sum(int(redis_client.hget(k, "n") or 0) for k in day_keys) == 23
