@@ -114,6 +114,9 @@ class EmbeddedRedis:
             "--appendfsync", self.appendfsync,
             "--daemonize", "no",
             "--logfile", str(self.var_dir / "redis.log"),
+            # Redis 7's default (this server is 6.2, whose 512 keeps a busy department's window counts
+            # in a list rewritten on every HINCRBY: 3.7 us a call in the drain instead of 0.8)
+            "--hash-max-ziplist-entries", "128",
         ]  # fmt: skip
 
     def spawn(self) -> subprocess.Popen:
