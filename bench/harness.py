@@ -135,25 +135,33 @@ def _fmt(value: Any) -> str:
 
 
 def write_table(records: list[dict[str, Any]], md: Path = BENCHMARKS_MD) -> None:
-    """Replace the table between the markers in BENCHMARKS.md, keeping the prose around it."""
-    lines = [
-        TABLE_START,
-        "| figure | value | unit | baseline (same run) | ratio | target | met | machine | date |",
-        "|---|---:|---|---|---:|---|---|---|---|",
-    ]
+    """Write these figures into the table between the markers in BENCHMARKS.md, keeping the prose
+    around it and the rows of figures this run did not measure (the committed table is the
+    record: bench-results/ is local to one checkout)."""
+    text = md.read_text() if md.exists() else "# Benchmarks\n\nWritten by `make bench`.\n\n"
+    rows: dict[str, str] = {}
+    if TABLE_START in text and TABLE_END in text:
+        for line in text.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0].splitlines()[3:]:
+            name = line.split("|")[1].strip() if line.startswith("|") else ""
+            if name:
+                rows[name] = line
     for r in records:
         m = r.get("machine", {})
         machine = f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('memory_gib', '?')} GiB"
         base = f"{_fmt(r.get('baseline'))} ({r.get('baseline_name') or '–'})"
         met = {True: "yes", False: "**NO**", None: "–"}[r.get("ok")]
         quick = " (quick)" if r.get("quick") else ""
-        lines.append(
+        rows[r["name"]] = (
             f"| {r['name']} | {_fmt(r['value'])} | {r['unit']} | {base} | {_fmt(r.get('ratio'))} "
             f"| {r.get('target') or '–'} | {met} | {machine} | {m.get('date', '?')}{quick} |"
         )
-    lines.append(TABLE_END)
-    table = "\n".join(lines)
-    text = md.read_text() if md.exists() else "# Benchmarks\n\nWritten by `make bench`.\n\n"
+    table = "\n".join([
+        TABLE_START,
+        "| figure | value | unit | baseline (same run) | ratio | target | met | machine | date |",
+        "|---|---:|---|---|---:|---|---|---|---|",
+        *(rows[name] for name in sorted(rows)),
+        TABLE_END,
+    ])  # fmt: skip
     if TABLE_START in text and TABLE_END in text:
         head, rest = text.split(TABLE_START, 1)
         text = head + table + rest.split(TABLE_END, 1)[1]
