@@ -17,7 +17,7 @@ BATCH = 1000  # what the drain job gathers per second at that rate
 ROUNDS = 5
 
 
-def _queue(client, app, n: int, tag: str, rng: random.Random, shard: int = 0) -> None:
+def _queue(client, app, n: int, tag: str, rng: random.Random, shard: int = 0) -> list[str]:
     """n entries on a shard's stream as record_response leaves them: 25 departments, citizens'
     carrier prefixes, WeChat mostly, a suggestion now and then, one second of campaign per 1,000."""
     from app import intake
@@ -63,23 +63,53 @@ def _queue(client, app, n: int, tag: str, rng: random.Random, shard: int = 0) ->
         if i % 1000 == 999:
             pipe.execute()
     pipe.execute()
+    return prefixes
 
 
-def _baseline(client, app) -> None:
-    """Two weeks of the same traffic as history: at this rate every hour is ordinary for each
-    department (the steady state; without it the whole campaign is one burst, see detail)."""
+def _baseline(client, app, prefixes: list[str], n: int) -> None:
+    """History of the same traffic, as a drain that has run for two weeks leaves it (the steady
+    state; without it the whole campaign is one burst, see detail): each department's baseline,
+    yesterday's day and address-prefix counts, and the 10 minutes before the run's first answer
+    (its window's earlier bucket), so that every read the detector makes finds a full hash."""
+    from types import SimpleNamespace
+
     from app.db import db
     from app.intake import load_form
+    from app.integrity.facts import choice_signature
+    from app.integrity.windows import Place
     from app.models import Department
 
+    rng = random.Random(7)
     per_hour = RATE * 3600 // 25
+    per_day = per_hour * 24
     first = int((time.time() - 14 * 86400) * 1000)
+    start_ms = int((time.time() - n / RATE) * 1000)
     for (code,) in db.session.query(Department.code).filter(Department.level == "city"):
         form, dept = load_form(db.session, SURVEY, code)
         fields = {f"o{h}": per_hour * 14 for h in range(24)} | {f"w{h}": per_hour * 2 for h in range(168)}
-        fields |= {f"wd{d}": per_hour * 24 * 2 for d in range(7)}  # the same weekday, two weeks
-        fields |= {"all": per_hour * 24 * 14, "ns": per_hour * 24 * 14 // 5, "first": first}
+        fields |= {f"wd{d}": per_day * 2 for d in range(7)}  # the same weekday, two weeks
+        fields |= {"all": per_day * 14, "ns": per_day * 14 // 5, "first": first}
         client.hset(f"wx:ig:{{{form.id}:{dept.id}}}:base", mapping=fields)
+        place = Place(SimpleNamespace(ms=start_ms, survey_id=form.id, department_id=dept.id))
+        day = {"n": per_day, "ns": per_day // 5, "u:mobile": per_day // 25} | {
+            f"h{h}": per_hour for h in range(24)
+        }
+        day |= {
+            f"t:{rng.getrandbits(48):012x}": 1 for _ in range(per_day * 3 // 10 // 100)
+        }  # 1 in 100 kept here
+        client.hset(place.yday_key, mapping=day)
+        client.hset(place.yday_ip_key, mapping={prefix: per_day // len(prefixes) for prefix in prefixes})
+        singles = [q for q in form.questions if q.kind == "single"]
+        in_bucket = RATE * 600 // 25
+        sample = 2000
+        signatures: dict[str, int] = {}
+        for _ in range(sample):
+            answers = [(q.id, rng.choice(q.options[:3]).id, None) for q in singles]
+            key = f"s:{choice_signature(answers, form.segment_question_id)}"
+            signatures[key] = signatures.get(key, 0) + in_bucket // sample
+        client.hset(place.prev_key, mapping={"n": in_bucket, **signatures})
+        for key in (place.yday_key, place.yday_ip_key, place.prev_key):
+            client.expire(key, 3 * 86400)
 
 
 def _reset(client, session) -> None:
@@ -122,9 +152,11 @@ def run_detector_cost(ctx: Context) -> list[Result]:
             for round_no in range(ROUNDS):
                 _reset(client, db.session)
                 for shard, mode in enumerate(streams):
-                    _queue(client, app, n, f"{mode}-{round_no}", random.Random(round_no), shard=shard)
+                    prefixes = _queue(
+                        client, app, n, f"{mode}-{round_no}", random.Random(round_no), shard=shard
+                    )
                     drain.ensure_group(client, streams[mode])
-                _baseline(client, app)
+                _baseline(client, app, prefixes, n)
                 detectors = {"plain": None, "detector": Detector(55)}
                 spent = {mode: [0.0, 0.0, 0] for mode in streams}  # CPU, Redis CPU, inserted
                 with drain.gc_paused():
