@@ -1,12 +1,16 @@
 # The stuffing detector in the drain: scores each batch before it is written (a response over the
-# threshold goes to SQL already quarantined), then adds the batch to the window counts and looks
-# again at stored answers whose window the batch made suspicious (retroactive quarantine).
+# threshold goes to SQL already quarantined), adds the batch to the window counts once it has
+# committed (with the next batch's read) and looks again at stored answers whose window the batch
+# made suspicious (retroactive quarantine).
 from __future__ import annotations
 
+import logging
+import secrets
 import time
 from dataclasses import dataclass, field
 
 from redis import Redis
+from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -19,6 +23,9 @@ from app.models import Department, Response
 
 LEVELS = 4  # a group's signal is looked at again each time it reaches a new quarter of its strength
 HOURS_TTL = 60.0  # seconds a process keeps the departments' opening hours
+IN_DOUBT = 64  # batches' counts kept to send again at most (the oldest dropped first)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -39,6 +46,10 @@ class Detector:
         # A committed batch's counts, added by the next batch's read (one script call for both)
         # or by flush() when the drain run ends or a second look needs them.
         self._unwritten: windows.Increments = {}
+        # Counts sent with a mark whose call failed: Redis may have added them before the reply
+        # was lost. Sent again with the same mark (added at most once), or dropped after half the
+        # mark's life (a count lost rather than doubled: heuristics, SQL is the record).
+        self._in_doubt: list[tuple[str, windows.Increments, float]] = []
 
     def opening_hours(self, session: Session) -> dict[int, tuple[int, int] | None]:
         from app.integrity.signals import parse_hours
@@ -59,8 +70,9 @@ class Detector:
         hours = self.opening_hours(session)
         out.facts, groups = windows.placed([from_submission(sub) for sub in submissions])  # (scored 0 so far)
         out.increments = windows.counted(groups)
-        counts = windows.read(redis, windows.needed_by(out.increments, out.facts), add=self._unwritten)
-        self._unwritten = {}
+        self._settle(redis)
+        want = windows.needed_by(out.increments, out.facts)
+        counts = self._send(lambda adding, mark: windows.read(redis, want, adding, mark))
         counts.add(out.increments)
         memo: dict = {}
         for p, members in groups:
@@ -100,9 +112,38 @@ class Detector:
     def flush(self, redis: Redis) -> None:
         """Add the counts of the committed batches not yet added (the drain calls this as it ends;
         a process that dies first loses one batch's counts: heuristics, SQL is the record)."""
+        self._settle(redis)
         if self._unwritten:
-            windows.write(redis, self._unwritten)
-            self._unwritten = {}
+            self._send(lambda adding, mark: windows.write(redis, adding, mark))
+
+    def _send(self, call):
+        """call(adding, mark) with the committed counts taken out first. If it fails they are in
+        doubt (see _in_doubt), never still unwritten to be added a second time, and the call is
+        made once more without them (a Redis that refuses writes, its memory full, still reads)."""
+        adding, self._unwritten = self._unwritten, {}
+        mark = secrets.token_hex(8) if adding else ""
+        try:
+            return call(adding, mark)
+        except RedisError as exc:
+            if not adding:
+                raise
+            log.warning("integrity: window counts in doubt, to be sent again (%s)", type(exc).__name__)
+            self._in_doubt = [*self._in_doubt[-(IN_DOUBT - 1) :], (mark, adding, time.monotonic())]
+            return call({}, "")
+
+    def _settle(self, redis: Redis) -> None:
+        """Send again the counts in doubt, each with its own mark; those older than half the mark's
+        life are dropped. Any left when Redis fails again wait for the next batch."""
+        fresh = time.monotonic() - windows.MARK_TTL / 2
+        self._in_doubt = [item for item in self._in_doubt if item[2] > fresh]
+        while self._in_doubt:
+            mark, adding, _ = self._in_doubt[0]
+            try:
+                windows.write(redis, adding, mark)
+            except RedisError as exc:
+                log.warning("integrity: window counts still in doubt (%s)", type(exc).__name__)
+                return
+            self._in_doubt.pop(0)
 
     def look_again(self, session: Session, redis: Redis, survey_id: int, department_id: int, start_ms: int,
                    end_ms: int, skip: frozenset[str] | set[str] = frozenset(),

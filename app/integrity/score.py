@@ -111,7 +111,7 @@ def suspects(p: Place, members: list[Facts], counts: Counts, hours: tuple[int, i
     if _volume(members[0], p, counts, memo) != (0.0, 0.0):
         return members
     no_scan = _no_scan(members[0], p, counts, memo)
-    hot = memo.get(id(p))  # (a batch's Places live as long as its memo)
+    hot = memo.get(id(p))  # (Places outlive a batch's memo: windows keeps recent ones)
     if hot is None:
         hot = memo[id(p)] = _hot(counts, p, memo)
     signatures, prefixes, texts = hot

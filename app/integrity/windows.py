@@ -12,7 +12,10 @@
 The drain reads the counts a batch needs before writing it and adds the batch's own only once its
 transaction has committed, so a batch replayed after a crash is not counted twice: the next
 batch's read adds them in the same script call (or the drain adds them as its run ends). A crash
-in between loses a batch's counts: these are heuristics, SQL is the record.
+in between loses a batch's counts: these are heuristics, SQL is the record. A call whose reply is
+lost may have added them: it is made again with the same mark, which adds nothing twice (read).
+Other drains see a batch's counts only from the next batch's read on (a second or two later);
+a department's answers all go to one intake shard, and one drain runs per shard at a time.
 """
 
 from __future__ import annotations
@@ -197,19 +200,22 @@ def needed_by(inc: Increments, pairs: Iterable[tuple[Facts, Place]]) -> dict[str
     return want
 
 
-# KEYS: the hashes to add to (n of them), then the hashes to read. ARGV: n, the TTL of day keys,
-# the TTL of base keys, then per key to add to its fields joined by newlines, then per key to add
-# to its increments joined by commas (in the same order; `first` is set if absent, every other
-# field incremented), then per key to read its fields joined by newlines. Returns per key read
-# the values joined by commas (0 for a missing field), then HLEN for an address-prefix hash. One
-# script call per batch (and cluster slot): a committed batch's counts are added by the next
-# batch's read, a few strings each way (not thousands of arguments to encode).
+# KEYS: with m = 1 the batch's mark first (see read), the hashes to add to (n of them), then the
+# hashes to read. ARGV: n, the TTL of day keys, the TTL of base keys, m, the mark's TTL, then per key
+# to add to its fields joined by newlines, then per key to add to its increments joined by commas
+# (in the same order; `first` is set if absent, every other field incremented), then per key to
+# read its fields joined by newlines. Returns per key read the values joined by commas (0 for a
+# missing field), then HLEN for an address-prefix hash. One script call per batch (and cluster
+# slot): a committed batch's counts are added by the next batch's read, a few strings each way
+# (not thousands of arguments to encode). A mark already set means these counts were added by an
+# earlier call whose reply was lost: they are not added again.
 COUNTS_SCRIPT = ScriptRunner("""
-local n = tonumber(ARGV[1])
-for k = 1, n do
-  local key = KEYS[k]
-  local adds = string.gmatch(ARGV[3 + n + k], '[^,]+')
-  for field in string.gmatch(ARGV[3 + k], '[^\\n]+') do
+local n, m = tonumber(ARGV[1]), tonumber(ARGV[4])
+local fresh = n > 0 and (m == 0 or redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[5]))
+for k = 1, fresh and n or 0 do
+  local key = KEYS[m + k]
+  local adds = string.gmatch(ARGV[5 + n + k], '[^,]+')
+  for field in string.gmatch(ARGV[5 + k], '[^\\n]+') do
     local add = adds()
     if field == 'first' then
       redis.call('HSETNX', key, 'first', add)
@@ -220,9 +226,9 @@ for k = 1, n do
   redis.call('EXPIRE', key, string.sub(key, -5) == ':base' and ARGV[3] or ARGV[2])
 end
 local out = {}
-for k = n + 1, #KEYS do
+for k = m + n + 1, #KEYS do
   local fields = {}
-  for f in string.gmatch(ARGV[3 + n + k], '[^\\n]+') do fields[#fields + 1] = f end
+  for f in string.gmatch(ARGV[5 + n + k - m], '[^\\n]+') do fields[#fields + 1] = f end
   local values = {}
   for i = 1, #fields, 1000 do
     local part = redis.call('HMGET', KEYS[k], unpack(fields, i, math.min(i + 999, #fields)))
@@ -233,20 +239,25 @@ for k = n + 1, #KEYS do
 end
 return out
 """)
+MARK_TTL = 3600  # seconds: counts in doubt are sent again well within it, or dropped (Detector)
 
 
-def read(redis: Redis, want: dict[str, set[str]], add: Increments | None = None) -> Counts:
+def read(redis: Redis, want: dict[str, set[str]], add: Increments | None = None, mark: str = "") -> Counts:
     """The wanted fields of every hash and the HLEN of the address-prefix hashes, after adding
     `add` (a committed batch's increments, see write): one script call, on a Redis Cluster one
-    per slot, i.e. per survey and department."""
+    per slot, i.e. per survey and department. With a `mark` (a token of these increments), the
+    counts are added once however often the call is made: a call whose reply was lost (a timeout,
+    a broken connection, the script runner's retry) can be made again."""
     counts = Counts()
     for adding, reading in _per_slot(redis, add or {}, want):
-        plan = [(key, list(fields)) for key, fields in reading.items()]
-        args: list = [len(adding), DAY_TTL, BASE_TTL]
+        plan = [(key, list(fields)) for key, fields in reading.items() if fields]
+        first = next(iter(adding), "")
+        marks = [f"{first[: first.index('}') + 1]}:added:{mark}"] if mark and adding else []  # in the slot
+        args: list = [len(adding), DAY_TTL, BASE_TTL, len(marks), MARK_TTL]
         args += ["\n".join(counter) for counter in adding.values()]
         args += [",".join(map(str, counter.values())) for counter in adding.values()]
         args += ["\n".join(fields) for _, fields in plan]
-        replies = iter(COUNTS_SCRIPT(redis, [*adding, *(key for key, _ in plan)], args))
+        replies = iter(COUNTS_SCRIPT(redis, [*marks, *adding, *(key for key, _ in plan)], args))
         for key, fields in plan:
             counts.values[key].update(zip(fields, map(int, _text(next(replies)).split(",")), strict=True))
             if key.endswith(":ip"):
@@ -254,9 +265,9 @@ def read(redis: Redis, want: dict[str, set[str]], add: Increments | None = None)
     return counts
 
 
-def write(redis: Redis, inc: Increments) -> None:
+def write(redis: Redis, inc: Increments, mark: str = "") -> None:
     """Add a committed batch's counts now (the drain's detector leaves them to its next read)."""
-    read(redis, {}, add=inc)
+    read(redis, {}, add=inc, mark=mark)
 
 
 def _text(value) -> str:

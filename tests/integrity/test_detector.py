@@ -10,6 +10,9 @@ import time
 import zlib
 from datetime import UTC, datetime, timedelta
 
+import pytest
+import redis
+from redis.exceptions import RedisError
 from sqlalchemy import func, select, update
 from werkzeug.datastructures import MultiDict
 
@@ -17,11 +20,13 @@ from app import accounts, clock, intake
 from app.dev.wechat_server import event_xml, seal
 from app.intake.drain import drain_backlog
 from app.intake.respondents import record_scan, respondent_key
+from app.integrity import windows
 from app.integrity.detector import Detector
 from app.integrity.quarantine import sweep_leavers
 from app.models import AuditEntry, Response, TallyRow
 from app.org.surveys import get_survey
 from app.tally.verify import verify_tallies
+from tests.redis_servers import LosingProxy
 
 SURVEY, DEPT = "demo-departments", "D08"
 OFFICE_UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36"
@@ -294,3 +299,34 @@ def test_each_committed_batch_is_counted_once_by_the_windows(app, session, demo,
     assert sum(int(redis_client.hget(k, "n") or 0) for k in day_keys) == 23
     drain_backlog(session, redis_client, batch_size=5, detector=Detector(55))
     assert sum(int(redis_client.hget(k, "n") or 0) for k in day_keys) == 23
+
+
+@pytest.mark.parametrize("lost", [1, 2, 3])
+def test_counts_whose_reply_was_lost_are_added_once(app, session, demo, redis_client, redis_url, lost):
+    """The second batch's read carries the first batch's counts; Redis runs it, the reply is lost.
+    1: the script runner's retry on a new connection makes the call again; 2: the retry is lost
+    too, the counts are in doubt and the batch is read without them; 3: that read is lost as well
+    and the drain stops (its batch stays pending). Each time every answer is counted once: a call
+    made again with the same counts adds nothing twice, and none is left out."""
+    if redis_url.startswith("redis+cluster://"):
+        pytest.skip("the proxy stands in front of one server")
+    citizens(app, session, redis_client, 10)
+    redis_client.script_load(windows.COUNTS_SCRIPT.script)
+    proxy = LosingProxy(redis_url)
+    through = redis.Redis.from_url(proxy.url, decode_responses=True)
+    proxy.lose(windows.COUNTS_SCRIPT.sha.encode(), times=lost, after=1)  # the first batch's read passes
+    try:
+        if lost < 3:
+            report = drain_backlog(session, through, batch_size=5, detector=Detector(55))
+        else:
+            with pytest.raises(RedisError):
+                drain_backlog(session, through, batch_size=5, detector=Detector(55))
+            report = drain_backlog(session, redis_client, batch_size=5, detector=Detector(55))
+    finally:
+        through.close()
+        proxy.close()
+    assert proxy.lost == lost
+    assert report.inserted == (10 if lost < 3 else 5)
+    assert session.scalar(select(func.count(Response.id))) == 10
+    day_keys = [k for k in redis_client.scan_iter("wx:ig:*") if re.search(r":d\d+$", str(k))]
+    assert sum(int(redis_client.hget(k, "n") or 0) for k in day_keys) == 10
