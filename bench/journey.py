@@ -128,7 +128,8 @@ def run_journey(ctx: Context) -> list[Result]:
         try:
             wait_until(lambda: _answers(settings["WXSURVEY_WECHAT_SIMULATOR_URL"]), 60, "the simulator")
             groups = {
-                "app": [stack.web.pid, *(w.pid for w in stack.workers)],
+                "web": [stack.web.pid],  # gunicorn: its master and workers
+                "worker": [w.pid for w in stack.workers],  # RQ: the drain (and its detector)
                 "redis": [_redis_pid(stack)],
                 "database": _postgres_pids(stack),
                 "simulator": [sim.pid],
@@ -146,6 +147,7 @@ def run_journey(ctx: Context) -> list[Result]:
                 # Backends opened during the run (the pool grows with the threads) count too.
                 groups["database"] = sorted({*groups["database"], *_postgres_pids(stack)})
                 spent = cpu_spent(before, cpu_snapshot(groups))
+                spent = {"app": spent["web"] + spent["worker"], **spent}
                 run["cpu_s"] = spent
                 per = max(1, run["completed"])
                 run["cpu_ms_per_journey"] = {k: round(v * 1000 / per, 2) for k, v in spent.items()}
