@@ -33,6 +33,8 @@ RETURN_KEY = "wx_return_to"
 # Set by the simulator's phone page (/dev/open): this browser plays WeChat's browser.
 SIMULATED_BROWSER_KEY = "wx_sim_browser"
 CHANNELS = ("wechat", "dev", "web")
+MAX_STATE = 128  # ours are 22 characters; WeChat passes state back as given (at most 128 bytes)
+MAX_CODE = 128  # WeChat's codes are 32 characters: a longer one is no code, and is not sent on
 
 
 def openid_of(data) -> str | None:
@@ -91,8 +93,11 @@ def oauth_callback():
     if current_openid():  # a refresh of this URL: the code was already used, never send it again
         return redirect(return_to)
     expected = session.pop(STATE_KEY, None)
-    state, code = request.args.get("state", ""), request.args.get("code", "")
-    if not expected or not state or not hmac.compare_digest(str(expected), state) or not code:
+    try:
+        state, code = request.args.get("state", ""), request.args.get("code", "")
+    except UnicodeDecodeError:  # a query string that is not UTF-8 is no link WeChat sent
+        state = code = ""
+    if not _same_state(expected, state) or not code or len(code) > MAX_CODE:
         return _notice(400, "链接已过期", "这个授权链接已经失效了，请重新扫码或从公众号菜单进入。", return_to)
     try:
         identity = exchange_oauth_code(_settings(), code)
@@ -111,6 +116,14 @@ def oauth_callback():
     session[OPENID_KEY] = identity.openid
     session[CHANNEL_KEY] = "dev" if talks_to_simulator(_settings()) else "wechat"
     return redirect(return_to)
+
+
+def _same_state(expected, given: str) -> bool:
+    """Whether the callback's state is the one this browser was sent with. Compared as UTF-8 bytes:
+    compare_digest refuses str with non-ASCII characters (a forged state may carry any)."""
+    if not isinstance(expected, str) or not expected or not given or len(given) > MAX_STATE:
+        return False
+    return hmac.compare_digest(expected.encode(), given.encode("utf-8", "surrogatepass"))
 
 
 def _notice(status: int, title: str, message: str, retry_to: str | None):
