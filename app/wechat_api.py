@@ -58,13 +58,37 @@ def shared_http() -> requests.Session:
     return held[1]
 
 
-def _exchange_pool() -> urllib3.PoolManager:
-    """This thread's keep-alive pool for the OAuth code exchange, the one call on a citizen's
-    path: urllib3 directly costs about half the CPU of a requests call (measured on loopback)."""
-    held = getattr(_local, "pool", None)
-    if held is None or held[0] != os.getpid():
-        held = _local.pool = (os.getpid(), urllib3.PoolManager(num_pools=4, maxsize=1, retries=False))
-    return held[1]
+_exchange_lock = threading.Lock()
+_exchange_pool_held: urllib3.PoolManager | None = None
+
+
+def _exchange_pool(settings: Settings) -> urllib3.PoolManager:
+    """The process's keep-alive pool for the OAuth code exchange, the one call on a citizen's path:
+    urllib3 directly costs about half the CPU of a requests call (measured on loopback). One pool
+    for all the process's threads (urllib3's pools are thread-safe): a connection one thread opened
+    serves the next exchange of any thread, whatever the server's threading (gunicorn's gthread
+    keeps its threads, werkzeug's dev server starts one per request). At most web_threads idle
+    connections are kept: one per thread that may be waiting on WeChat at once."""
+    global _exchange_pool_held
+    pool = _exchange_pool_held
+    if pool is None:
+        with _exchange_lock:
+            pool = _exchange_pool_held
+            if pool is None:
+                size = max(4, int(settings.app.web_threads))
+                pool = _exchange_pool_held = urllib3.PoolManager(
+                    num_pools=4, maxsize=size, block=False, retries=False
+                )
+    return pool
+
+
+def _forget_exchange_pool() -> None:
+    """In a forked child (an RQ work horse): a pool of its own, never the parent's sockets."""
+    global _exchange_pool_held, _exchange_lock
+    _exchange_pool_held, _exchange_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_exchange_pool)
 
 
 def _checked(data: Any, path: str) -> dict[str, Any]:
@@ -313,7 +337,7 @@ def exchange_oauth_code(settings: Settings, code: str, timeout: float = 5.0) -> 
         "grant_type": "authorization_code",
     }
     try:
-        response = _exchange_pool().request(
+        response = _exchange_pool(settings).request(
             "GET", api_base_url(settings) + path, fields=fields,
             timeout=urllib3.Timeout(connect=timeout, read=timeout), retries=False,
         )  # fmt: skip
