@@ -18,6 +18,7 @@ from werkzeug.wrappers import Response as ResponseBase
 from app.errors import Invalid
 from app.public.blueprint import bp
 from app.wechat_api import (
+    OAuthIdentity,
     WeChatApiError,
     exchange_oauth_code,
     oauth_authorize_url,
@@ -34,6 +35,8 @@ RETURN_KEY = "wx_return_to"
 SIMULATED_BROWSER_KEY = "wx_sim_browser"
 CHANNELS = ("wechat", "dev", "web")
 MAX_STATE = 128  # ours are 22 characters; WeChat passes state back as given (at most 128 bytes)
+# The WSGI environ key under which app.fast.callback hands the view its exchange's (code, outcome).
+EXCHANGED_KEY = "wxsurvey.oauth_exchanged"
 MAX_CODE = 128  # WeChat's codes are 32 characters: a longer one is no code, and is not sent on
 
 
@@ -97,10 +100,10 @@ def oauth_callback():
         state, code = request.args.get("state", ""), request.args.get("code", "")
     except UnicodeDecodeError:  # a query string that is not UTF-8 is no link WeChat sent
         state = code = ""
-    if not _same_state(expected, state) or not code or len(code) > MAX_CODE:
+    if not callback_link_holds(expected, state, code):
         return _notice(400, "链接已过期", "这个授权链接已经失效了，请重新扫码或从公众号菜单进入。", return_to)
     try:
-        identity = exchange_oauth_code(_settings(), code)
+        identity = _exchange_once(code)
     except Invalid as exc:
         return _notice(400, "授权已失效", exc.message, return_to)
     except WeChatApiError:
@@ -113,9 +116,14 @@ def oauth_callback():
             "您正在浏览页面快照，无法参与评价。请点击屏幕下方的「使用完整服务」后再填写问卷，谢谢！",
             None,
         )
-    session[OPENID_KEY] = identity.openid
-    session[CHANNEL_KEY] = "dev" if talks_to_simulator(_settings()) else "wechat"
+    remember_identity(session, identity, _settings())
     return redirect(return_to)
+
+
+def callback_link_holds(expected, state: str, code: str) -> bool:
+    """Whether a callback carries the state this browser was sent with and a code worth sending to
+    WeChat (the view, and app.fast.callback before it exchanges anything)."""
+    return _same_state(expected, state) and bool(code) and len(code) <= MAX_CODE
 
 
 def _same_state(expected, given: str) -> bool:
@@ -124,6 +132,23 @@ def _same_state(expected, given: str) -> bool:
     if not isinstance(expected, str) or not expected or not given or len(given) > MAX_STATE:
         return False
     return hmac.compare_digest(expected.encode(), given.encode("utf-8", "surrogatepass"))
+
+
+def remember_identity(data, identity: OAuthIdentity, settings) -> None:
+    """Keep a successful exchange's openid in the session (Flask's, or the fast path's)."""
+    data[OPENID_KEY] = identity.openid
+    data[CHANNEL_KEY] = "dev" if talks_to_simulator(settings) else "wechat"
+
+
+def _exchange_once(code: str) -> OAuthIdentity:
+    """The code's exchange: the one the fast path (app.fast.callback) already made for this
+    request, if it handed the request over after it (a code is single-use), else a new one."""
+    handed = request.environ.pop(EXCHANGED_KEY, None)
+    if handed is not None and handed[0] == code:
+        if isinstance(handed[1], BaseException):
+            raise handed[1]
+        return handed[1]
+    return exchange_oauth_code(_settings(), code)
 
 
 def _notice(status: int, title: str, message: str, retry_to: str | None):

@@ -18,6 +18,7 @@ from app import wechat_api
 from app.wechat_api import exchange_oauth_code, oauth_authorize_url
 from tests.public.test_oauth import phone
 
+FAST_LAYER_BOTH_WAYS = True  # tests/conftest.py: with the WSGI fast paths and without
 EXCHANGE_CODE = re.compile(rb"GET /dev/wechat/sns/oauth2/access_token\?[^ ]*?code=([A-Za-z0-9_-]+)")
 
 
