@@ -142,10 +142,13 @@ class SessionCookie:
             self._signing = (key, SignedReader(serializer) if serializer is not None else None)
         return self._signing[1]
 
-    def read(self, environ) -> dict | None:
+    def read(self, environ, missing: dict | None = None) -> dict | None:
+        """The session's data; `missing` when the request carries no session cookie at all."""
         value = parse_cookie(environ.get("HTTP_COOKIE", "")).get(self.app.config["SESSION_COOKIE_NAME"])
         reader = self._reader()
-        if not value or reader is None:
+        if reader is None:
             return None
+        if not value:
+            return missing
         data = reader.loads(value, max_age=int(self.app.permanent_session_lifetime.total_seconds()))
         return data if isinstance(data, dict) else None

@@ -75,11 +75,7 @@ def begin_identity(return_to: str) -> ResponseBase:
     """What a page needing an openid returns when there is none yet."""
     path = local_path(return_to)
     if in_wechat_browser():
-        state = secrets.token_urlsafe(16)
-        session[STATE_KEY] = state
-        session[RETURN_KEY] = path
-        redirect_uri = _settings().app.base_url + url_for("public.oauth_callback")
-        return redirect(oauth_authorize_url(_settings(), redirect_uri, state))
+        return redirect(start_oauth(session, path, url_for("public.oauth_callback"), _settings()))
     if wechat_browser_required():
         page_url = _settings().app.base_url + path
         qr = base64.b64encode(url_qr_png(page_url, box_size=6, border=2)).decode()
@@ -88,6 +84,15 @@ def begin_identity(return_to: str) -> ResponseBase:
     session[OPENID_KEY] = "dev-" + secrets.token_urlsafe(16)
     session[CHANNEL_KEY] = "dev"
     return redirect(path)
+
+
+def start_oauth(data, return_to: str, callback_path: str, settings) -> str:
+    """WeChat's OAuth address for this browser, with a new state kept in its session (Flask's, or
+    app.fast.questionnaire's) beside where to come back to (begin_identity, and the fast path)."""
+    state = secrets.token_urlsafe(16)
+    data[STATE_KEY] = state
+    data[RETURN_KEY] = return_to
+    return oauth_authorize_url(settings, settings.app.base_url + callback_path, state)
 
 
 @bp.get("/oauth/callback")

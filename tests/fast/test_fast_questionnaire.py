@@ -7,8 +7,10 @@ from __future__ import annotations
 import logging
 import re
 
+import requests
 from sqlalchemy import select
 
+from app import intake
 from app.fast import questionnaire as fast_questionnaire
 from app.models import Department, Question, Survey
 from app.org import surveys
@@ -135,3 +137,56 @@ def test_a_failure_in_the_layer_is_the_views_to_answer(app, client, demo, monkey
         "questionnaire: RuntimeError in the fast path; the view takes the request"
     ]
     assert not [r for r in caplog.records if r.exc_info]
+
+
+def test_a_new_citizen_in_wechat_is_sent_to_oauth_as_by_the_view(app, client, demo):
+    from tests.fast.test_fast_callback import session_of
+    from tests.public.test_questionnaire import WECHAT_UA
+
+    fast, slow, seen = both(app, client, headers={"User-Agent": WECHAT_UA})
+    assert seen == [], "the way to OAuth went through Flask's dispatch"
+    assert fast.status == slow.status == "302 FOUND"
+    fast_session, slow_session = session_of(app, fast), session_of(app, slow)
+    fast_state, slow_state = fast_session.pop("wx_oauth_state"), slow_session.pop("wx_oauth_state")
+    assert fast_session == slow_session == {"wx_return_to": URL}
+    fast_headers, slow_headers = fast.headers.to_wsgi_list(), slow.headers.to_wsgi_list()
+    assert [n for n, _ in fast_headers] == [n for n, _ in slow_headers]
+    for (name, fast_value), (_, slow_value) in zip(fast_headers, slow_headers, strict=True):
+        if name == "Set-Cookie":
+            assert fast_value.split(";", 1)[1] == slow_value.split(";", 1)[1]
+        else:
+            assert fast_value.replace(fast_state, "S") == slow_value.replace(slow_state, "S"), name
+    assert fast.get_data().replace(fast_state.encode(), b"S") == slow.get_data().replace(
+        slow_state.encode(), b"S"
+    )
+    assert "state=" + fast_state in fast.headers["Location"]
+    assert "redirect_uri=http%3A%2F%2Fwx.test%2Foauth%2Fcallback" in fast.headers["Location"]
+
+    # A session of its own is kept (large text chosen before), and the view takes what it must.
+    client.get(URL + "?text=large", headers={"User-Agent": WECHAT_UA})
+    fast, _, seen = both(app, client, headers={"User-Agent": WECHAT_UA})
+    assert seen == [] and session_of(app, fast)["large_text"] is True
+    with dispatched(app) as seen:
+        with_query = client.get(URL + "?from=timeline", headers={"User-Agent": WECHAT_UA})
+        unknown = client.get("/q/demo-departments/NOPE", headers={"User-Agent": WECHAT_UA})
+        desktop = client.get(URL, headers={"User-Agent": "Mozilla/5.0 (X11; Linux x86_64)"})  # dev identity
+    assert len(seen) == 3 and desktop.status_code == 302 and with_query.status_code == 302
+    assert unknown.status_code == 404
+
+
+def test_the_whole_journey_through_the_layers(app, client, demo, live_server, redis_client):
+    """Open, OAuth (the simulator over loopback HTTP), callback, form, answer: Flask dispatches
+    none of the app's requests; the answer is accepted once."""
+    from tests.public.test_questionnaire import WECHAT_UA
+
+    app.config["SETTINGS"].app.base_url = live_server.url
+    with dispatched(app) as seen:
+        to_oauth = client.get(URL, headers={"User-Agent": WECHAT_UA})
+        authorize = to_oauth.headers["Location"].partition("#")[0] + "&openid=oJOURNEY_fast_01"
+        back = requests.get(authorize, allow_redirects=False).headers["Location"]
+        assert client.get(back.removeprefix(live_server.url)).headers["Location"] == URL
+        page = client.get(URL, headers={"User-Agent": WECHAT_UA})
+        done = client.post(URL, data=answers(token_of(page.get_data(as_text=True))))
+    assert [line for line in seen if not line.startswith("GET /dev/wechat/")] == []
+    assert done.status_code == 200 and "感谢您的评价" in done.get_data(as_text=True)
+    assert redis_client.xlen(intake.STREAM) == 1
