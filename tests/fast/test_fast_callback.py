@@ -197,3 +197,10 @@ class BrokenSession(SecureCookieSession):
         if key == "wx_openid":
             raise RuntimeError("cannot keep the openid")
         super().__setitem__(key, value)
+
+
+def test_the_request_log_names_the_route_of_the_layers_answers():
+    from app.ops.logs import route_of
+
+    assert route_of("/oauth/callback") == "/oauth/callback"
+    assert route_of("/q/demo-departments/D08") == "/q/<survey_slug>/<department_code>"
