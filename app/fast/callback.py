@@ -60,12 +60,16 @@ class OAuthCallbackFastPath:
             return self.wsgi_app(environ, start_response)
         try:
             response = self._answer(environ, SecureCookieSession(data), args)
+            answer = response.get_wsgi_response(environ) if response is not None else None
         except Exception as exc:  # the view answers (given the exchange, if it was made)
             log.info("oauth callback: %s in the fast path; the view takes the request", type(exc).__name__)
-            response = None
-        if response is None:
+            answer = None
+        if answer is None:
             return self.wsgi_app(environ, start_response)
-        return response(environ, start_response)
+        environ.pop(EXCHANGED_KEY, None)
+        body, status, headers = answer
+        start_response(status, headers)
+        return body
 
     def _answer(self, environ, session: SecureCookieSession, args: dict[str, list[str]]):
         """The view's redirect as a werkzeug response, or None for the view to answer."""
@@ -90,5 +94,4 @@ class OAuthCallbackFastPath:
         for name, value in self.app.config["SECURITY_HEADERS"]:  # Flask's after_request, then the session
             response.headers.setdefault(name, value)
         self.app.session_interface.save_session(self.app, session, response)  # type: ignore[arg-type]
-        environ.pop(EXCHANGED_KEY, None)
         return response

@@ -57,17 +57,20 @@ class QuestionnaireFastPath:
         if session is None:
             return self.wsgi_app(environ, start_response)
         openid = openid_of(session)
+        redirect = html = None
         try:
             if openid is None:
-                response = self._to_oauth(environ, match.group(1), match.group(2), session)
-                if response is not None:
-                    return response(environ, start_response)
-                html = None
+                to_oauth = self._to_oauth(environ, match.group(1), match.group(2), session)
+                redirect = to_oauth.get_wsgi_response(environ) if to_oauth is not None else None
             else:
                 html = self._page(environ, match.group(1), match.group(2), openid, session)
         except Exception as exc:  # the view reads it all again and answers as it answers any failure
             log.info("questionnaire: %s in the fast path; the view takes the request", type(exc).__name__)
-            html = None
+            redirect = html = None
+        if redirect is not None:
+            body, status, headers = redirect
+            start_response(status, headers)
+            return body
         if html is None:
             return self.wsgi_app(environ, start_response)
         return respond(
