@@ -103,12 +103,18 @@ def register_blueprints(app: Flask, settings: Settings) -> None:
 
 
 def register_fast_paths(app: Flask) -> None:
-    """Ordinary questionnaire submissions and WeChat deliveries answered in front of Flask
-    (app/fast/: what each keeps equal to its view is listed in app/fast/CONTRACT.md)."""
+    """The citizen's hot requests answered in front of Flask: WeChat deliveries, the OAuth
+    callback, the questionnaire page and its ordinary submissions (app/fast/: what each keeps
+    equal to its view is listed in app/fast/CONTRACT.md)."""
+    from app.fast.callback import OAuthCallbackFastPath
+    from app.fast.questionnaire import QuestionnaireFastPath
     from app.fast.submit import SubmissionFastPath
     from app.fast.webhook import WebhookFastPath
 
-    app.wsgi_app = SubmissionFastPath(app, WebhookFastPath(app, app.wsgi_app))  # type: ignore[method-assign]
+    layers: Any = WebhookFastPath(app, app.wsgi_app)
+    layers = SubmissionFastPath(app, layers)
+    layers = OAuthCallbackFastPath(app, layers)
+    app.wsgi_app = QuestionnaireFastPath(app, layers)  # type: ignore[method-assign]
 
 
 def register_static_versions(app: Flask) -> None:

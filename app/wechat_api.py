@@ -13,7 +13,7 @@ import os
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import requests
 import urllib3
@@ -58,13 +58,42 @@ def shared_http() -> requests.Session:
     return held[1]
 
 
-def _exchange_pool() -> urllib3.PoolManager:
-    """This thread's keep-alive pool for the OAuth code exchange, the one call on a citizen's
-    path: urllib3 directly costs about half the CPU of a requests call (measured on loopback)."""
-    held = getattr(_local, "pool", None)
-    if held is None or held[0] != os.getpid():
-        held = _local.pool = (os.getpid(), urllib3.PoolManager(num_pools=4, maxsize=1, retries=False))
-    return held[1]
+_exchange_lock = threading.Lock()
+# base URL -> (its keep-alive pool, the path before WeChat's): normally one entry per process.
+_exchange_pools: dict[str, tuple[urllib3.HTTPConnectionPool, str]] = {}
+EXCHANGE_POOLS_MAX = 8  # API base URLs seen by one process (tests move it around); cleared when full
+
+
+def _exchange_pool(settings: Settings) -> tuple[urllib3.HTTPConnectionPool, str]:
+    """The process's keep-alive pool to WeChat's API for the OAuth code exchange, the one call on
+    a citizen's path, and the base URL's path. urllib3's connection pool directly (no PoolManager
+    parsing the URL on every call, no requests): about half the CPU of a requests call, measured
+    on loopback. One pool for all the process's threads (urllib3's pools are thread-safe): a
+    connection one thread opened serves the next exchange of any thread, whatever the server's
+    threading (gunicorn's gthread keeps its threads, werkzeug's dev server starts one per
+    request). At most web_threads idle connections are kept: one per thread that may be waiting
+    on WeChat at once."""
+    base = api_base_url(settings)
+    held = _exchange_pools.get(base)
+    if held is None:
+        with _exchange_lock:
+            held = _exchange_pools.get(base)
+            if held is None:
+                if len(_exchange_pools) >= EXCHANGE_POOLS_MAX:
+                    _exchange_pools.clear()  # dropped pools close their sockets when collected
+                size = max(4, int(settings.app.web_threads))
+                pool = urllib3.connection_from_url(base, maxsize=size, block=False, retries=False)
+                held = _exchange_pools[base] = (pool, urlsplit(base).path.rstrip("/"))
+    return held
+
+
+def _forget_exchange_pool() -> None:
+    """In a forked child (an RQ work horse): pools of its own, never the parent's sockets."""
+    global _exchange_pools, _exchange_lock
+    _exchange_pools, _exchange_lock = {}, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_exchange_pool)
 
 
 def _checked(data: Any, path: str) -> dict[str, Any]:
@@ -313,9 +342,10 @@ def exchange_oauth_code(settings: Settings, code: str, timeout: float = 5.0) -> 
         "grant_type": "authorization_code",
     }
     try:
-        response = _exchange_pool().request(
-            "GET", api_base_url(settings) + path, fields=fields,
-            timeout=urllib3.Timeout(connect=timeout, read=timeout), retries=False,
+        pool, prefix = _exchange_pool(settings)
+        response = pool.urlopen(
+            "GET", f"{prefix}{path}?{urlencode(fields)}", redirect=False, retries=False,
+            timeout=urllib3.Timeout(connect=timeout, read=timeout),
         )  # fmt: skip
         if not 200 <= response.status < 300:
             raise ValueError(f"HTTP {response.status}")

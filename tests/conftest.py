@@ -79,8 +79,9 @@ CLUSTER_TESTS = ("tests/intake/", "tests/wechat/test_wechat_webhook.py") + tuple
 )
 WITH_CLUSTER = os.environ.get("WXSURVEY_TEST_CLUSTER", "1") != "0"
 
-# The view tests of the two routes the WSGI fast paths answer run with the layer on and off
-# (app/fast/CONTRACT.md): the same assertions hold either way.
+# The view tests of the routes the WSGI fast paths answer run with the layer on and off
+# (app/fast/CONTRACT.md): the same assertions hold either way. A test module elsewhere opts in
+# with FAST_LAYER_BOTH_WAYS = True.
 FAST_LAYER_DIRS = ("public", "wechat")  # tests/fast compares the layer with the views itself
 
 
@@ -91,9 +92,9 @@ def pytest_generate_tests(metafunc):
         where = Path(str(metafunc.definition.path)).as_posix()
         if any(f"/{folder}" in where for folder in CLUSTER_TESTS):
             metafunc.parametrize("redis_kind", ["single", "cluster"])
-    if (
-        "fast_layer" in metafunc.fixturenames
-        and Path(str(metafunc.definition.path)).parent.name in FAST_LAYER_DIRS
+    if "fast_layer" in metafunc.fixturenames and (
+        Path(str(metafunc.definition.path)).parent.name in FAST_LAYER_DIRS
+        or getattr(metafunc.module, "FAST_LAYER_BOTH_WAYS", False)
     ):
         metafunc.parametrize("fast_layer", [True, False], ids=["fast", "flask"])
 

@@ -3,9 +3,19 @@
 # a response written straight to WSGI.
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from urllib.parse import unquote_plus
 
+from flask import Flask, current_app, has_app_context
 from werkzeug.http import HTTP_STATUS_CODES
+
+
+def app_context(app: Flask) -> AbstractContextManager:
+    """The app context a request of Flask's would run in: the one already pushed for this app, if
+    any (a test's or a command's, whose SQL session must outlive the request), else a new one."""
+    if has_app_context() and current_app._get_current_object() is app:  # type: ignore[attr-defined]
+        return nullcontext()
+    return app.app_context()
 
 
 def form_fields(data: bytes) -> dict[str, list[str]] | None:

@@ -23,6 +23,7 @@ from typing import Any
 from flask.sessions import SecureCookieSessionInterface
 from itsdangerous import Signer, TimestampSigner, URLSafeTimedSerializer
 from itsdangerous.encoding import want_bytes
+from werkzeug.http import parse_cookie
 
 _derived: dict[tuple, bytes] = {}
 _DERIVED_MAX = 64  # (secret, salt, method) combinations: a handful in practice
@@ -121,3 +122,33 @@ class SessionInterface(SecureCookieSessionInterface):
                 signer_kwargs={"key_derivation": self.key_derivation, "digest_method": self.digest_method},
             )
         return serializer
+
+
+class SessionCookie:
+    """The app's session cookie read outside Flask: the data Flask's SecureCookieSessionInterface
+    would open, when the cookie is signed with the current key within the session's maximum age,
+    else None (the caller then leaves the request to Flask, whose session handling decides)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self._signing: tuple | None = None
+
+    def _reader(self) -> SignedReader | None:
+        """A reader for Flask's own session serializer (same keys, salt, digest, derivation),
+        built once per secret key instead of a serializer per request."""
+        key = self.app.secret_key
+        if self._signing is None or self._signing[0] != key:
+            serializer = self.app.session_interface.get_signing_serializer(self.app)
+            self._signing = (key, SignedReader(serializer) if serializer is not None else None)
+        return self._signing[1]
+
+    def read(self, environ, missing: dict | None = None) -> dict | None:
+        """The session's data; `missing` when the request carries no session cookie at all."""
+        value = parse_cookie(environ.get("HTTP_COOKIE", "")).get(self.app.config["SESSION_COOKIE_NAME"])
+        reader = self._reader()
+        if reader is None:
+            return None
+        if not value:
+            return missing
+        data = reader.loads(value, max_age=int(self.app.permanent_session_lifetime.total_seconds()))
+        return data if isinstance(data, dict) else None

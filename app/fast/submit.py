@@ -21,13 +21,12 @@ import io
 import re
 
 from flask import Flask, render_template
-from werkzeug.http import parse_cookie
 
 from app.db import db
 from app.error_pages import render_error
 from app.errors import DomainError, TooMany
-from app.fast.forms import form_fields, respond
-from app.fast.signing import SignedReader
+from app.fast.forms import app_context, form_fields, respond
+from app.fast.signing import SessionCookie
 from app.intake import load_form, record_response
 from app.jobs.intake import request_drain
 from app.public.identity import channel_of, openid_of
@@ -43,7 +42,7 @@ _PATH = re.compile(r"/q/([^/]{1,40})/([^/]{1,20})")
 class SubmissionFastPath:
     def __init__(self, app: Flask, wsgi_app) -> None:
         self.app, self.wsgi_app = app, wsgi_app
-        self._signing: tuple | None = None
+        self.cookie = SessionCookie(app)
 
     def __call__(self, environ, start_response):
         if environ.get("REQUEST_METHOD") != "POST" or environ.get("QUERY_STRING"):
@@ -55,7 +54,7 @@ class SubmissionFastPath:
             length = int(environ.get("CONTENT_LENGTH") or -1)
         except ValueError:
             length = -1
-        session = self._session(environ)
+        session = self.cookie.read(environ)
         openid = openid_of(session) if session else None
         if not 0 <= length <= MAX_BODY or openid is None or session is None:
             return self.wsgi_app(environ, start_response)
@@ -76,32 +75,13 @@ class SubmissionFastPath:
             *self.app.config["SECURITY_HEADERS"],
         )
 
-    def _reader(self) -> SignedReader | None:
-        """A reader for Flask's own session serializer (same keys, salt, digest, derivation),
-        built once per secret key instead of a serializer per request."""
-        key = self.app.secret_key
-        if self._signing is None or self._signing[0] != key:
-            serializer = self.app.session_interface.get_signing_serializer(self.app)  # type: ignore[attr-defined]
-            self._signing = (key, SignedReader(serializer) if serializer is not None else None)
-        return self._signing[1]
-
-    def _session(self, environ) -> dict | None:
-        """The session as Flask's SecureCookieSessionInterface opens it, or None (then the view,
-        with Flask's own session handling, answers)."""
-        value = parse_cookie(environ.get("HTTP_COOKIE", "")).get(self.app.config["SESSION_COOKIE_NAME"])
-        reader = self._reader()
-        if not value or reader is None:
-            return None
-        data = reader.loads(value, max_age=int(self.app.permanent_session_lifetime.total_seconds()))
-        return data if isinstance(data, dict) else None
-
     def _submit(self, environ, slug: str, code: str, openid: str, session: dict, body: bytes):
         """(status, html[, header]) of an accepted, resent, already-evaluated or rate-limited
         submission, or None."""
         fields = form_fields(body)
         if fields is None:
             return None
-        with self.app.app_context():
+        with app_context(self.app):
             try:
                 form, dept = load_form(db.session, slug, code)
                 outcome = record_response(

@@ -17,7 +17,7 @@ import logging
 
 from flask import Flask
 
-from app.fast.forms import form_fields, respond
+from app.fast.forms import app_context, form_fields, respond
 from app.wechat.delivery import Delivery
 from app.wechat.webhook import answer
 
@@ -43,7 +43,7 @@ class WebhookFastPath:
         body = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(body)  # for the view, if it has to answer after all
         delivery = Delivery.from_query(body, lambda name: (args.get(name) or [""])[0])
-        with self.app.app_context():
+        with app_context(self.app):
             try:
                 status, text, content_type = answer(self.app, delivery)
             except Exception as exc:  # the view runs it again and answers as it answers any failure

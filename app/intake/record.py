@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING
 
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -141,6 +141,16 @@ def _done_ttl(form: SurveyForm, now: datetime) -> int:
     return max(3600, int(min(end - now, DONE_TTL_CAP).total_seconds()))
 
 
+# When a respondent answered a pair: a Core statement built once (the questionnaire asks it for
+# every new citizen; building and ORM-compiling it each time cost more than the query).
+_responses = Response.__table__.c
+_ANSWERED_AT = select(_responses.submitted_at).where(
+    _responses.survey_id == bindparam("survey"),
+    _responses.department_id == bindparam("department"),
+    _responses.respondent_key == bindparam("rkey"),
+)
+
+
 def previous_answer(session: Session, redis: Redis, form: SurveyForm, dept: DepartmentInfo,
                     rkey: str, shards: int = 1) -> datetime | None:  # fmt: skip
     """When this respondent answered this pair, if they did (Redis first, then SQL)."""
@@ -151,13 +161,8 @@ def previous_answer(session: Session, redis: Redis, form: SurveyForm, dept: Depa
     if prior:
         return datetime.fromtimestamp(int(str(prior).split("|", 1)[1]) / 1000, UTC)
     try:
-        found = session.scalar(
-            select(Response.submitted_at).where(
-                Response.survey_id == form.id,
-                Response.department_id == dept.id,
-                Response.respondent_key == rkey,
-            )
-        )
+        params = {"survey": form.id, "department": dept.id, "rkey": rkey}
+        found = session.connection().execute(_ANSWERED_AT, params).scalar()
         session.rollback()
     except SQLAlchemyError:
         session.rollback()

@@ -146,8 +146,8 @@ class _Logged:
 
 def route_of(path: str) -> str:
     """The route of a request Flask never saw (the fast paths), without its variable parts."""
-    if path == "/wechat":
-        return "/wechat"
+    if path in ("/wechat", "/oauth/callback"):
+        return path
     if path.startswith("/q/"):
         return "/q/<survey_slug>/<department_code>"
     return "<unrouted>"

@@ -18,6 +18,7 @@ from werkzeug.wrappers import Response as ResponseBase
 from app.errors import Invalid
 from app.public.blueprint import bp
 from app.wechat_api import (
+    OAuthIdentity,
     WeChatApiError,
     exchange_oauth_code,
     oauth_authorize_url,
@@ -33,6 +34,10 @@ RETURN_KEY = "wx_return_to"
 # Set by the simulator's phone page (/dev/open): this browser plays WeChat's browser.
 SIMULATED_BROWSER_KEY = "wx_sim_browser"
 CHANNELS = ("wechat", "dev", "web")
+MAX_STATE = 128  # ours are 22 characters; WeChat passes state back as given (at most 128 bytes)
+# The WSGI environ key under which app.fast.callback hands the view its exchange's (code, outcome).
+EXCHANGED_KEY = "wxsurvey.oauth_exchanged"
+MAX_CODE = 128  # WeChat's codes are 32 characters: a longer one is no code, and is not sent on
 
 
 def openid_of(data) -> str | None:
@@ -70,11 +75,7 @@ def begin_identity(return_to: str) -> ResponseBase:
     """What a page needing an openid returns when there is none yet."""
     path = local_path(return_to)
     if in_wechat_browser():
-        state = secrets.token_urlsafe(16)
-        session[STATE_KEY] = state
-        session[RETURN_KEY] = path
-        redirect_uri = _settings().app.base_url + url_for("public.oauth_callback")
-        return redirect(oauth_authorize_url(_settings(), redirect_uri, state))
+        return redirect(start_oauth(session, path, url_for("public.oauth_callback"), _settings()))
     if wechat_browser_required():
         page_url = _settings().app.base_url + path
         qr = base64.b64encode(url_qr_png(page_url, box_size=6, border=2)).decode()
@@ -85,17 +86,29 @@ def begin_identity(return_to: str) -> ResponseBase:
     return redirect(path)
 
 
+def start_oauth(data, return_to: str, callback_path: str, settings) -> str:
+    """WeChat's OAuth address for this browser, with a new state kept in its session (Flask's, or
+    app.fast.questionnaire's) beside where to come back to (begin_identity, and the fast path)."""
+    state = secrets.token_urlsafe(16)
+    data[STATE_KEY] = state
+    data[RETURN_KEY] = return_to
+    return oauth_authorize_url(settings, settings.app.base_url + callback_path, state)
+
+
 @bp.get("/oauth/callback")
 def oauth_callback():
     return_to = session.get(RETURN_KEY) or "/"
     if current_openid():  # a refresh of this URL: the code was already used, never send it again
         return redirect(return_to)
     expected = session.pop(STATE_KEY, None)
-    state, code = request.args.get("state", ""), request.args.get("code", "")
-    if not expected or not state or not hmac.compare_digest(str(expected), state) or not code:
+    try:
+        state, code = request.args.get("state", ""), request.args.get("code", "")
+    except UnicodeDecodeError:  # a query string that is not UTF-8 is no link WeChat sent
+        state = code = ""
+    if not callback_link_holds(expected, state, code):
         return _notice(400, "链接已过期", "这个授权链接已经失效了，请重新扫码或从公众号菜单进入。", return_to)
     try:
-        identity = exchange_oauth_code(_settings(), code)
+        identity = _exchange_once(code)
     except Invalid as exc:
         return _notice(400, "授权已失效", exc.message, return_to)
     except WeChatApiError:
@@ -108,9 +121,39 @@ def oauth_callback():
             "您正在浏览页面快照，无法参与评价。请点击屏幕下方的「使用完整服务」后再填写问卷，谢谢！",
             None,
         )
-    session[OPENID_KEY] = identity.openid
-    session[CHANNEL_KEY] = "dev" if talks_to_simulator(_settings()) else "wechat"
+    remember_identity(session, identity, _settings())
     return redirect(return_to)
+
+
+def callback_link_holds(expected, state: str, code: str) -> bool:
+    """Whether a callback carries the state this browser was sent with and a code worth sending to
+    WeChat (the view, and app.fast.callback before it exchanges anything)."""
+    return _same_state(expected, state) and bool(code) and len(code) <= MAX_CODE
+
+
+def _same_state(expected, given: str) -> bool:
+    """Whether the callback's state is the one this browser was sent with. Compared as UTF-8 bytes:
+    compare_digest refuses str with non-ASCII characters (a forged state may carry any)."""
+    if not isinstance(expected, str) or not expected or not given or len(given) > MAX_STATE:
+        return False
+    return hmac.compare_digest(expected.encode(), given.encode("utf-8", "surrogatepass"))
+
+
+def remember_identity(data, identity: OAuthIdentity, settings) -> None:
+    """Keep a successful exchange's openid in the session (Flask's, or the fast path's)."""
+    data[OPENID_KEY] = identity.openid
+    data[CHANNEL_KEY] = "dev" if talks_to_simulator(settings) else "wechat"
+
+
+def _exchange_once(code: str) -> OAuthIdentity:
+    """The code's exchange: the one the fast path (app.fast.callback) already made for this
+    request, if it handed the request over after it (a code is single-use), else a new one."""
+    handed = request.environ.pop(EXCHANGED_KEY, None)
+    if handed is not None and handed[0] == code:
+        if isinstance(handed[1], BaseException):
+            raise handed[1]
+        return handed[1]
+    return exchange_oauth_code(_settings(), code)
 
 
 def _notice(status: int, title: str, message: str, retry_to: str | None):

@@ -4,6 +4,7 @@
 # does not answer (errors, refusals, no identity) arrives here.
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 from flask import current_app, make_response, render_template, request, session
@@ -45,6 +46,29 @@ def _outcome_page(outcome, form, dept):
     return response
 
 
+def answered_before(settings, form, dept, openid: str):
+    """When this person answered this survey for this department, if they did (the view, and
+    app.fast.questionnaire)."""
+    rkey = respondent_key(settings.survey.respondent_secret, openid)
+    shards = settings.survey.intake_shards
+    return previous_answer(db.session, redis_store.client, form, dept, rkey, shards)
+
+
+def empty_page(form, dept, settings, large: bool, token: str, within=nullcontext) -> str:
+    """The empty questionnaire carrying the citizen's form token, from the cached page
+    (app.public.pages). `within()` is the request context the template renders in the first time
+    (the view's own; app.fast.questionnaire opens one)."""
+
+    def render(slot: str) -> str:
+        with within():
+            return render_template(
+                "public/questionnaire.html", token=slot, values={}, errors={}, form=form, department=dept
+            )
+
+    variant = (settings.survey.text_max_length, bool(settings.cases.contact_key))  # what else it shows
+    return questionnaire_page(form, dept, large, token, render, variant)
+
+
 @bp.route("/q/<survey_slug>/<department_code>", methods=["GET", "POST"])
 def questionnaire(survey_slug: str, department_code: str):
     settings = current_app.config["SETTINGS"]
@@ -60,22 +84,14 @@ def questionnaire(survey_slug: str, department_code: str):
             SUBMISSIONS.labels("refused", "state", "false").inc()
         return _page("public/closed.html", status, message=STATE_MESSAGES[state], **context)
     openid = current_openid()
-    if request.method == "GET":
+    if request.method != "POST":  # GET, and HEAD (Flask routes it to GET views), never a submission
         if openid is None:
             return begin_identity(request.url)
-        rkey = respondent_key(settings.survey.respondent_secret, openid)
-        shards = settings.survey.intake_shards
-        when = previous_answer(db.session, redis_store.client, form, dept, rkey, shards)
+        when = answered_before(settings, form, dept, openid)
         if when is not None:
             return _page("public/already.html", when=local_date(when), **context)
         token = issue_form_token(settings.app.secret_key)
-
-        def render(slot: str) -> str:
-            return render_template("public/questionnaire.html", token=slot, values={}, errors={}, **context)
-
-        large = bool(session.get("large_text"))
-        variant = (settings.survey.text_max_length, bool(settings.cases.contact_key))  # what else it shows
-        response = make_response(questionnaire_page(form, dept, large, token, render, variant))
+        response = make_response(empty_page(form, dept, settings, bool(session.get("large_text")), token))
         response.headers["Cache-Control"] = "no-store"
         return response
     if openid is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -173,3 +174,54 @@ def test_callback_without_a_session_is_a_kind_400(client):
     page = client.get("/oauth/callback?code=abc&state=def")
     assert page.status_code == 400 and "链接已过期" in page.get_data(as_text=True)
     assert client.get("/oauth/callback").status_code == 400
+
+
+def _latin1(text: str) -> str:
+    """Raw UTF-8 in a query string as a WSGI server hands it over (bytes as latin-1)."""
+    return text.encode().decode("latin-1")
+
+
+BAD_CALLBACKS = {
+    "percent-encoded Chinese state": "code=SIMCODEabc&state=%E4%B8%AD%E6%96%87",
+    "raw UTF-8 state": "code=SIMCODEabc&state=" + _latin1("中文"),
+    "Chinese appended to the right state": "code=SIMCODEabc&state=the-state" + _latin1("中"),
+    "percent-encoded bytes that are not UTF-8": "code=SIMCODEabc&state=%FF%FE%E4",
+    "raw bytes that are not UTF-8": "code=SIMCODEabc&state=\xff\xfe",
+    "a code that is not UTF-8": "code=\xff\xfe&state=the-state",
+    "an emoji state": "code=SIMCODEabc&state=%F0%9F%98%80",
+    "a NUL in the state": "code=SIMCODEabc&state=the-state%00",
+    "missing code": "state=the-state",
+    "empty code": "code=&state=the-state",
+    "empty state": "code=SIMCODEabc&state=",
+    "missing state": "code=SIMCODEabc",
+    "overlong state": "code=SIMCODEabc&state=" + "the-state" * 2000,
+    "overlong code": "code=" + "A" * 5000 + "&state=the-state",
+    "nothing at all": "",
+    "only separators": "&&&=&=",
+}
+
+
+@pytest.mark.parametrize("query", BAD_CALLBACKS.values(), ids=BAD_CALLBACKS.keys())
+def test_bad_callbacks_get_the_kind_expired_page(app, client, redis_client, caplog, query):
+    """Whatever arrives at the callback, a browser holding a state gets the kind 400 page, no code
+    goes to WeChat and no error is logged."""
+    with client.session_transaction() as held:
+        held["wx_oauth_state"] = "the-state"
+        held["wx_return_to"] = "/q/s/D01"
+    page = client.get("/oauth/callback", environ_overrides={"QUERY_STRING": query})
+    html = page.get_data(as_text=True)
+    assert page.status_code == 400, html
+    assert "链接已过期" in html and "请重新扫码" in html and 'href="/q/s/D01"' in html
+    assert page.headers["Cache-Control"] == "no-store"
+    assert page.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert redis_client.keys("wx:sim:*") == []  # the simulator's WeChat saw nothing
+    with client.session_transaction() as held:
+        assert "wx_oauth_state" not in held and "wx_openid" not in held  # the state is spent
+
+
+def test_a_right_state_still_lets_the_citizen_in_after_the_fix(server):
+    """The byte comparison accepts the state the app sent (the ordinary journey)."""
+    http = phone()
+    authorize = http.get(server.url + "/t/whoami", allow_redirects=False).headers["Location"]
+    assert http.get(authorize).json()["openid"].startswith("oSIM")

@@ -1,0 +1,97 @@
+# WeChat's OAuth callback (GET /oauth/callback) answered without Flask's per-request machinery:
+# once per new citizen at campaign time. Everything but the two redirects goes to the Flask view.
+"""A WSGI middleware in front of the Flask app (installed by create_app).
+
+It takes a callback whose session cookie it can read (app.fast.signing.SessionCookie: signed with
+the current key, within the session's maximum age) and whose query string is UTF-8, and answers
+the view's two redirects with the view's own pieces:
+
+- the browser already has an openid (a refresh of the callback): back to where it was going,
+  the code never sent again;
+- the state matches and the code is worth sending (callback_link_holds): the one exchange of the
+  code (app.wechat_api.exchange_oauth_code), then the openid kept in the session
+  (remember_identity) and back to the questionnaire.
+
+The redirect and the session cookie are werkzeug's and Flask's own objects (app.redirect, the
+app's session interface saving a SecureCookieSession), so the status line, headers, cookie and
+body are the view's. A refused link goes to the view before anything is sent to WeChat. Once the
+code has been sent, whatever happens (a used code, WeChat down, a snapshot user, any failure
+here) the view answers, given the exchange's outcome in the environ (EXCHANGED_KEY) instead of
+sending the single-use code a second time.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from flask.sessions import SecureCookieSession
+
+from app.fast.forms import form_fields
+from app.fast.signing import SessionCookie
+from app.public.identity import (
+    EXCHANGED_KEY,
+    RETURN_KEY,
+    STATE_KEY,
+    callback_link_holds,
+    openid_of,
+    remember_identity,
+)
+from app.wechat_api import exchange_oauth_code
+
+log = logging.getLogger(__name__)
+PATH = "/oauth/callback"
+
+
+class OAuthCallbackFastPath:
+    def __init__(self, app: Flask, wsgi_app) -> None:
+        self.app, self.wsgi_app = app, wsgi_app
+        self.cookie = SessionCookie(app)
+
+    def __call__(self, environ, start_response):
+        if environ.get("REQUEST_METHOD") != "GET" or environ.get("PATH_INFO") != PATH:
+            return self.wsgi_app(environ, start_response)
+        data = self.cookie.read(environ)
+        try:
+            args = form_fields(environ.get("QUERY_STRING", "").encode("latin-1"))  # WSGI's str of bytes
+        except UnicodeEncodeError:
+            args = None
+        if data is None or args is None:
+            return self.wsgi_app(environ, start_response)
+        try:
+            response = self._answer(environ, SecureCookieSession(data), args)
+            answer = response.get_wsgi_response(environ) if response is not None else None
+        except Exception as exc:  # the view answers (given the exchange, if it was made)
+            log.info("oauth callback: %s in the fast path; the view takes the request", type(exc).__name__)
+            answer = None
+        if answer is None:
+            return self.wsgi_app(environ, start_response)
+        environ.pop(EXCHANGED_KEY, None)
+        body, status, headers = answer
+        start_response(status, headers)
+        return body
+
+    def _answer(self, environ, session: SecureCookieSession, args: dict[str, list[str]]):
+        """The view's redirect as a werkzeug response, or None for the view to answer."""
+        return_to = session.get(RETURN_KEY) or "/"
+        if not openid_of(session):
+            state, code = (args.get("state") or [""])[0], (args.get("code") or [""])[0]
+            if not callback_link_holds(session.get(STATE_KEY), state, code):
+                return None  # the view's kind 400, nothing sent to WeChat
+            settings = self.app.config["SETTINGS"]
+            try:
+                identity = exchange_oauth_code(settings, code)
+            except Exception as exc:  # a used code, WeChat down...: the view answers with it
+                environ[EXCHANGED_KEY] = (code, exc)
+                return None
+            environ[EXCHANGED_KEY] = (code, identity)  # the view's, should anything below fail
+            if identity.is_snapshotuser:
+                return None
+            session.pop(STATE_KEY, None)
+            remember_identity(session, identity, settings)
+        session.accessed = True  # the view reads the session: Vary: Cookie
+        response = self.app.redirect(return_to)
+        for name, value in self.app.config["SECURITY_HEADERS"]:  # Flask's after_request, then the session
+            response.headers.setdefault(name, value)
+        self.app.session_interface.save_session(self.app, session, response)  # type: ignore[arg-type]
+        return response

@@ -1,0 +1,137 @@
+# The questionnaire page (GET /q/<survey>/<department>) answered without Flask's per-request
+# machinery: a new citizen's way to WeChat's OAuth, and the empty questionnaire once they have an
+# identity. Everything else goes to the Flask view (app/public/questionnaire.py).
+"""A WSGI middleware in front of the Flask app (installed by create_app).
+
+It takes a GET whose query string is UTF-8 and does not ask for a text size (`text=`, which the
+view keeps in the session), with a session cookie signed as Flask signs it with the current key
+within the session's maximum age (app.fast.signing.SessionCookie), or no session cookie at all.
+With the view's own functions — the survey and department (app.intake.load_form), whether they
+take answers (refusal) — it answers:
+
+- no openid yet, in WeChat's browser, a plain URL (no query string, no script root): the view's
+  redirect to WeChat's OAuth (start_oauth: a new state and the way back kept in the session,
+  written by Flask's own session interface);
+- an openid: when this person has not answered yet (answered_before), a new form token in the
+  cached page (empty_page), as the view does.
+
+A closed survey, an inactive department, a forged pair, an earlier answer, an outage, a browser
+that is not WeChat's: all handed to the view, which reads them again and answers; nothing here is
+written before that decision, so that is safe. Any failure of the layer itself goes to the view.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from flask import Flask
+from flask.sessions import SecureCookieSession
+
+from app.db import db
+from app.errors import DomainError
+from app.fast.callback import PATH as CALLBACK_PATH
+from app.fast.forms import app_context, form_fields, respond
+from app.fast.signing import SessionCookie
+from app.intake import issue_form_token, load_form, refusal
+from app.public.identity import openid_of, start_oauth
+from app.public.questionnaire import answered_before, empty_page
+
+log = logging.getLogger(__name__)
+_PATH = re.compile(r"/q/([^/]{1,40})/([^/]{1,20})")
+_PLAIN = re.compile(r"[A-Za-z0-9_.-]+")  # a survey slug or department code its URL carries as is
+
+
+class QuestionnaireFastPath:
+    def __init__(self, app: Flask, wsgi_app) -> None:
+        self.app, self.wsgi_app = app, wsgi_app
+        self.cookie = SessionCookie(app)
+
+    def __call__(self, environ, start_response):
+        if environ.get("REQUEST_METHOD") != "GET":
+            return self.wsgi_app(environ, start_response)
+        match = _PATH.fullmatch(environ.get("PATH_INFO", ""))
+        if match is None or not self._plain_query(environ.get("QUERY_STRING", "")):
+            return self.wsgi_app(environ, start_response)
+        session = self.cookie.read(environ, missing={})
+        if session is None:
+            return self.wsgi_app(environ, start_response)
+        openid = openid_of(session)
+        redirect = html = None
+        try:
+            if openid is None:
+                to_oauth = self._to_oauth(environ, match.group(1), match.group(2), session)
+                redirect = to_oauth.get_wsgi_response(environ) if to_oauth is not None else None
+            else:
+                html = self._page(environ, match.group(1), match.group(2), openid, session)
+        except Exception as exc:  # the view reads it all again and answers as it answers any failure
+            log.info("questionnaire: %s in the fast path; the view takes the request", type(exc).__name__)
+            redirect = html = None
+        if redirect is not None:
+            body, status, headers = redirect
+            start_response(status, headers)
+            return body
+        if html is None:
+            return self.wsgi_app(environ, start_response)
+        return respond(
+            start_response,
+            200,
+            html,
+            "text/html; charset=utf-8",
+            ("Cache-Control", "no-store"),
+            *self.app.config["SECURITY_HEADERS"],
+            ("Vary", "Cookie"),  # last, as Flask adds it when it saves the session
+        )
+
+    @staticmethod
+    def _plain_query(query: str) -> bool:
+        """No query string, or one the view ignores (WeChat adds `from=...` to shared links)."""
+        if not query:
+            return True
+        try:
+            fields = form_fields(query.encode("latin-1"))  # WSGI's str of the raw bytes
+        except UnicodeEncodeError:
+            return False
+        return fields is not None and "text" not in fields
+
+    def _page(self, environ, slug: str, code: str, openid: str, session: dict) -> str | None:
+        """The questionnaire as the view would answer it with 200, or None for the view to answer."""
+        settings = self.app.config["SETTINGS"]
+        with app_context(self.app):
+            try:
+                form, dept = load_form(db.session, slug, code)
+            except DomainError:  # NotFound, Unavailable: the view raises it again and answers
+                return None
+            if refusal(form, dept) or answered_before(settings, form, dept, openid) is not None:
+                return None
+            token = issue_form_token(settings.app.secret_key)
+            return empty_page(
+                form, dept, settings, bool(session.get("large_text")), token,
+                within=lambda: self.app.request_context(environ),
+            )  # fmt: skip
+
+    def _to_oauth(self, environ, slug: str, code: str, data: dict):
+        """A new citizen in WeChat's browser: the view's redirect to WeChat's OAuth (state and the
+        way back kept in a new session cookie) as a werkzeug response, or None for the view."""
+        if (
+            "MicroMessenger" not in environ.get("HTTP_USER_AGENT", "")
+            or environ.get("QUERY_STRING")
+            or environ.get("SCRIPT_NAME")
+            or not (_PLAIN.fullmatch(slug) and _PLAIN.fullmatch(code))
+        ):
+            return None  # the view works out the way back (request.url) and the browser's kind
+        settings = self.app.config["SETTINGS"]
+        with app_context(self.app):
+            try:
+                form, dept = load_form(db.session, slug, code)
+            except DomainError:
+                return None
+            if refusal(form, dept):
+                return None
+        session = SecureCookieSession(data)
+        session.accessed = True  # the view reads the session: Vary: Cookie
+        response = self.app.redirect(start_oauth(session, f"/q/{slug}/{code}", CALLBACK_PATH, settings))
+        for name, value in self.app.config["SECURITY_HEADERS"]:  # Flask's after_request, then the session
+            response.headers.setdefault(name, value)
+        self.app.session_interface.save_session(self.app, session, response)  # type: ignore[arg-type]
+        return response

@@ -1,0 +1,190 @@
+"""The OAuth code exchange keeps its connections to WeChat alive: counted on the server's side of
+real loopback TCP (a relay in front of the simulator's fake WeChat), across threads, after the
+server drops an idle connection, and in a forked child. One exchange per code all the while."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import socket
+import threading
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+
+from app import wechat_api
+from app.wechat_api import exchange_oauth_code, oauth_authorize_url
+from tests.public.test_oauth import phone
+
+FAST_LAYER_BOTH_WAYS = True  # tests/conftest.py: with the WSGI fast paths and without
+EXCHANGE_CODE = re.compile(rb"GET /dev/wechat/sns/oauth2/access_token\?[^ ]*?code=([A-Za-z0-9_-]+)")
+
+
+class Relay:
+    """A TCP relay on loopback standing where WeChat's API is: it counts the connections it
+    accepts (what WeChat would see), reads the codes of the exchanges they carry, and can drop
+    them all, as a server ending idle keep-alives."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.accepted = 0
+        self.sent: list[bytearray] = []  # what each connection's client sent
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def codes(self) -> list[str]:
+        """The code of every exchange request, in the order of connections then requests."""
+        with self.lock:
+            return [c.decode() for sent in self.sent for c in EXCHANGE_CODE.findall(bytes(sent))]
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.upstream)
+            sent = bytearray()
+            with self.lock:
+                self.accepted += 1
+                self.sent.append(sent)
+                self.sockets += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, sent), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, None), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket, record: bytearray | None) -> None:
+        try:
+            while data := source.recv(65536):
+                if record is not None:
+                    with self.lock:
+                        record += data
+                target.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, target):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def drop_all(self) -> None:
+        with self.lock:
+            for sock in self.sockets:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.listener.close()
+        self.drop_all()
+
+
+@pytest.fixture
+def wechat(app, sim):
+    """The simulator's fake WeChat in its own gunicorn process (keep-alive, as WeChat's servers),
+    its API behind a counting relay."""
+    settings = app.config["SETTINGS"]
+    where = urlsplit(sim)
+    relay = Relay((where.hostname, where.port))
+    settings.wechat.api_base_url = f"http://127.0.0.1:{relay.port}{where.path}"
+    yield relay
+    relay.close()
+
+
+def new_codes(app, live_server, count: int, prefix: str) -> list[str]:
+    """Codes the fake WeChat issued, one per citizen (openid prefix + number)."""
+    settings = app.config["SETTINGS"]
+    authorize = oauth_authorize_url(settings, live_server.url + "/oauth/callback", "s").partition("#")[0]
+    codes = []
+    with requests.Session() as http:
+        for n in range(count):
+            moved = http.get(f"{authorize}&openid={prefix}{n:06d}", allow_redirects=False)
+            codes.append(parse_qs(urlsplit(moved.headers["Location"]).query)["code"][0])
+    return codes
+
+
+def test_exchanges_from_many_threads_share_one_kept_alive_connection(app, live_server, wechat):
+    settings = app.config["SETTINGS"]
+    codes = new_codes(app, live_server, 10, "oSEQ")
+    openids: list[str] = []
+
+    def exchange_two(first: int) -> None:  # each thread lives for two exchanges only
+        openids.extend(exchange_oauth_code(settings, code).openid for code in codes[first : first + 2])
+
+    for first in range(0, 10, 2):
+        thread = threading.Thread(target=exchange_two, args=(first,))
+        thread.start()
+        thread.join()
+    assert openids == [f"oSEQ{n:06d}" for n in range(10)]
+    assert wechat.codes == codes  # each code exchanged once, in order
+    assert wechat.accepted == 1  # ten requests from five threads, one TCP connection
+
+
+def test_concurrent_exchanges_open_at_most_one_connection_each_and_keep_them(app, live_server, wechat):
+    settings = app.config["SETTINGS"]
+    width = 6
+    codes = new_codes(app, live_server, 2 * width, "oPAR")
+    results: dict[str, str] = {}
+
+    def run_round(round_codes: list[str]) -> None:
+        start = threading.Barrier(len(round_codes))
+
+        def exchange(code: str) -> None:
+            start.wait()
+            results[code] = exchange_oauth_code(settings, code).openid
+
+        threads = [threading.Thread(target=exchange, args=(code,)) for code in round_codes]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    run_round(codes[:width])
+    after_first = wechat.accepted
+    assert 1 <= after_first <= width
+    run_round(codes[width:])  # new threads: the kept connections serve them
+    assert wechat.accepted <= width
+    assert sorted(results.values()) == [f"oPAR{n:06d}" for n in range(2 * width)]
+    assert sorted(wechat.codes) == sorted(codes)  # once each
+
+
+def test_a_connection_the_server_dropped_is_replaced_not_an_error(app, live_server, wechat):
+    settings = app.config["SETTINGS"]
+    first, second = new_codes(app, live_server, 2, "oDROP")
+    assert exchange_oauth_code(settings, first).openid == "oDROP000000"
+    wechat.drop_all()  # WeChat ends the idle keep-alive
+    assert exchange_oauth_code(settings, second).openid == "oDROP000001"
+    assert wechat.accepted == 2 and wechat.codes == [first, second]
+
+
+def test_the_journey_through_the_callback_reuses_the_connection(app, live_server, wechat):
+    """Citizens through the app's own callback (either layer): one connection for all."""
+    for _ in range(4):
+        http = phone()
+        authorize = http.get(live_server.url + "/t/whoami", allow_redirects=False).headers["Location"]
+        assert http.get(authorize).json()["openid"].startswith("oSIM")
+    assert len(wechat.codes) == 4 and len(set(wechat.codes)) == 4
+    assert wechat.accepted == 1
+
+
+def test_a_forked_child_never_uses_its_parents_connections(app, live_server, wechat):
+    settings = app.config["SETTINGS"]
+    (code,) = new_codes(app, live_server, 1, "oFORK")
+    parent_pool = wechat_api._exchange_pool(settings)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: a pool of its own, reports and leaves at once
+        try:
+            fresh = wechat_api._exchange_pool(settings) is not parent_pool
+            os.write(write, b"fresh" if fresh else b"shared")
+        finally:
+            os._exit(0)
+    os.close(write)
+    assert os.read(read, 16) == b"fresh"
+    os.close(read)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert wechat_api._exchange_pool(settings) is parent_pool  # the parent keeps its own
+    assert exchange_oauth_code(settings, code).openid == "oFORK000000"
