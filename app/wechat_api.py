@@ -101,7 +101,11 @@ def _checked(data: Any, path: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         WECHAT_API.labels(path, "error").inc()
         raise WeChatApiError(f"微信接口返回了无法识别的内容（{path}）")
-    errcode = data.get("errcode") or 0
+    try:  # WeChat's is an int; a string of one is read as it, anything else is no answer of WeChat's
+        errcode = int(data.get("errcode") or 0)
+    except (TypeError, ValueError):
+        WECHAT_API.labels(path, "error").inc()
+        raise WeChatApiError(f"微信接口返回了无法识别的内容（{path}）") from None
     if errcode:
         WECHAT_API.labels(path, "error").inc()
         raise WeChatApiError(f"微信接口错误 {errcode}：{data.get('errmsg', '')}（{path}）", errcode)
@@ -188,7 +192,7 @@ class WeChatApi:
             response = self.http.request(method, self.base + path, timeout=self.timeout, **kwargs)
             response.raise_for_status()
             data = response.json()
-        except (requests.RequestException, ValueError) as exc:
+        except (requests.RequestException, ValueError, RecursionError) as exc:
             WECHAT_API.labels(path, "unreachable").inc()
             raise WeChatApiError(f"微信接口暂时无法访问（{path}）：{type(exc).__name__}") from None
         return _checked(data, path)
@@ -350,7 +354,7 @@ def exchange_oauth_code(settings: Settings, code: str, timeout: float = 5.0) -> 
         if not 200 <= response.status < 300:
             raise ValueError(f"HTTP {response.status}")
         data = json.loads(response.data)
-    except (urllib3.exceptions.HTTPError, ValueError) as exc:
+    except (urllib3.exceptions.HTTPError, ValueError, RecursionError) as exc:  # (JSON nested too deep)
         WECHAT_API.labels(path, "unreachable").inc()
         raise WeChatApiError(f"微信接口暂时无法访问（{path}）：{type(exc).__name__}") from None
     try:

@@ -9,7 +9,7 @@ the view's two redirects with the view's own pieces:
 - the browser already has an openid (a refresh of the callback): back to where it was going,
   the code never sent again;
 - the state matches and the code is worth sending (callback_link_holds): the one exchange of the
-  code (app.wechat_api.exchange_oauth_code), then the openid kept in the session
+  code (app.public.identity.exchange_once), then the openid kept in the session
   (remember_identity) and back to the questionnaire.
 
 The redirect and the session cookie are werkzeug's and Flask's own objects (app.redirect, the
@@ -27,17 +27,18 @@ import logging
 from flask import Flask
 from flask.sessions import SecureCookieSession
 
-from app.fast.forms import form_fields
+from app.fast.forms import app_context, form_fields
 from app.fast.signing import SessionCookie
 from app.public.identity import (
     EXCHANGED_KEY,
     RETURN_KEY,
     STATE_KEY,
     callback_link_holds,
+    exchange_once,
     openid_of,
     remember_identity,
 )
-from app.wechat_api import exchange_oauth_code
+from app.redis_store import redis_store
 
 log = logging.getLogger(__name__)
 PATH = "/oauth/callback"
@@ -80,7 +81,8 @@ class OAuthCallbackFastPath:
                 return None  # the view's kind 400, nothing sent to WeChat
             settings = self.app.config["SETTINGS"]
             try:
-                identity = exchange_oauth_code(settings, code)
+                with app_context(self.app):
+                    identity = exchange_once(settings, redis_store.client, state, code)
             except Exception as exc:  # a used code, WeChat down...: the view answers with it
                 environ[EXCHANGED_KEY] = (code, exc)
                 return None

@@ -8,15 +8,20 @@ page elsewhere, or (require_wechat_browser off, or dev mode with the simulator) 
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
+import logging
 import secrets
+import time
 from urllib.parse import urlsplit
 
 from flask import Response, current_app, redirect, render_template, request, session, url_for
+from redis.exceptions import RedisError
 from werkzeug.wrappers import Response as ResponseBase
 
 from app.errors import Invalid
 from app.public.blueprint import bp
+from app.redis_store import redis_store
 from app.wechat_api import (
     OAuthIdentity,
     WeChatApiError,
@@ -38,6 +43,10 @@ MAX_STATE = 128  # ours are 22 characters; WeChat passes state back as given (at
 # The WSGI environ key under which app.fast.callback hands the view its exchange's (code, outcome).
 EXCHANGED_KEY = "wxsurvey.oauth_exchanged"
 MAX_CODE = 128  # WeChat's codes are 32 characters: a longer one is no code, and is not sent on
+EXCHANGE_TTL = 300  # seconds: a code lives five minutes at WeChat
+TWIN_WAIT = 6.0  # seconds a twin callback waits for the first one's exchange (its timeout is 5 s)
+
+log = logging.getLogger(__name__)
 
 
 def openid_of(data) -> str | None:
@@ -97,6 +106,8 @@ def start_oauth(data, return_to: str, callback_path: str, settings) -> str:
 
 @bp.get("/oauth/callback")
 def oauth_callback():
+    if request.method == "HEAD":  # (Flask runs a GET view for HEAD): a code is spent on a GET only
+        return Response(status=405, headers={"Allow": "GET"})
     return_to = session.get(RETURN_KEY) or "/"
     if current_openid():  # a refresh of this URL: the code was already used, never send it again
         return redirect(return_to)
@@ -108,11 +119,11 @@ def oauth_callback():
     if not callback_link_holds(expected, state, code):
         return _notice(400, "链接已过期", "这个授权链接已经失效了，请重新扫码或从公众号菜单进入。", return_to)
     try:
-        identity = _exchange_once(code)
+        identity = _exchange_once(state, code)
     except Invalid as exc:
         return _notice(400, "授权已失效", exc.message, return_to)
-    except WeChatApiError:
-        current_app.logger.warning("OAuth code exchange failed", exc_info=True)
+    except WeChatApiError as exc:  # (one line: an outage at WeChat is no bug here)
+        current_app.logger.warning("OAuth code exchange failed: %s", exc)
         return _notice(503, "网络有点忙", "暂时无法确认您的身份，请稍后点击下方按钮重试。", return_to)
     if identity.is_snapshotuser:
         return _notice(
@@ -145,7 +156,7 @@ def remember_identity(data, identity: OAuthIdentity, settings) -> None:
     data[CHANNEL_KEY] = "dev" if talks_to_simulator(settings) else "wechat"
 
 
-def _exchange_once(code: str) -> OAuthIdentity:
+def _exchange_once(state: str, code: str) -> OAuthIdentity:
     """The code's exchange: the one the fast path (app.fast.callback) already made for this
     request, if it handed the request over after it (a code is single-use), else a new one."""
     handed = request.environ.pop(EXCHANGED_KEY, None)
@@ -153,7 +164,64 @@ def _exchange_once(code: str) -> OAuthIdentity:
         if isinstance(handed[1], BaseException):
             raise handed[1]
         return handed[1]
-    return exchange_oauth_code(_settings(), code)
+    return exchange_once(_settings(), redis_store.client, state, code)
+
+
+def exchange_once(settings, redis, state: str, code: str) -> OAuthIdentity:
+    """The one exchange of a callback's code (the view, and app.fast.callback). A twin of the
+    callback (a double tap, a browser sending it twice at once) with the same state and code waits
+    for the first one's outcome instead of sending the code again: WeChat would refuse it as used,
+    and that kind 400, landing last, would leave the browser without the identity just won. Kept
+    in Redis for the code's life under a hash of state and code, so only a browser holding that
+    state (callback_link_holds, checked before) gets the outcome. Without Redis the code is sent
+    (WeChat refuses a second use itself)."""
+    key = "wx:oauth:x:" + hashlib.sha256(f"{state}\n{code}".encode()).hexdigest()[:40]
+    try:
+        first = redis.set(key, "-", nx=True, ex=EXCHANGE_TTL)
+    except RedisError:
+        return exchange_oauth_code(settings, code)
+    if not first:
+        return _twins_outcome(redis, key)
+    try:
+        identity = exchange_oauth_code(settings, code)
+    except Invalid:
+        _keep(redis, key, "bad")
+        raise
+    except BaseException:
+        _keep(redis, key, None)  # WeChat busy or unreachable: the code was not used up
+        raise
+    _keep(redis, key, f"ok|{int(identity.is_snapshotuser)}|{identity.openid}")
+    return identity
+
+
+def _keep(redis, key: str, outcome: str | None) -> None:
+    try:
+        if outcome is None:
+            redis.delete(key)
+        else:
+            redis.set(key, outcome, xx=True, ex=EXCHANGE_TTL)
+    except RedisError as exc:  # a twin then waits its time and gets the kind 503 retry page
+        log.warning("oauth: the exchange's outcome was not kept (%s)", type(exc).__name__)
+
+
+def _twins_outcome(redis, key: str) -> OAuthIdentity:
+    """The outcome of the first callback's exchange, once it has one (waiting at most TWIN_WAIT)."""
+    deadline = time.monotonic() + TWIN_WAIT
+    while True:
+        try:
+            outcome = redis.get(key)
+        except RedisError:
+            outcome = None
+        if outcome is None:
+            raise WeChatApiError("微信授权正在另一个请求中进行，未能确认结果")
+        if outcome == "bad":
+            raise Invalid("授权已失效，请重新打开问卷链接", field="code")
+        if outcome.startswith("ok|"):
+            _, snapshot, openid = outcome.split("|", 2)
+            return OAuthIdentity(openid, snapshot == "1")
+        if time.monotonic() > deadline:
+            raise WeChatApiError("微信授权等待超时")
+        time.sleep(0.02)  # the first callback is waiting on WeChat: tens of milliseconds
 
 
 def _notice(status: int, title: str, message: str, retry_to: str | None):

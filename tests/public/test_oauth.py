@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import io
 import logging
+import threading
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -225,3 +227,99 @@ def test_a_right_state_still_lets_the_citizen_in_after_the_fix(server):
     http = phone()
     authorize = http.get(server.url + "/t/whoami", allow_redirects=False).headers["Location"]
     assert http.get(authorize).json()["openid"].startswith("oSIM")
+
+
+def _callback_url(http: requests.Session, server) -> str:
+    """A citizen's browser sent to OAuth: the callback URL WeChat sends it back with (not yet followed)."""
+    authorize = http.get(server.url + "/t/whoami", allow_redirects=False).headers["Location"]
+    back = http.get(authorize, allow_redirects=False)
+    assert back.status_code == 302 and "/oauth/callback?" in back.headers["Location"]
+    return back.headers["Location"]
+
+
+class Exchanges:
+    """WSGI middleware on the fake WeChat's side: counts the code exchanges it is asked for."""
+
+    def __init__(self, app) -> None:
+        self.wsgi_app, self.count, self.lock = app.wsgi_app, 0, threading.Lock()
+        app.wsgi_app = self
+
+    def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO", "").endswith("/sns/oauth2/access_token"):
+            with self.lock:
+                self.count += 1
+        return self.wsgi_app(environ, start_response)
+
+
+@pytest.mark.parametrize("latency_ms", [0, 300])
+def test_twin_callbacks_share_one_exchange_and_both_keep_the_identity(app, server, latency_ms):
+    """A double tap (or a browser sending the callback twice) carries the same cookie, state and
+    code: the code goes to WeChat once, and both answers carry the identity, whichever lands last.
+    With 300 ms at WeChat the twin arrives while the first waits; with none, after it has its answer."""
+    app.config["SETTINGS"].wechat.simulator_latency_ms = f"sns/oauth2/access_token={latency_ms}"
+    exchanges = Exchanges(app)
+    http = phone()
+    callback = _callback_url(http, server)
+    cookies = http.cookies.get_dict()  # the state's cookie, before either answer changes it
+    start = threading.Barrier(2)
+
+    def tap():
+        start.wait()
+        return requests.get(
+            callback, cookies=cookies, headers={"User-Agent": WECHAT_UA}, allow_redirects=False
+        )
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: tap(), range(2)))
+    assert [a.status_code for a in answers] == [302, 302]
+    assert [a.headers["Location"] for a in answers] == ["/t/whoami"] * 2
+    openids = set()
+    for answer in answers:
+        follow = requests.get(server.url + "/t/whoami", cookies=answer.cookies, allow_redirects=False)
+        openids.add(follow.json()["openid"])
+    assert len(openids) == 1 and openids.pop().startswith("oSIM")
+    assert exchanges.count == 1
+
+
+def test_a_head_request_does_not_spend_the_code(app, server):
+    exchanges = Exchanges(app)
+    http = phone()
+    callback = _callback_url(http, server)
+    head = http.head(callback, allow_redirects=False)
+    assert head.status_code == 405 and head.headers["Allow"] == "GET"
+    assert exchanges.count == 0
+    assert http.get(callback).json()["openid"].startswith("oSIM")  # the code still works
+
+
+class OddWeChat:
+    """WSGI middleware on the fake WeChat's side: its code exchange answers with `body` (a proxy
+    in front of WeChat gone wrong, or WeChat itself changing)."""
+
+    def __init__(self, wsgi_app, body: bytes) -> None:
+        self.wsgi_app, self.body = wsgi_app, body
+
+    def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO", "").endswith("/sns/oauth2/access_token"):
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [self.body]
+        return self.wsgi_app(environ, start_response)
+
+
+ODD_ANSWERS = {
+    "errcode as a list": (b'{"errcode": [40029]}', 503),
+    "errcode as an object": (b'{"errcode": {"a": 1}}', 503),
+    "JSON nested too deep": (b"[" * 100_000 + b"]" * 100_000, 503),
+    "errcode as a string of a used code": (b'{"errcode": "40029", "errmsg": "invalid code"}', 400),
+    "no openid": (b'{"access_token": "x"}', 503),
+    "not JSON": (b"<html>502 Bad Gateway</html>", 503),
+}
+
+
+@pytest.mark.parametrize("body, status", ODD_ANSWERS.values(), ids=ODD_ANSWERS.keys())
+def test_odd_answers_from_wechat_get_a_kind_page(app, server, caplog, body, status):
+    app.wsgi_app = OddWeChat(app.wsgi_app, body)
+    http = phone()
+    page = http.get(_callback_url(http, server), allow_redirects=False)
+    assert page.status_code == status
+    assert ("授权已失效" if status == 400 else "网络有点忙") in page.text
+    assert "Traceback" not in caplog.text
