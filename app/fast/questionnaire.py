@@ -107,7 +107,7 @@ class QuestionnaireFastPath:
             token = issue_form_token(settings.app.secret_key)
             return empty_page(
                 form, dept, settings, bool(session.get("large_text")), token,
-                within=lambda: self.app.request_context(environ),
+                environ.get("SCRIPT_NAME", "").rstrip("/"), within=lambda: self.app.request_context(environ),
             )  # fmt: skip
 
     def _to_oauth(self, environ, slug: str, code: str, data: dict):

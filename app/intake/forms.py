@@ -221,8 +221,8 @@ def _load_department(session: Session, code: str) -> DepartmentInfo:
 
 def load_form(session: Session, slug: str, code: str) -> tuple[SurveyForm, DepartmentInfo]:
     """The survey and department of a questionnaire URL (NotFound for a forged pair)."""
-    if not slug or len(slug) > 40 or not code or len(code) > 20:
-        raise NotFound("没有找到这项调查，请重新扫描二维码。")
+    if not slug or len(slug) > 40 or not code or len(code) > 20 or not (slug + code).isprintable():
+        raise NotFound("没有找到这项调查，请重新扫描二维码。")  # (PostgreSQL refuses a NUL: no outage)
     cache = _cache_for(session)
     form = cache.get("survey", slug, lambda: _load_survey_form(session, slug))
     dept = cache.get("department", code, lambda: _load_department(session, code))

@@ -54,7 +54,7 @@ def answered_before(settings, form, dept, openid: str):
     return previous_answer(db.session, redis_store.client, form, dept, rkey, shards)
 
 
-def empty_page(form, dept, settings, large: bool, token: str, within=nullcontext) -> str:
+def empty_page(form, dept, settings, large: bool, token: str, root: str, within=nullcontext) -> str:
     """The empty questionnaire carrying the citizen's form token, from the cached page
     (app.public.pages). `within()` is the request context the template renders in the first time
     (the view's own; app.fast.questionnaire opens one)."""
@@ -65,7 +65,8 @@ def empty_page(form, dept, settings, large: bool, token: str, within=nullcontext
                 "public/questionnaire.html", token=slot, values={}, errors={}, form=form, department=dept
             )
 
-    variant = (settings.survey.text_max_length, bool(settings.cases.contact_key))  # what else it shows
+    # What else it shows: settings, and the links' path prefix (the app mounted under one, SCRIPT_NAME)
+    variant = (settings.survey.text_max_length, bool(settings.cases.contact_key), root)
     return questionnaire_page(form, dept, large, token, render, variant)
 
 
@@ -91,7 +92,8 @@ def questionnaire(survey_slug: str, department_code: str):
         if when is not None:
             return _page("public/already.html", when=local_date(when), **context)
         token = issue_form_token(settings.app.secret_key)
-        response = make_response(empty_page(form, dept, settings, bool(session.get("large_text")), token))
+        large = bool(session.get("large_text"))
+        response = make_response(empty_page(form, dept, settings, large, token, request.script_root))
         response.headers["Cache-Control"] = "no-store"
         return response
     if openid is None:

@@ -3,6 +3,7 @@ their own that works, and the page follows the survey and the department when th
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from app import intake
@@ -56,3 +57,21 @@ def test_large_text_is_its_own_page(client, demo):
     assert "large-text" in large.split("<body", 1)[1][:80]
     assert "large-text" not in normal.split("<body", 1)[1][:80]
     assert "标准字号" in large and "大字模式" in normal
+
+
+def test_a_page_rendered_under_a_path_prefix_is_not_served_without_it(client, demo):
+    """The app mounted under a prefix (SCRIPT_NAME) links its static files under it; the cached
+    page of one mount is never another's (a request naming a prefix cannot change the plain page)."""
+    login(client, "o-cache-prefix")
+    prefixed = client.get(URL, environ_overrides={"SCRIPT_NAME": "/evil"}).get_data(as_text=True)
+    assert 'src="/evil/static/' in prefixed
+    plain = fresh(client, "o-cache-plain")
+    assert "/evil/" not in plain and 'src="/static/' in plain
+
+
+@pytest.mark.parametrize("path", ["/q/demo-departments/D08%00", "/q/demo%00departments/D08", "/q/%0A/D08"])
+def test_control_characters_in_the_address_are_a_kind_404(client, demo, path):
+    """Not a database error taken for an outage (PostgreSQL refuses a NUL in text)."""
+    login(client, "o-cache-nul")
+    page = client.get(path)
+    assert page.status_code == 404 and "没有找到" in page.get_data(as_text=True)
