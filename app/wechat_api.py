@@ -13,7 +13,7 @@ import os
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
 
 import requests
 import urllib3
@@ -59,32 +59,56 @@ def shared_http() -> requests.Session:
 
 
 _exchange_lock = threading.Lock()
-# base URL -> (its keep-alive pool, the path before WeChat's): normally one entry per process.
-_exchange_pools: dict[str, tuple[urllib3.HTTPConnectionPool, str]] = {}
+# (base URL, proxy) -> (its keep-alive pool, what goes before WeChat's path): one entry per process.
+_exchange_pools: dict[tuple[str, str | None], tuple[urllib3.HTTPConnectionPool, str]] = {}
 EXCHANGE_POOLS_MAX = 8  # API base URLs seen by one process (tests move it around); cleared when full
 
 
 def _exchange_pool(settings: Settings) -> tuple[urllib3.HTTPConnectionPool, str]:
     """The process's keep-alive pool to WeChat's API for the OAuth code exchange, the one call on
-    a citizen's path, and the base URL's path. urllib3's connection pool directly (no PoolManager
-    parsing the URL on every call, no requests): about half the CPU of a requests call, measured
-    on loopback. One pool for all the process's threads (urllib3's pools are thread-safe): a
-    connection one thread opened serves the next exchange of any thread, whatever the server's
-    threading (gunicorn's gthread keeps its threads, werkzeug's dev server starts one per
-    request). At most web_threads idle connections are kept: one per thread that may be waiting
-    on WeChat at once."""
+    a citizen's path, and what goes before WeChat's path in a request (the base URL's path, or
+    the whole base URL through a forwarding proxy). urllib3's connection pool directly (no
+    PoolManager parsing the URL on every call, no requests): about half the CPU of a requests
+    call, measured on loopback. One pool for all the process's threads (urllib3's pools are
+    thread-safe): a connection one thread opened serves the next exchange of any thread, whatever
+    the server's threading (gunicorn's gthread keeps its threads, werkzeug's dev server starts
+    one per request). At most web_threads idle connections are kept: one per thread that may be
+    waiting on WeChat at once. The network settings are those of the other WeChat calls (made with
+    requests): the proxy of the environment (HTTPS_PROXY, NO_PROXY...) and requests' CA bundle."""
     base = api_base_url(settings)
-    held = _exchange_pools.get(base)
+    proxy = requests.utils.select_proxy(base, requests.utils.get_environ_proxies(base))
+    held = _exchange_pools.get((base, proxy))
     if held is None:
         with _exchange_lock:
-            held = _exchange_pools.get(base)
+            held = _exchange_pools.get((base, proxy))
             if held is None:
                 if len(_exchange_pools) >= EXCHANGE_POOLS_MAX:
                     _exchange_pools.clear()  # dropped pools close their sockets when collected
-                size = max(4, int(settings.app.web_threads))
-                pool = urllib3.connection_from_url(base, maxsize=size, block=False, retries=False)
-                held = _exchange_pools[base] = (pool, urlsplit(base).path.rstrip("/"))
+                held = _exchange_pools[(base, proxy)] = _new_exchange_pool(base, proxy, settings)
     return held
+
+
+def _new_exchange_pool(base: str, proxy: str | None, settings: Settings):
+    """A pool for _exchange_pool: straight to WeChat, or through the proxy."""
+    parts = urlsplit(base)
+    options: dict[str, Any] = {
+        "maxsize": max(4, int(settings.app.web_threads)),
+        "block": False,
+        "retries": False,
+    }
+    if parts.scheme == "https":
+        options["ca_certs"] = requests.utils.DEFAULT_CA_BUNDLE_PATH
+    if not proxy:
+        return urllib3.connection_from_url(base, **options), parts.path.rstrip("/")
+    seen = urlsplit(proxy)
+    headers = None
+    if seen.username:
+        login = f"{unquote(seen.username)}:{unquote(seen.password or '')}"
+        headers = urllib3.util.make_headers(proxy_basic_auth=login)
+    manager = urllib3.ProxyManager(proxy, num_pools=1, proxy_headers=headers, **options)
+    pool = manager.connection_from_url(base)
+    # https: a tunnel (CONNECT) and paths as usual; http: the proxy forwards, and wants whole URLs
+    return pool, (base.rstrip("/") if parts.scheme == "http" else parts.path.rstrip("/"))
 
 
 def _forget_exchange_pool() -> None:
@@ -349,6 +373,7 @@ def exchange_oauth_code(settings: Settings, code: str, timeout: float = 5.0) -> 
         pool, prefix = _exchange_pool(settings)
         response = pool.urlopen(
             "GET", f"{prefix}{path}?{urlencode(fields)}", redirect=False, retries=False,
+            assert_same_host=False,  # (a whole URL through a forwarding proxy)
             timeout=urllib3.Timeout(connect=timeout, read=timeout),
         )  # fmt: skip
         if not 200 <= response.status < 300:

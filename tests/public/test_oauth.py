@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import concurrent.futures
+import http.server
 import io
 import logging
 import threading
+import urllib.request
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -323,3 +325,57 @@ def test_odd_answers_from_wechat_get_a_kind_page(app, server, caplog, body, stat
     assert page.status_code == status
     assert ("授权已失效" if status == 400 else "网络有点忙") in page.text
     assert "Traceback" not in caplog.text
+
+
+class ForwardProxy:
+    """An HTTP forward proxy on loopback (GET only): what a city's network may put between the
+    app and WeChat. Counts the code exchanges it forwards."""
+
+    def __init__(self) -> None:
+        self.exchanges = 0
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                if "/sns/oauth2/access_token" in self.path:
+                    proxy.exchanges += 1
+                with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(self.path) as upstream:
+                    body = upstream.read()
+                self.send_response(upstream.status)
+                self.send_header("Content-Type", upstream.headers["Content-Type"])
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_code_exchange_goes_through_the_proxy_of_the_environment(app, server, monkeypatch):
+    """Like the app's other WeChat calls (requests), the exchange takes HTTP(S)_PROXY and NO_PROXY."""
+    proxy = ForwardProxy()
+    try:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        http = phone()
+        http.trust_env = False  # the test's own phone talks to the app directly
+        authorize = http.get(server.url + "/t/whoami", allow_redirects=False).headers["Location"]
+        assert http.get(authorize).json()["openid"].startswith("oSIM")
+        assert proxy.exchanges == 1
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # and not when told to go straight
+        second = phone()
+        second.trust_env = False
+        authorize = second.get(server.url + "/t/whoami", allow_redirects=False).headers["Location"]
+        assert second.get(authorize).json()["openid"].startswith("oSIM")
+        assert proxy.exchanges == 1
+    finally:
+        proxy.close()
