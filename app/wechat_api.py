@@ -8,6 +8,7 @@ starts it), else `{app.base_url}/dev/wechat` in the web app itself.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -76,7 +77,7 @@ def _exchange_pool(settings: Settings) -> tuple[urllib3.HTTPConnectionPool, str]
     waiting on WeChat at once. The network settings are those of the other WeChat calls (made with
     requests): the proxy of the environment (HTTPS_PROXY, NO_PROXY...) and requests' CA bundle."""
     base = api_base_url(settings)
-    proxy = requests.utils.select_proxy(base, requests.utils.get_environ_proxies(base))
+    proxy = _proxy_for(base, tuple(map(os.environ.get, PROXY_VARIABLES)))
     held = _exchange_pools.get((base, proxy))
     if held is None:
         with _exchange_lock:
@@ -86,6 +87,17 @@ def _exchange_pool(settings: Settings) -> tuple[urllib3.HTTPConnectionPool, str]
                     _exchange_pools.clear()  # dropped pools close their sockets when collected
                 held = _exchange_pools[(base, proxy)] = _new_exchange_pool(base, proxy, settings)
     return held
+
+
+# What requests reads for its proxies (the exchange takes the same, worked out once per value)
+PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
+                   "no_proxy", "NO_PROXY")  # fmt: skip
+
+
+@functools.lru_cache(maxsize=16)
+def _proxy_for(base: str, environment: tuple) -> str | None:
+    """The proxy requests would take to `base` with these proxy variables (~80 us to work out: once)."""
+    return requests.utils.select_proxy(base, requests.utils.get_environ_proxies(base))
 
 
 def _new_exchange_pool(base: str, proxy: str | None, settings: Settings):
