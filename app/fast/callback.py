@@ -27,7 +27,7 @@ import logging
 from flask import Flask
 from flask.sessions import SecureCookieSession
 
-from app.fast.forms import app_context, form_fields
+from app.fast.forms import form_fields
 from app.fast.signing import SessionCookie
 from app.public.identity import (
     EXCHANGED_KEY,
@@ -38,7 +38,6 @@ from app.public.identity import (
     openid_of,
     remember_identity,
 )
-from app.redis_store import redis_store
 
 log = logging.getLogger(__name__)
 PATH = "/oauth/callback"
@@ -81,8 +80,7 @@ class OAuthCallbackFastPath:
                 return None  # the view's kind 400, nothing sent to WeChat
             settings = self.app.config["SETTINGS"]
             try:
-                with app_context(self.app):
-                    identity = exchange_once(settings, redis_store.client, state, code)
+                identity = exchange_once(settings, self.app.extensions["wxsurvey_redis"]["text"], state, code)
             except Exception as exc:  # a used code, WeChat down...: the view answers with it
                 environ[EXCHANGED_KEY] = (code, exc)
                 return None

@@ -21,7 +21,7 @@ from werkzeug.wrappers import Response as ResponseBase
 
 from app.errors import Invalid
 from app.public.blueprint import bp
-from app.redis_store import redis_store
+from app.redis_store import ScriptRunner, redis_store
 from app.wechat_api import (
     OAuthIdentity,
     WeChatApiError,
@@ -167,6 +167,18 @@ def _exchange_once(state: str, code: str) -> OAuthIdentity:
     return exchange_once(_settings(), redis_store.client, state, code)
 
 
+# KEYS[1]: the exchange's key. ARGV: its TTL, then the outcome to keep (none: claim it).
+# Claiming returns 1 when this request is the first, else what the first has kept so far.
+EXCHANGE_SCRIPT = ScriptRunner("""
+if ARGV[2] == nil then
+  if redis.call('SET', KEYS[1], '-', 'NX', 'EX', ARGV[1]) then return 1 end
+  return redis.call('GET', KEYS[1]) or ''
+end
+if ARGV[2] == '' then return redis.call('DEL', KEYS[1]) end
+return redis.call('SET', KEYS[1], ARGV[2], 'XX', 'EX', ARGV[1]) and 1 or 0
+""")
+
+
 def exchange_once(settings, redis, state: str, code: str) -> OAuthIdentity:
     """The one exchange of a callback's code (the view, and app.fast.callback). A twin of the
     callback (a double tap, a browser sending it twice at once) with the same state and code waits
@@ -174,45 +186,40 @@ def exchange_once(settings, redis, state: str, code: str) -> OAuthIdentity:
     and that kind 400, landing last, would leave the browser without the identity just won. Kept
     in Redis for the code's life under a hash of state and code, so only a browser holding that
     state (callback_link_holds, checked before) gets the outcome. Without Redis the code is sent
-    (WeChat refuses a second use itself)."""
+    (WeChat refuses a second use itself). One script call to claim, one to keep the outcome."""
     key = "wx:oauth:x:" + hashlib.sha256(f"{state}\n{code}".encode()).hexdigest()[:40]
     try:
-        first = redis.set(key, "-", nx=True, ex=EXCHANGE_TTL)
+        claimed = EXCHANGE_SCRIPT(redis, [key], [EXCHANGE_TTL])
     except RedisError:
         return exchange_oauth_code(settings, code)
-    if not first:
-        return _twins_outcome(redis, key)
+    if claimed != 1:
+        return _twins_outcome(redis, key, claimed)
     try:
         identity = exchange_oauth_code(settings, code)
     except Invalid:
         _keep(redis, key, "bad")
         raise
     except BaseException:
-        _keep(redis, key, None)  # WeChat busy or unreachable: the code was not used up
+        _keep(redis, key, "")  # WeChat busy or unreachable: the code was not used up
         raise
     _keep(redis, key, f"ok|{int(identity.is_snapshotuser)}|{identity.openid}")
     return identity
 
 
-def _keep(redis, key: str, outcome: str | None) -> None:
+def _keep(redis, key: str, outcome: str) -> None:
+    """The first callback's outcome for its twins ("": none, the key dropped)."""
     try:
-        if outcome is None:
-            redis.delete(key)
-        else:
-            redis.set(key, outcome, xx=True, ex=EXCHANGE_TTL)
+        EXCHANGE_SCRIPT(redis, [key], [EXCHANGE_TTL, outcome])
     except RedisError as exc:  # a twin then waits its time and gets the kind 503 retry page
         log.warning("oauth: the exchange's outcome was not kept (%s)", type(exc).__name__)
 
 
-def _twins_outcome(redis, key: str) -> OAuthIdentity:
+def _twins_outcome(redis, key: str, outcome) -> OAuthIdentity:
     """The outcome of the first callback's exchange, once it has one (waiting at most TWIN_WAIT)."""
     deadline = time.monotonic() + TWIN_WAIT
     while True:
-        try:
-            outcome = redis.get(key)
-        except RedisError:
-            outcome = None
-        if outcome is None:
+        outcome = outcome.decode() if isinstance(outcome, bytes) else outcome
+        if not outcome:  # the first one's exchange failed (its key dropped), or Redis is gone
             raise WeChatApiError("微信授权正在另一个请求中进行，未能确认结果")
         if outcome == "bad":
             raise Invalid("授权已失效，请重新打开问卷链接", field="code")
@@ -222,6 +229,10 @@ def _twins_outcome(redis, key: str) -> OAuthIdentity:
         if time.monotonic() > deadline:
             raise WeChatApiError("微信授权等待超时")
         time.sleep(0.02)  # the first callback is waiting on WeChat: tens of milliseconds
+        try:
+            outcome = redis.get(key)
+        except RedisError:
+            outcome = None
 
 
 def _notice(status: int, title: str, message: str, retry_to: str | None):
