@@ -66,16 +66,11 @@ EXCHANGE_POOLS_MAX = 8  # API base URLs seen by one process (tests move it aroun
 
 
 def _exchange_pool(settings: Settings) -> tuple[urllib3.HTTPConnectionPool, str]:
-    """The process's keep-alive pool to WeChat's API for the OAuth code exchange, the one call on
-    a citizen's path, and what goes before WeChat's path in a request (the base URL's path, or
-    the whole base URL through a forwarding proxy). urllib3's connection pool directly (no
-    PoolManager parsing the URL on every call, no requests): about half the CPU of a requests
-    call, measured on loopback. One pool for all the process's threads (urllib3's pools are
-    thread-safe): a connection one thread opened serves the next exchange of any thread, whatever
-    the server's threading (gunicorn's gthread keeps its threads, werkzeug's dev server starts
-    one per request). At most web_threads idle connections are kept: one per thread that may be
-    waiting on WeChat at once. The network settings are those of the other WeChat calls (made with
-    requests): the proxy of the environment (HTTPS_PROXY, NO_PROXY...) and requests' CA bundle."""
+    """The process's keep-alive pool for the OAuth code exchange (the one call on a citizen's path)
+    and what goes before WeChat's path (the base URL's path, or the whole base URL through a
+    forwarding proxy). urllib3's pool directly: half the CPU of requests. One pool for all threads
+    (urllib3's pools are thread-safe), at most web_threads idle connections. Network settings as
+    the other WeChat calls (requests): the environment's proxy and requests' CA bundle."""
     base = api_base_url(settings)
     proxy = _proxy_for(base, tuple(map(os.environ.get, PROXY_VARIABLES)))
     held = _exchange_pools.get((base, proxy))
@@ -89,14 +84,13 @@ def _exchange_pool(settings: Settings) -> tuple[urllib3.HTTPConnectionPool, str]
     return held
 
 
-# What requests reads for its proxies (the exchange takes the same, worked out once per value)
 PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
                    "no_proxy", "NO_PROXY")  # fmt: skip
 
 
 @functools.lru_cache(maxsize=16)
 def _proxy_for(base: str, environment: tuple) -> str | None:
-    """The proxy requests would take to `base` with these proxy variables (~80 us to work out: once)."""
+    """The proxy requests would take to `base` given the variables it reads (~80 us: worked out once)."""
     return requests.utils.select_proxy(base, requests.utils.get_environ_proxies(base))
 
 
