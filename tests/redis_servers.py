@@ -8,13 +8,11 @@ in a temporary directory, and stopped by the fixture that started it.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -163,69 +161,3 @@ class Cluster:
     def stop(self) -> None:
         for node in self.nodes:
             node.kill()
-
-
-class LosingProxy:
-    """A TCP proxy on loopback in front of a Redis server that can lose replies: everything passes
-    both ways, except that after `lose(marker, times)` the next `times` requests holding `marker`
-    reach the server (which runs them) and then their connection is cut before the reply comes
-    back, as a network fault or a reply timeout does to a client (the first `after` such requests
-    pass untouched)."""
-
-    def __init__(self, url: str) -> None:
-        kwargs = redis.Redis.from_url(url).connection_pool.connection_kwargs
-        self._upstream = kwargs.get("path") or (kwargs.get("host", "127.0.0.1"), kwargs.get("port", 6379))
-        self._marker, self._times, self._after, self.lost = b"", 0, 0, 0
-        self._lock = threading.Lock()
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.url = f"redis://127.0.0.1:{self._server.getsockname()[1]}/{kwargs.get('db', 0)}"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def lose(self, marker: bytes, times: int, after: int = 0) -> None:
-        with self._lock:
-            self._marker, self._times, self._after = marker, times, after
-
-    def close(self) -> None:
-        self._server.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._server.accept()
-            except OSError:
-                return
-            family = socket.AF_UNIX if isinstance(self._upstream, str) else socket.AF_INET
-            upstream = socket.socket(family)
-            upstream.connect(self._upstream)
-            doomed = threading.Event()
-            threading.Thread(target=self._requests, args=(client, upstream, doomed), daemon=True).start()
-            threading.Thread(target=self._replies, args=(upstream, client, doomed), daemon=True).start()
-
-    def _requests(self, client: socket.socket, upstream: socket.socket, doomed: threading.Event) -> None:
-        with contextlib.suppress(OSError):
-            while data := client.recv(65536):
-                with self._lock:
-                    if self._times and self._marker in data and self._after:
-                        self._after -= 1
-                    elif self._times and self._marker in data:
-                        self._times -= 1
-                        self.lost += 1
-                        doomed.set()
-                upstream.sendall(data)
-        _shut(upstream)
-
-    @staticmethod
-    def _replies(upstream: socket.socket, client: socket.socket, doomed: threading.Event) -> None:
-        with contextlib.suppress(OSError):
-            while data := upstream.recv(65536):
-                if doomed.is_set():  # the server has answered: the client never hears it
-                    break
-                client.sendall(data)
-        _shut(client)
-        _shut(upstream)
-
-
-def _shut(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
-    sock.close()

@@ -4,10 +4,8 @@ server drops an idle connection, and in a forked child. One exchange per code al
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import socket
 import threading
 from urllib.parse import parse_qs, urlsplit
 
@@ -17,69 +15,21 @@ import requests
 from app import wechat_api
 from app.wechat_api import exchange_oauth_code, oauth_authorize_url
 from tests.public.test_oauth import phone
+from tests.relay import Relay
 
 FAST_LAYER_BOTH_WAYS = True  # tests/conftest.py: with the WSGI fast paths and without
 EXCHANGE_CODE = re.compile(rb"GET /dev/wechat/sns/oauth2/access_token\?[^ ]*?code=([A-Za-z0-9_-]+)")
 
 
-class Relay:
-    """A TCP relay on loopback standing where WeChat's API is: it counts the connections it
-    accepts (what WeChat would see), reads the codes of the exchanges they carry, and can drop
-    them all, as a server ending idle keep-alives."""
-
-    def __init__(self, upstream: tuple[str, int]) -> None:
-        self.upstream = upstream
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.accepted = 0
-        self.sent: list[bytearray] = []  # what each connection's client sent
-        self.sockets: list[socket.socket] = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
+class CountingRelay(Relay):
+    """The relay standing where WeChat's API is: the connections it accepts are what WeChat would
+    see; `codes` are the codes of the exchanges they carried."""
 
     @property
     def codes(self) -> list[str]:
         """The code of every exchange request, in the order of connections then requests."""
         with self.lock:
             return [c.decode() for sent in self.sent for c in EXCHANGE_CODE.findall(bytes(sent))]
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.upstream)
-            sent = bytearray()
-            with self.lock:
-                self.accepted += 1
-                self.sent.append(sent)
-                self.sockets += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream, sent), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, None), daemon=True).start()
-
-    def _pump(self, source: socket.socket, target: socket.socket, record: bytearray | None) -> None:
-        try:
-            while data := source.recv(65536):
-                if record is not None:
-                    with self.lock:
-                        record += data
-                target.sendall(data)
-        except OSError:
-            pass
-        for sock in (source, target):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def drop_all(self) -> None:
-        with self.lock:
-            for sock in self.sockets:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self.listener.close()
-        self.drop_all()
 
 
 @pytest.fixture
@@ -88,7 +38,7 @@ def wechat(app, sim):
     its API behind a counting relay."""
     settings = app.config["SETTINGS"]
     where = urlsplit(sim)
-    relay = Relay((where.hostname, where.port))
+    relay = CountingRelay((where.hostname, where.port))
     settings.wechat.api_base_url = f"http://127.0.0.1:{relay.port}{where.path}"
     yield relay
     relay.close()
