@@ -42,16 +42,17 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import bindparam, select
+from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app import clock
 from app.cases.opening import followup_request
+from app.db import held_reads
 from app.errors import Conflict, Invalid, Unavailable
 from app.intake import shards as shard_keys
 from app.intake.forms import STATE_MESSAGES, DepartmentInfo, SurveyForm, read_form_token, refusal
@@ -160,13 +161,13 @@ def previous_answer(session: Session, redis: Redis, form: SurveyForm, dept: Depa
         prior = None
     if prior:
         return datetime.fromtimestamp(int(str(prior).split("|", 1)[1]) / 1000, UTC)
+    reads = held_reads(cast(Engine, session.get_bind()))
     try:
-        params = {"survey": form.id, "department": dept.id, "rkey": rkey}
-        found = session.connection().execute(_ANSWERED_AT, params).scalar()
-        session.rollback()
-    except SQLAlchemyError:
-        session.rollback()
+        found = reads.scalar(_ANSWERED_AT, {"survey": form.id, "department": dept.id, "rkey": rkey})
+    except (SQLAlchemyError, reads.errors):  # the database unreachable: asked again at the answer
         return None
+    if isinstance(found, str):  # SQLite keeps the moment as text
+        found = datetime.fromisoformat(found)
     if found is not None and found.tzinfo is None:
         found = found.replace(tzinfo=UTC)
     return found

@@ -1,0 +1,112 @@
+"""The earlier-answer look-up on held connections (app.db.HeldReads): the moment as SQL stored it,
+no pool slot taken, at most the pool's size kept idle, a connection the server dropped replaced
+within the same look-up, and every held connection closed with the engine; on SQLite and
+PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from app.db import held_reads
+from app.intake import load_form
+from app.intake.record import previous_answer
+from app.org.departments import get_department
+from app.org.surveys import get_survey
+from tests.factories import add_response
+
+SURVEY, CODE = "demo-departments", "D08"
+
+
+@pytest.fixture
+def answered(app, session, demo):
+    survey, dept = get_survey(session, SURVEY), get_department(session, CODE)
+    moment = datetime(2026, 12, 1, 9, 30, 15, 250_000, tzinfo=UTC)
+    add_response(session, survey, dept, {"overall": "satisfied"}, submitted_at=moment, respondent="r-1")
+    session.commit()
+    form, info = load_form(session, SURVEY, CODE)
+    return form, info, moment
+
+
+def _backends(engine) -> set[int]:
+    """The PostgreSQL backends of this test's schema (its search_path names it)."""
+    admin = create_engine(engine.url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            mine = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+            pids = conn.execute(
+                text("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> :me"),
+                {"me": mine},
+            ).scalars()
+            return set(pids)
+    finally:
+        admin.dispose()
+
+
+def test_the_earlier_answer_is_found_in_sql_without_a_pool_slot(app, session, redis_client, answered):
+    form, dept, moment = answered
+    engine = session.get_bind()
+    assert previous_answer(session, redis_client, form, dept, "r-1") == moment  # aware, to the ms
+    assert previous_answer(session, redis_client, form, dept, "r-2") is None
+    assert engine.pool.checkedout() == 0  # the session's connection went back; the held one is not the pool's
+    assert session().in_transaction() is False  # the look-up opened no transaction of the session
+
+
+def test_a_dropped_connection_is_replaced_within_the_look_up(app, session, redis_client, answered):
+    form, dept, moment = answered
+    engine = session.get_bind()
+    reads = held_reads(engine)
+    assert previous_answer(session, redis_client, form, dept, "r-1") == moment
+    if engine.dialect.name == "postgresql":
+        ((_, held),) = reads._idle
+        pid = held.info.backend_pid
+        admin = create_engine(engine.url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
+        admin.dispose()
+    else:
+        reads._idle[0][1].close()  # a closed handle: the driver's error on use
+    assert previous_answer(session, redis_client, form, dept, "r-1") == moment
+    assert previous_answer(session, redis_client, form, dept, "r-3") is None
+
+
+def test_held_connections_close_with_the_engine(app, session, redis_client, answered):
+    form, dept, _ = answered
+    engine = session.get_bind()
+    session.close()
+    engine.dispose()
+    before = _backends(engine) if engine.dialect.name == "postgresql" else set()
+    assert previous_answer(session, redis_client, form, dept, "r-1") is not None
+    reads = held_reads(engine)
+    ((_, held),) = reads._idle
+    if engine.dialect.name == "postgresql":
+        pid = held.info.backend_pid
+        assert pid in _backends(engine) - before
+    engine.dispose()
+    assert reads._idle == []
+    if engine.dialect.name == "postgresql":
+        deadline = time.monotonic() + 10
+        while pid in _backends(engine) and time.monotonic() < deadline:
+            time.sleep(0.05)  # (polling for the server to see the close)
+        assert pid not in _backends(engine)
+    else:
+        with pytest.raises(Exception, match="closed"):
+            held.cursor()
+
+
+def test_at_most_the_pools_size_stay_idle(app, session, redis_client, answered):
+    """Look-ups running at once each take a connection; given back, only the pool's size stay."""
+    form, dept, moment = answered
+    reads = held_reads(session.get_bind())
+    taken = [reads._take() for _ in range(reads.keep + 3)]  # as many look-ups in flight
+    for generation, conn in taken:
+        reads._give(generation, conn)
+    assert len(reads._idle) == reads.keep
+    assert previous_answer(session, redis_client, form, dept, "r-1") == moment
+    assert len(reads._idle) == reads.keep
+    closed = taken[-1][1]  # one given back past the limit was closed
+    with pytest.raises(Exception, match="closed"):
+        closed.cursor().execute("SELECT 1")
