@@ -5,6 +5,7 @@ Services take a `Session` explicitly; views and jobs get theirs from `db.session
 
 from __future__ import annotations
 
+import threading
 import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -67,25 +68,35 @@ class HeldReads:
     """Read-only look-ups on the citizen's hot path (has this person answered here before?) over
     DBAPI connections of their own, kept open in autocommit outside the engine's pool: no
     checkout, ping, BEGIN or ROLLBACK per look-up (on PostgreSQL those cost ~0.35 ms of the app's
-    CPU and three of the four round trips). At most the pool's size stay idle; a look-up that
-    finds none opens one. A connection that fails is dropped with the idle ones (a restarted
-    server broke them all) and the look-up made once more; all close with the engine."""
+    CPU and three of the four round trips). At most the pool's size of them exist; a look-up that
+    finds all busy goes through the pool as before. A connection that fails is dropped with the
+    idle ones (a restarted server broke them all) and the look-up made once more; all close with
+    the engine (which this object does not keep alive)."""
 
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+        self._engine = weakref.ref(engine)
         self.errors: type[Exception] = engine.dialect.loaded_dbapi.Error
-        self.keep = int(getattr(engine.pool, "size", lambda: 5)())
-        self._idle: list[tuple[int, Any]] = []  # (generation, DBAPI connection); list ops are atomic
+        size = getattr(engine.pool, "size", None)
+        self.keep = int(size()) if callable(size) else 5  # (a SingletonThreadPool's size is no method)
+        self._idle: list[tuple[int, Any]] = []  # (generation, DBAPI connection)
+        self._open = 0  # connections of ours, idle or in use
         self._generation = 0  # moved on by close(): connections in use then are closed on return
-        self._sql: dict[int, tuple[str, tuple[str, ...] | None]] = {}  # id(statement) -> SQL, order
+        self._lock = threading.Lock()
+        self._sql: dict[ClauseElement, tuple[str, tuple[str, ...] | None]] = {}  # SQL, parameter order
         event.listen(engine, "engine_disposed", lambda _engine: self.close())
 
     def scalar(self, statement: ClauseElement, params: dict[str, Any]) -> Any:
         """The first column of the first row (None without one), as the driver returns it."""
-        sql, order = self._compiled(statement)
+        engine = self._engine()
+        assert engine is not None, "a look-up on an engine gone"
+        sql, order = self._compiled(engine, statement)
         args = params if order is None else tuple(params[name] for name in order)
         for attempt in (1, 2):
-            generation, conn = self._take()
+            held = self._take(engine)
+            if held is None:  # all of ours busy: the pool's way
+                with engine.connect() as pooled:
+                    return pooled.execute(cast(Any, statement), params).scalar()
+            generation, conn = held
             try:
                 cursor = conn.cursor()
                 try:
@@ -94,51 +105,75 @@ class HeldReads:
                 finally:
                     cursor.close()
             except self.errors:
-                _close(conn, self.errors)
+                self._discard(conn)
                 self._drop_idle()
                 if attempt == 2:
                     raise
                 continue
+            except BaseException:
+                self._discard(conn)
+                raise
             self._give(generation, conn)
             return None if row is None else row[0]
         raise AssertionError("unreachable")
 
-    def _compiled(self, statement: ClauseElement) -> tuple[str, tuple[str, ...] | None]:
-        known = self._sql.get(id(statement))
+    def _compiled(self, engine: Engine, statement: ClauseElement) -> tuple[str, tuple[str, ...] | None]:
+        known = self._sql.get(statement)
         if known is None:
-            compiled = cast(Any, statement.compile(dialect=self.engine.dialect))  # a SQLCompiler
+            compiled = cast(Any, statement.compile(dialect=engine.dialect))  # a SQLCompiler
             order = tuple(compiled.positiontup or ()) if compiled.positional else None
-            known = self._sql[id(statement)] = (str(compiled), order)
+            known = self._sql[statement] = (str(compiled), order)
         return known
 
-    def _take(self) -> tuple[int, Any]:
+    def _take(self, engine: Engine) -> tuple[int, Any] | None:
+        with self._lock:
+            while self._idle:
+                generation, conn = self._idle.pop()
+                if generation == self._generation:
+                    return generation, conn
+                self._open -= 1
+                _close(conn, self.errors)
+            if self._open >= self.keep:
+                return None
+            self._open += 1
+            generation = self._generation
         try:
-            return self._idle.pop()
-        except IndexError:
-            pass
-        generation = self._generation
-        pooled = self.engine.raw_connection()  # (the engine's connect events run: pragmas)
+            pooled = engine.raw_connection()  # (the engine's connect events run: pragmas)
+        except BaseException:
+            with self._lock:
+                self._open -= 1
+            raise
         dbapi, conn = pooled.dbapi_connection, pooled.driver_connection
         pooled.detach()  # its own from now on: no slot of the pool taken
-        self.engine.dialect.set_isolation_level(cast(Any, dbapi), "AUTOCOMMIT")
+        try:
+            engine.dialect.set_isolation_level(cast(Any, dbapi), "AUTOCOMMIT")
+        except BaseException:
+            self._discard(conn)
+            raise
         return generation, conn
 
     def _give(self, generation: int, conn) -> None:
-        if generation == self._generation and len(self._idle) < self.keep:
-            self._idle.append((generation, conn))
-        else:
-            _close(conn, self.errors)
+        with self._lock:
+            if generation == self._generation:
+                self._idle.append((generation, conn))
+                return
+        self._discard(conn)
+
+    def _discard(self, conn) -> None:
+        with self._lock:
+            self._open -= 1
+        _close(conn, self.errors)
 
     def _drop_idle(self) -> None:
-        while True:
-            try:
-                _, conn = self._idle.pop()
-            except IndexError:
-                return
+        with self._lock:
+            idle, self._idle = self._idle, []
+            self._open -= len(idle)
+        for _, conn in idle:
             _close(conn, self.errors)
 
     def close(self) -> None:
-        self._generation += 1
+        with self._lock:
+            self._generation += 1
         self._drop_idle()
 
 
@@ -150,13 +185,17 @@ def _close(conn, errors: type[Exception]) -> None:
 
 
 _HELD: weakref.WeakKeyDictionary[Engine, HeldReads] = weakref.WeakKeyDictionary()
+_HELD_LOCK = threading.Lock()
 
 
 def held_reads(engine: Engine) -> HeldReads:
     """The engine's HeldReads (made on first use)."""
     reads = _HELD.get(engine)
     if reads is None:
-        reads = _HELD[engine] = HeldReads(engine)
+        with _HELD_LOCK:
+            reads = _HELD.get(engine)
+            if reads is None:
+                reads = _HELD[engine] = HeldReads(engine)
     return reads
 
 

@@ -97,16 +97,32 @@ def test_held_connections_close_with_the_engine(app, session, redis_client, answ
             held.cursor()
 
 
-def test_at_most_the_pools_size_stay_idle(app, session, redis_client, answered):
-    """Look-ups running at once each take a connection; given back, only the pool's size stay."""
+def test_at_most_the_pools_size_are_open(app, session, redis_client, answered):
+    """Look-ups in flight each take one of ours up to the pool's size; past it they go through the
+    pool (no backend opened and closed per look-up); given back, they wait idle for the next."""
     form, dept, moment = answered
-    reads = held_reads(session.get_bind())
-    taken = [reads._take() for _ in range(reads.keep + 3)]  # as many look-ups in flight
-    for generation, conn in taken:
-        reads._give(generation, conn)
-    assert len(reads._idle) == reads.keep
+    engine = session.get_bind()
+    reads = held_reads(engine)
+    taken = [reads._take(engine) for _ in range(reads.keep)]  # as many look-ups in flight
+    assert None not in taken and reads._take(engine) is None
+    assert previous_answer(session, redis_client, form, dept, "r-1") == moment  # the pool's way
+    assert reads._open == reads.keep and engine.pool.checkedout() == 0
+    for held in taken:
+        reads._give(*held)
     assert previous_answer(session, redis_client, form, dept, "r-1") == moment
-    assert len(reads._idle) == reads.keep
-    closed = taken[-1][1]  # one given back past the limit was closed
-    with pytest.raises(Exception, match="closed"):
-        closed.cursor().execute("SELECT 1")
+    assert (reads._open, len(reads._idle)) == (reads.keep, reads.keep)
+
+
+def test_an_engine_is_not_kept_alive_by_its_look_ups(database_url):
+    import gc
+    import weakref
+
+    engine = create_engine(database_url)
+    reads = held_reads(engine)
+    assert reads.scalar(text("SELECT 1"), {}) == 1
+    gone = weakref.ref(engine)
+    engine.dispose()
+    del engine
+    gc.collect()
+    assert gone() is None
+    assert reads._open == 0
