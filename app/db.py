@@ -86,7 +86,8 @@ class HeldReads:
         event.listen(engine, "engine_disposed", lambda _engine: self.close())
 
     def scalar(self, statement: ClauseElement, params: dict[str, Any]) -> Any:
-        """The first column of the first row (None without one), as the driver returns it."""
+        """The first column of the first row (None without one): the driver's value, SQLAlchemy's
+        when the look-up took the pool's way (callers take either)."""
         engine = self._engine()
         assert engine is not None, "a look-up on an engine gone"
         sql, order = self._compiled(engine, statement)
