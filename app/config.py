@@ -71,6 +71,7 @@ class WechatSettings:
     max_body_bytes: int = 65536
     simulator: bool = True
     scan_reply: str = "news"  # "news": a card (图文消息) with the department's picture; "text": a link
+    scan_pass_seconds: int = 600  # a scan's link opens the form without OAuth for this long, once (0: off)
     # Where the simulator's fake WeChat API and OAuth run ("" = under /dev/wechat of the web app).
     simulator_url: str = ""
     simulator_port: int = 5001

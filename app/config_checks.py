@@ -58,6 +58,9 @@ def validate(values: dict[str, dict[str, Any]]) -> None:
         raise ConfigError(f"wechat.previous_encoding_aes_key: must be 43 characters, got {len(old)}")
     if values["wechat"]["scan_reply"] not in ("news", "text"):
         raise ConfigError(f"wechat.scan_reply: must be news or text, got {values['wechat']['scan_reply']!r}")
+    seconds = values["wechat"]["scan_pass_seconds"]
+    if not 0 <= seconds <= 3600:
+        raise ConfigError(f"wechat.scan_pass_seconds: must be 0 (off) to 3600, got {seconds!r}")
     for key, top in (("simulator_latency_ms", 60000.0), ("simulator_error_rate", 1.0)):
         spec = values["wechat"][key]
         try:

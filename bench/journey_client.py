@@ -3,6 +3,8 @@
 """One journey, as a citizen at a service window makes it:
 
   scan     WeChat's server POSTs the signed SCAN event to /wechat; the reply carries the link
+  form     with the link's scan pass (wechat.scan_pass_seconds, the default): the questionnaire at
+           once, and on to the answer; without one (passes off, or a retry):
   open     the WeChat browser GETs the link: no identity yet, 302 to WeChat's OAuth
   oauth    GET the (simulated) authorize URL: 302 back to /oauth/callback with a code
   callback GET /oauth/callback: the app exchanges the code (the simulator's latency), 302 back
@@ -158,29 +160,20 @@ class Journeys:
             if status != 200 or not found:
                 raise JourneyError(f"scan {status}")
             link = (found.group(1) or found.group(2)).replace("&amp;", "&")
-            for attempt in (1, 2):
-                status, headers, _ = await self._step("open", phone.request("GET", link))
-                if status != 302:
-                    raise JourneyError(f"open {status}")
-                # WeChat knows who is asking: the simulator takes the openid as an argument.
-                authorize = headers["location"].partition("#")[0] + "&openid=" + openid
-                status, headers, _ = await self._step("oauth", phone.request("GET", authorize))
-                if status != 302:
-                    raise JourneyError(f"oauth {status}")
-                status, headers, _ = await self._step("callback", phone.request("GET", headers["location"]))
-                if status == 302:
-                    break
-                if status == 503 and attempt == 1:  # the kind retry page: the citizen taps 重试
-                    self.retries += 1
-                    continue
-                raise JourneyError(f"callback {status}")
-            status, _, page = await self._step("form", phone.request("GET", link))
+            started = time.perf_counter()
+            status, headers, page = await phone.request("GET", link)
+            if status == 200:  # the link's scan pass: the questionnaire at once
+                self.steps["form"].append(time.perf_counter() - started)
+            else:
+                self.steps["open"].append(time.perf_counter() - started)
+                page = await self._identify(phone, link, openid, status, headers)
             token = TOKEN.search(page)
-            if status != 200 or token is None:
-                raise JourneyError(f"form {status}")
+            if token is None:
+                raise JourneyError("form without its token")
             answers = urlencode({**ANSWERS, "form_token": token.group(1).decode()}).encode()
             form_type = {"Content-Type": "application/x-www-form-urlencoded"}
-            status, _, thanks = await self._step("answer", phone.request("POST", link, answers, form_type))
+            action = link.partition("?")[0]
+            status, _, thanks = await self._step("answer", phone.request("POST", action, answers, form_type))
             if status != 200 or "感谢".encode() not in thanks:
                 raise JourneyError(f"answer {status}")
             self.completed += 1
@@ -195,6 +188,31 @@ class Journeys:
             self.reconnects += phone.reconnects + wechat_server.reconnects
             phone.close()
             wechat_server.close()
+
+    async def _identify(self, phone: Browser, link: str, openid: str, status: int, headers: dict) -> bytes:
+        """No scan pass (or passes off): the 302 to OAuth, the simulator's authorize page, the
+        callback (its code exchange), then the form; the page's body."""
+        for attempt in (1, 2):
+            if attempt == 2:
+                status, headers, _ = await self._step("open", phone.request("GET", link))
+            if status != 302:
+                raise JourneyError(f"open {status}")
+            # WeChat knows who is asking: the simulator takes the openid as an argument.
+            authorize = headers["location"].partition("#")[0] + "&openid=" + openid
+            status, headers, _ = await self._step("oauth", phone.request("GET", authorize))
+            if status != 302:
+                raise JourneyError(f"oauth {status}")
+            status, headers, _ = await self._step("callback", phone.request("GET", headers["location"]))
+            if status == 302:
+                break
+            if status == 503 and attempt == 1:  # the kind retry page: the citizen taps 重试
+                self.retries += 1
+                continue
+            raise JourneyError(f"callback {status}")
+        status, _, page = await self._step("form", phone.request("GET", link))
+        if status != 200:
+            raise JourneyError(f"form {status}")
+        return page
 
 
 def _percentiles(values: list[float]) -> dict[str, float | None]:

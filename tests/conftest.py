@@ -20,6 +20,7 @@ import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -263,6 +264,24 @@ def app(tmp_path, database_url, redis_client, redis_url, queue_url, fast_layer):
     yield app
     database.session.remove()
     database.engine.dispose()
+
+
+@contextmanager
+def demo_app(tmp_path: Path, database_url: str, redis_url: str, queue_url: str = "", **sections):
+    """An app of its own with these settings and the demo loaded (its tables emptied first)."""
+    from app.org.demo import load_demo
+
+    app = create_app(settings_for(tmp_path, database_url, redis_url, queue_url, **sections))
+    database = app.extensions["wxsurvey_db"]
+    empty_tables(database.engine)
+    with app.app_context():
+        load_demo(database.session, app.config["SETTINGS"].var_dir)
+        database.session.commit()
+    try:
+        yield app
+    finally:
+        database.session.remove()
+        database.engine.dispose()
 
 
 @pytest.fixture

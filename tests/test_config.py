@@ -45,6 +45,8 @@ def test_wxsurvey_config_variable_names_the_file(tmp_path):
         ("", {"WXSURVEY_WECHAT_ENCODING_AES_KEY": "short"}, "must be 43 characters"),
         ("[app]\nport = 70000\n", {}, "app.port: must be 1..65535"),
         ("[app]\nbase_url = 'example.org'\n", {}, "app.base_url: must start with http"),
+        ("", {"WXSURVEY_WECHAT_SCAN_PASS_SECONDS": "-1"}, "scan_pass_seconds: must be 0 (off) to 3600"),
+        ("[wechat]\nscan_pass_seconds = 86400\n", {}, "wechat.scan_pass_seconds: must be 0 (off) to 3600"),
     ],
 )
 def test_malformed_values_name_the_key(tmp_path, text, env, message):

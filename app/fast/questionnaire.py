@@ -12,6 +12,9 @@ take answers (refusal) — it answers:
 - no openid yet, in WeChat's browser, a plain URL (no query string, no script root): the view's
   redirect to WeChat's OAuth (start_oauth: a new state and the way back kept in the session,
   written by Flask's own session interface);
+- no openid yet, in WeChat's browser, a scan pass in the link (`p=`, app.org.scan_pass): the pass
+  taken (identity_from_pass) and, when this person has not answered yet, the questionnaire with
+  the session cookie Flask would write; otherwise the view is handed what the pass gave;
 - an openid: when this person has not answered yet (answered_before), a new form token in the
   cached page (empty_page), as the view does.
 
@@ -27,6 +30,7 @@ import re
 
 from flask import Flask
 from flask.sessions import SecureCookieSession
+from werkzeug.wrappers import Response
 
 from app.db import db
 from app.errors import DomainError
@@ -34,7 +38,8 @@ from app.fast.callback import PATH as CALLBACK_PATH
 from app.fast.forms import app_context, form_fields, respond
 from app.fast.signing import SessionCookie
 from app.intake import issue_form_token, load_form, refusal
-from app.public.identity import openid_of, start_oauth
+from app.org import scan_pass
+from app.public.identity import PASS_TAKEN_KEY, identity_from_pass, openid_of, start_oauth
 from app.public.questionnaire import answered_before, empty_page
 
 log = logging.getLogger(__name__)
@@ -60,8 +65,13 @@ class QuestionnaireFastPath:
         redirect = html = None
         try:
             if openid is None:
-                to_oauth = self._to_oauth(environ, match.group(1), match.group(2), session)
-                redirect = to_oauth.get_wsgi_response(environ) if to_oauth is not None else None
+                token = self._pass_in(environ)
+                if token:
+                    with_pass = self._with_pass(environ, match.group(1), match.group(2), token, session)
+                    redirect = with_pass.get_wsgi_response(environ) if with_pass is not None else None
+                else:
+                    to_oauth = self._to_oauth(environ, match.group(1), match.group(2), session)
+                    redirect = to_oauth.get_wsgi_response(environ) if to_oauth is not None else None
             else:
                 html = self._page(environ, match.group(1), match.group(2), openid, session)
         except Exception as exc:  # the view reads it all again and answers as it answers any failure
@@ -110,6 +120,44 @@ class QuestionnaireFastPath:
                 environ.get("SCRIPT_NAME", "").rstrip("/"), within=lambda: self.app.request_context(environ),
             )  # fmt: skip
 
+    @staticmethod
+    def _pass_in(environ) -> str | None:
+        """The scan pass a reply's link carries (`p=`), as request.args.get would give it."""
+        query = environ.get("QUERY_STRING", "")
+        if f"{scan_pass.PARAM}=" not in query:
+            return None
+        fields = form_fields(query.encode("latin-1")) or {}  # (checked as UTF-8 by _plain_query)
+        values = fields.get(scan_pass.PARAM)
+        return values[0] if values else None
+
+    def _with_pass(self, environ, slug: str, code: str, token: str, data: dict):
+        """A scanner opening their reply's link in WeChat's browser: the pass taken (the view's
+        identity_from_pass) and the questionnaire with the new session cookie, as a werkzeug
+        response; None for the view (which is handed what the pass gave: it is taken once)."""
+        if "MicroMessenger" not in environ.get("HTTP_USER_AGENT", ""):
+            return None  # the view knows the other browsers (the simulator's phone, trials)
+        settings = self.app.config["SETTINGS"]
+        with app_context(self.app):
+            loaded = _taking_answers(slug, code)
+            if loaded is None:
+                return None
+            form, dept = loaded
+            session = SecureCookieSession(data)
+            session.accessed = True  # the view reads the session: Vary: Cookie
+            redis = self.app.extensions["wxsurvey_redis"]["text"]
+            openid = identity_from_pass(session, token, slug, code, settings, redis, {})
+            environ[PASS_TAKEN_KEY] = (token, openid)  # the view's, should anything below fail
+            if openid is None or answered_before(settings, form, dept, openid) is not None:
+                return None
+            form_token = issue_form_token(settings.app.secret_key)
+            html = empty_page(
+                form, dept, settings, bool(session.get("large_text")), form_token,
+                environ.get("SCRIPT_NAME", "").rstrip("/"), within=lambda: self.app.request_context(environ),
+            )  # fmt: skip
+        response = Response(html, mimetype="text/html")
+        response.headers["Cache-Control"] = "no-store"
+        return self._as_the_view_ends(response, session)
+
     def _to_oauth(self, environ, slug: str, code: str, data: dict):
         """A new citizen in WeChat's browser: the view's redirect to WeChat's OAuth (state and the
         way back kept in a new session cookie) as a werkzeug response, or None for the view."""
@@ -122,16 +170,27 @@ class QuestionnaireFastPath:
             return None  # the view works out the way back (request.url) and the browser's kind
         settings = self.app.config["SETTINGS"]
         with app_context(self.app):
-            try:
-                form, dept = load_form(db.session, slug, code)
-            except DomainError:
-                return None
-            if refusal(form, dept):
+            if _taking_answers(slug, code) is None:
                 return None
         session = SecureCookieSession(data)
         session.accessed = True  # the view reads the session: Vary: Cookie
         response = self.app.redirect(start_oauth(session, f"/q/{slug}/{code}", CALLBACK_PATH, settings))
-        for name, value in self.app.config["SECURITY_HEADERS"]:  # Flask's after_request, then the session
+        return self._as_the_view_ends(response, session)
+
+    def _as_the_view_ends(self, response, session: SecureCookieSession):
+        """The security headers (Flask's after_request), then the session saved by Flask's own
+        session interface: the headers in the order the view's response has them."""
+        for name, value in self.app.config["SECURITY_HEADERS"]:
             response.headers.setdefault(name, value)
-        self.app.session_interface.save_session(self.app, session, response)  # type: ignore[arg-type]
+        self.app.session_interface.save_session(self.app, session, response)
         return response
+
+
+def _taking_answers(slug: str, code: str):
+    """The survey's form and the department when they take answers now, else None (the view
+    answers: a forged pair, a closed survey, an inactive department). In an app context."""
+    try:
+        form, dept = load_form(db.session, slug, code)
+    except DomainError:
+        return None
+    return None if refusal(form, dept) else (form, dept)

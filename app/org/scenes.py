@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from app.intake.respondents import record_scan, respondent_key
 from app.models import Department, Survey
+from app.org import scan_pass
 from app.org.departments import CODE_RE
 from app.org.surveys import SLUG_RE, accepting_state, covers, list_surveys
 
@@ -258,8 +259,9 @@ def route_scan(
     cache: RouteCache | None = None,
     generation: str = "",
 ) -> Route:
-    """Route a scanned code and remember the scan for the integrity check of the submission.
-    `redis` may be a pipeline: the scan is then recorded when the caller executes it."""
+    """Route a scanned code and remember the scan for the integrity check of the submission; the
+    link carries a scan pass for the scanner (app.org.scan_pass) unless `wechat.scan_pass_seconds`
+    is 0. `redis` may be a pipeline: the writes are then made when the caller executes it."""
     if cache is None:
         route = route_scene(session, settings, parse_scene(event_key), today)
     else:
@@ -268,6 +270,10 @@ def route_scan(
         key = respondent_key(settings.survey.respondent_secret, openid)
         survey = settings.survey
         record_scan(redis, key, route.department.code, survey.scan_window_hours, survey.intake_shards)
+        seconds = settings.wechat.scan_pass_seconds
+        if route.url and route.survey is not None and seconds > 0:
+            token = scan_pass.issue(redis, openid, route.survey.slug, route.department.code, seconds)
+            route = replace(route, url=scan_pass.with_pass(route.url, token))
     return route
 
 

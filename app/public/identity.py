@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from werkzeug.wrappers import Response as ResponseBase
 
 from app.errors import Invalid
+from app.org import scan_pass
 from app.public.blueprint import bp
 from app.redis_store import ScriptRunner, redis_store
 from app.wechat_api import (
@@ -42,6 +43,8 @@ CHANNELS = ("wechat", "dev", "web")
 MAX_STATE = 128  # ours are 22 characters; WeChat passes state back as given (at most 128 bytes)
 # The WSGI environ key under which app.fast.callback hands the view its exchange's (code, outcome).
 EXCHANGED_KEY = "wxsurvey.oauth_exchanged"
+# ... and app.fast.questionnaire the scan pass it took: (pass, openid or None).
+PASS_TAKEN_KEY = "wxsurvey.scan_pass_taken"
 MAX_CODE = 128  # WeChat's codes are 32 characters: a longer one is no code, and is not sent on
 EXCHANGE_TTL = 300  # seconds: a code lives five minutes at WeChat
 TWIN_WAIT = 6.0  # seconds a twin callback waits for the first one's exchange (its timeout is 5 s)
@@ -93,6 +96,26 @@ def begin_identity(return_to: str) -> ResponseBase:
     session[OPENID_KEY] = "dev-" + secrets.token_urlsafe(16)
     session[CHANNEL_KEY] = "dev"
     return redirect(path)
+
+
+def identity_from_pass(data, token: str, slug: str, code: str, settings, redis, environ) -> str | None:
+    """The scanner's openid from the scan pass in the link (app.org.scan_pass), kept in the session
+    (Flask's, or the fast path's) as OAuth's would be. None, and nothing kept, for a pass used up,
+    expired, for another questionnaire or malformed, or a Redis out of reach: the caller then
+    starts OAuth. A pass the fast path took for this request is not taken again (PASS_TAKEN_KEY).
+    Only in WeChat's browser where it is required: the caller checks."""
+    handed = environ.pop(PASS_TAKEN_KEY, None)
+    if handed is not None and handed[0] == token:
+        openid = handed[1]
+    else:
+        try:
+            openid = scan_pass.take(redis, token, slug, code)
+        except RedisError as exc:
+            log.warning("scan pass not read (%s); OAuth instead", type(exc).__name__)
+            openid = None
+    if openid:
+        remember_identity(data, OAuthIdentity(openid, False), settings)
+    return openid
 
 
 def start_oauth(data, return_to: str, callback_path: str, settings) -> str:

@@ -23,8 +23,16 @@ from app.intake import (
 from app.intake.respondents import respondent_key
 from app.jobs.intake import request_drain
 from app.metrics import SUBMISSIONS, count_refusal
+from app.org import scan_pass
 from app.public.blueprint import bp
-from app.public.identity import begin_identity, current_channel, current_openid
+from app.public.identity import (
+    begin_identity,
+    current_channel,
+    current_openid,
+    identity_from_pass,
+    in_wechat_browser,
+    wechat_browser_required,
+)
 from app.public.pages import local_date, outcome_page, questionnaire_page
 from app.redis_store import redis_store
 from app.security.client_address import client_address
@@ -86,6 +94,16 @@ def questionnaire(survey_slug: str, department_code: str):
         return _page("public/closed.html", status, message=STATE_MESSAGES[state], **context)
     openid = current_openid()
     if request.method != "POST":  # GET, and HEAD (Flask routes it to GET views), never a submission
+        token = request.args.get(scan_pass.PARAM)
+        if (
+            openid is None
+            and token
+            and request.method == "GET"
+            and (in_wechat_browser() or not wechat_browser_required())
+        ):
+            openid = identity_from_pass(
+                session, token, survey_slug, department_code, settings, redis_store.client, request.environ
+            )
         if openid is None:
             return begin_identity(request.url)
         when = answered_before(settings, form, dept, openid)

@@ -181,3 +181,33 @@ def test_the_whole_journey_through_the_layers(app, client, demo, live_server, re
     assert [line for line in seen if not line.startswith("GET /dev/wechat/")] == []
     assert done.status_code == 200 and "感谢您的评价" in done.get_data(as_text=True)
     assert redis_client.xlen(intake.STREAM) == 1
+
+
+def test_a_scan_pass_is_taken_by_the_layer_as_by_the_view(app, client, demo, redis_client):
+    """A scanner's first open of the reply's link: the layer takes the pass and answers with the
+    questionnaire and the new session cookie exactly as the view does (tests/public/test_scan_pass.py
+    has the pass's rules, both ways)."""
+    from tests.fast.test_fast_callback import session_of
+    from tests.public.test_questionnaire import WECHAT_UA
+    from tests.public.test_scan_pass import scanned
+
+    fast_link, view_link = (
+        scanned(app, client, "oFAST_pass_01"),
+        scanned(app, client, "oFAST_pass_01", later=2),
+    )
+    with dispatched(app) as seen:
+        fast = app.test_client().get(fast_link, headers={"User-Agent": WECHAT_UA})
+    slow = _view_client(app).get(view_link, headers={"User-Agent": WECHAT_UA})
+    assert seen == [], "the scan pass went through Flask's dispatch"
+    assert fast.status == slow.status == "200 OK"
+    fast_headers, slow_headers = fast.headers.to_wsgi_list(), slow.headers.to_wsgi_list()
+    assert [n for n, _ in fast_headers] == [n for n, _ in slow_headers]
+    for (name, fast_value), (_, slow_value) in zip(fast_headers, slow_headers, strict=True):
+        if name == "Set-Cookie":  # its timestamp may be a second apart
+            assert fast_value.split(";", 1)[1] == slow_value.split(";", 1)[1]
+        else:
+            assert fast_value == slow_value, name
+    assert (
+        session_of(app, fast) == session_of(app, slow) == {"wx_openid": "oFAST_pass_01", "wx_channel": "dev"}
+    )
+    assert without_token(fast) == without_token(slow)

@@ -7,6 +7,7 @@ import base64
 import dataclasses
 import hashlib
 import os
+import re
 import struct
 import time
 from dataclasses import replace
@@ -46,7 +47,7 @@ def settings(app):
 
 
 def no_side_effects(redis_client) -> bool:
-    return not all_keys(redis_client, "wx:scan:*") and not all_keys(redis_client, "wx:msg:*")
+    return not any(all_keys(redis_client, f"wx:{kind}:*") for kind in ("scan", "msg", "pass"))
 
 
 # --- verification ---------------------------------------------------------------------------------
@@ -76,13 +77,16 @@ def test_scans_reply_with_the_department_link(client, settings, demo, redis_clie
     assert reply["MsgType"] == "news" and reply["ToUserName"] == newcomer and reply["FromUserName"] == ACCOUNT
     assert reply["ArticleCount"] == "1" and reply["Title"] == "请为「市教育局」评价"
     assert "欢迎关注" in reply["Description"] and "部门满意度调查" in reply["Description"]
-    assert reply["Url"] == "http://wx.test/q/demo-departments/D08"
+    url, _, scan_pass = reply["Url"].partition("?p=")  # the scan pass (tests/public/test_scan_pass.py)
+    assert url == "http://wx.test/q/demo-departments/D08" and re.fullmatch(r"[A-Za-z0-9_-]{22}", scan_pass)
+    assert redis_client.get(f"wx:pass:{{wh}}:{scan_pass}") == f"{newcomer}\ndemo-departments\nD08"
+    assert 0 < redis_client.ttl(f"wx:pass:{{wh}}:{scan_pass}") <= settings.wechat.scan_pass_seconds
     assert reply["PicUrl"].startswith("http://wx.test/cards/D08.png?v=")
     assert scanned_recently(redis_client, respondent_key(secret, newcomer), "D08")
     # an existing follower: SCAN with the bare scene; a department scene finds its open survey
     follower = new_openid()
     reply = deliver(client, settings, event_xml(ACCOUNT, follower, "SCAN", "d:C01T2"), mode)
-    assert "东湖区滨江街道" in reply["Title"] and reply["Url"].endswith("/q/demo-counties/C01T2")
+    assert "东湖区滨江街道" in reply["Title"] and "/q/demo-counties/C01T2?p=" in reply["Url"]
     assert "欢迎关注" not in reply["Description"]
     assert scanned_recently(redis_client, respondent_key(secret, follower), "C01T2")
 
@@ -145,7 +149,8 @@ def test_a_retry_gets_the_same_reply_and_no_second_side_effect(client, settings,
     assert len(scan_keys) == 1
     redis_client.delete(*scan_keys)
     retry = deliver(client, settings, xml, mode)  # WeChat's retry: new nonce, same event
-    assert retry["Url"] == first["Url"] and first["Url"].endswith("/q/demo-departments/D08")
+    assert retry["Url"] == first["Url"] and "/q/demo-departments/D08?p=" in first["Url"]
+    assert len(all_keys(redis_client, "wx:pass:*")) == 1  # one pass, the one the stored reply carries
     assert redis_client.keys("wx:scan:*") == []  # the handler did not run again
 
     message = text_xml(ACCOUNT, openid, "教育局", msg_id=987654321)
@@ -362,23 +367,10 @@ def test_bench_requests_are_accepted(client, demo):
 
 def test_text_replies_remain_a_setting(tmp_path, database_url, redis_url, queue_url, redis_client):
     """wechat.scan_reply = "text": the scan is answered with a text bubble and its link."""
-    from app import create_app
-    from app.org.demo import load_demo
-    from tests.conftest import empty_tables, settings_for
+    from tests.conftest import demo_app
 
-    app = create_app(
-        settings_for(tmp_path, database_url, redis_url, queue_url, wechat={"scan_reply": "text"})
-    )
-    database = app.extensions["wxsurvey_db"]
-    empty_tables(database.engine)
-    with app.app_context():
-        load_demo(database.session, app.config["SETTINGS"].var_dir)
-        database.session.commit()
-    try:
+    with demo_app(tmp_path, database_url, redis_url, queue_url, wechat={"scan_reply": "text"}) as app:
         settings = app.config["SETTINGS"]
         reply = deliver(app.test_client(), settings, event_xml(ACCOUNT, new_openid(), "SCAN", "d:D08"))
         assert reply["MsgType"] == "text" and "市教育局" in reply["Content"]
-        assert 'href="http://wx.test/q/demo-departments/D08"' in reply["Content"]
-    finally:
-        database.session.remove()
-        database.engine.dispose()
+        assert 'href="http://wx.test/q/demo-departments/D08?p=' in reply["Content"]
