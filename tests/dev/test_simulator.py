@@ -84,11 +84,12 @@ def test_phone_to_questionnaire_in_chromium(sim, browser, artifacts, redis_clien
         page.wait_for_function("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)")
         page.screenshot(path=str(artifacts / "simulator-phone-360.png"), full_page=True)
         card.click()
-        page.wait_for_url(re.compile(r".*/q/demo-departments/D08(#.*)?$"), timeout=15_000)
+        # The reply's scan pass opens the questionnaire at once (no OAuth round trip).
+        page.wait_for_url(re.compile(r".*/q/demo-departments/D08\?p=[A-Za-z0-9_-]{22}$"), timeout=15_000)
         openid = next(c["value"] for c in context.cookies() if c["name"] == "wxsim_openid")
         secret = app.config["SETTINGS"].survey.respondent_secret
         assert scanned_recently(redis_client, respondent_key(secret, openid), "D08")
-        assert redis_client.keys("wx:sim:code:*") == []  # the OAuth code went through and was used
+        assert redis_client.keys("wx:pass:*") == []  # the pass was taken
         if importlib.util.find_spec("app.public.questionnaire") is not None:
             page.get_by_text("市教育局").first.wait_for(timeout=10_000)
         page.screenshot(path=str(artifacts / "simulator-questionnaire-360.png"), full_page=True)
