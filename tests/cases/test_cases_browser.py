@@ -65,7 +65,7 @@ def test_the_whole_followup_loop(stack, app, session, browser, artifacts, redis_
         phone.goto(f"{base}/dev/phone")
         phone.select_option("#scene", f"s:{COUNTY_SURVEY}:{TOWNSHIP}")
         phone.click("#scan")
-        phone.locator(".account .card").last.click()  # the reply is a card (图文消息), its link with the scan pass
+        phone.locator(".account .card").last.click()  # the reply is a card (图文消息)
         phone.wait_for_url(re.compile(rf".*/q/{COUNTY_SURVEY}/{TOWNSHIP}(\?p=[\w-]+)?(#.*)?$"))
         consent = phone.locator("#followup")
         assert consent.is_hidden()  # appears only after a 差评 or a comment (CSS :has, no script)
