@@ -5,15 +5,17 @@ PostgreSQL."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, insert, text
 
 from app.db import held_reads
 from app.intake import load_form
 from app.intake.record import previous_answer
+from app.models import Response
 from app.org.departments import get_department
 from app.org.surveys import get_survey
 from tests.factories import add_response
@@ -111,6 +113,50 @@ def test_at_most_the_pools_size_are_open(app, session, redis_client, answered):
         reads._give(*held)
     assert previous_answer(session, redis_client, form, dept, "r-1") == moment
     assert (reads._open, len(reads._idle)) == (reads.keep, reads.keep)
+
+
+def test_a_look_up_is_planned_for_the_table_as_it_is_now(app, session, answered):
+    """A connection lives as long as its process. On PostgreSQL a statement it has run a few times
+    must not keep the plan made when the table was small: at 100 answers that plan filters every
+    answer of the survey, and it would still at 3,100 (and at a campaign's millions) until an
+    ANALYZE happened to invalidate it."""
+    form, dept, moment = answered
+    engine = session.get_bind()
+    postgresql = engine.dialect.name == "postgresql"
+
+    def grow(first: int, count: int) -> None:
+        rows = [
+            {"idempotency_key": f"grow-{i}", "survey_id": form.id, "department_id": dept.id,
+             "respondent_key": hashlib.sha256(str(i).encode()).hexdigest(), "submitted_at": moment}
+            for i in range(first, first + count)
+        ]  # fmt: skip
+        session.execute(insert(Response), rows)
+        session.commit()
+
+    look = "SELECT submitted_at FROM responses WHERE survey_id = {} AND department_id = {} "
+    look += "AND respondent_key = {}"
+    grow(0, 100)
+    raw = engine.raw_connection()  # (the engine's connect events have run on it)
+    try:
+        cur = raw.cursor()
+        if postgresql:
+            cur.execute("PREPARE look(int, int, varchar) AS " + look.format("$1", "$2", "$3"))
+            for i in range(12):  # past the runs after which PostgreSQL settles on a generic plan
+                cur.execute(f"EXECUTE look({form.id}, {dept.id}, 'new-{i}')")  # (our own constants)
+                cur.fetchall()
+            raw.commit()
+            raw.rollback()  # as the pool resets a connection given back (the setting outlives it)
+            grow(100, 3000)
+            cur.execute(f"EXPLAIN EXECUTE look({form.id}, {dept.id}, 'new-x')")
+        else:
+            grow(100, 3000)
+            cur.execute("EXPLAIN QUERY PLAN " + look.format("?", "?", "?"), (form.id, dept.id, "new-x"))
+        plan = " ".join(str(row) for row in cur.fetchall())
+        cur.close()
+    finally:
+        raw.close()
+    unique = "uq_responses_survey_id_department_id_respondent_key" if postgresql else "sqlite_autoindex"
+    assert unique in plan and "Filter" not in plan and "Seq Scan" not in plan, plan
 
 
 def test_an_engine_is_not_kept_alive_by_its_look_ups(database_url):
