@@ -121,10 +121,18 @@ class DepartmentInfo:
 
 
 class _FormCache:
-    """Survey forms and departments for FORM_CACHE_SECONDS; served stale when SQL is down."""
+    """Survey forms and departments for FORM_CACHE_SECONDS; served stale when SQL is down.
+
+    One thread per key reloads an expired entry while the others go on with the expired one (for
+    the few milliseconds of the reload): at campaign peak every thread of a process would otherwise
+    find it expired at once and all read the same survey from SQL. A key never loaded has its
+    first readers wait for the one load (LOAD_WAIT at most, then they read it themselves)."""
+
+    LOAD_WAIT = 5.0  # seconds
 
     def __init__(self) -> None:
         self.entries: dict[tuple[str, str], tuple[float, Any]] = {}
+        self.loading: dict[tuple[str, str], threading.Event] = {}
         self.lock = threading.Lock()
 
     def get(self, kind: str, key: str, load) -> Any:
@@ -132,6 +140,26 @@ class _FormCache:
         entry = self.entries.get((kind, key))
         if entry and entry[0] > now:
             return entry[1]
+        with self.lock:
+            loading = self.loading.get((kind, key))
+            if loading is None:
+                self.loading[(kind, key)] = threading.Event()
+        if loading is not None:  # another thread is reading it
+            if entry:
+                return entry[1]
+            loading.wait(self.LOAD_WAIT)
+            entry = self.entries.get((kind, key))
+            if entry and entry[0] > time.monotonic():
+                return entry[1]
+            return self._load(kind, key, load, entry)
+        try:
+            return self._load(kind, key, load, entry)
+        finally:
+            with self.lock:
+                self.loading.pop((kind, key)).set()
+
+    def _load(self, kind: str, key: str, load, entry: tuple[float, Any] | None) -> Any:
+        started = time.monotonic()  # the data is as of the read: the entry's age counts from it
         try:
             value = load()
         except SQLAlchemyError:
@@ -140,7 +168,7 @@ class _FormCache:
                 return entry[1]
             raise Unavailable("系统繁忙，请稍后再试。") from None
         with self.lock:
-            self.entries[(kind, key)] = (now + FORM_CACHE_SECONDS, value)
+            self.entries[(kind, key)] = (started + FORM_CACHE_SECONDS, value)
         return value
 
 
