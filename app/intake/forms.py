@@ -125,41 +125,50 @@ class _FormCache:
 
     One thread per key reloads an expired entry while the others go on with the expired one (for
     the few milliseconds of the reload): at campaign peak every thread of a process would otherwise
-    find it expired at once and all read the same survey from SQL. A key never loaded has its
-    first readers wait for the one load (LOAD_WAIT at most, then they read it themselves)."""
+    find it expired at once and all read the same survey from SQL. A reload still running after
+    LOAD_WAIT (a connection gone half-open) is taken over by the next reader, so one stuck read
+    does not keep the old entry. A key never loaded has its first readers wait for the one load
+    (LOAD_WAIT at most, then they read it themselves)."""
 
     LOAD_WAIT = 5.0  # seconds
 
-    def __init__(self) -> None:
+    def __init__(self, clock=time.monotonic) -> None:
+        self.clock = clock
         self.entries: dict[tuple[str, str], tuple[float, Any]] = {}
-        self.loading: dict[tuple[str, str], threading.Event] = {}
+        self.loading: dict[tuple[str, str], tuple[threading.Event, float]] = {}  # (done, since)
         self.lock = threading.Lock()
 
     def get(self, kind: str, key: str, load) -> Any:
-        now = time.monotonic()
+        now = self.clock()
         entry = self.entries.get((kind, key))
         if entry and entry[0] > now:
             return entry[1]
         with self.lock:
-            loading = self.loading.get((kind, key))
-            if loading is None:
-                self.loading[(kind, key)] = threading.Event()
-        if loading is not None:  # another thread is reading it
+            entry = self.entries.get((kind, key))  # (a reload may have ended meanwhile)
+            if entry and entry[0] > now:
+                return entry[1]
+            other = self.loading.get((kind, key))
+            if other is None or now - other[1] > self.LOAD_WAIT:
+                mine = self.loading[(kind, key)] = (threading.Event(), now)
+                other = None
+        if other is not None:  # another thread is reading it
             if entry:
                 return entry[1]
-            loading.wait(self.LOAD_WAIT)
+            other[0].wait(self.LOAD_WAIT)
             entry = self.entries.get((kind, key))
-            if entry and entry[0] > time.monotonic():
+            if entry and entry[0] > self.clock():
                 return entry[1]
             return self._load(kind, key, load, entry)
         try:
             return self._load(kind, key, load, entry)
         finally:
             with self.lock:
-                self.loading.pop((kind, key)).set()
+                if self.loading.get((kind, key)) is mine:
+                    del self.loading[(kind, key)]
+            mine[0].set()
 
     def _load(self, kind: str, key: str, load, entry: tuple[float, Any] | None) -> Any:
-        started = time.monotonic()  # the data is as of the read: the entry's age counts from it
+        started = self.clock()  # the data is as of the read: the entry's age counts from it
         try:
             value = load()
         except SQLAlchemyError:
@@ -168,7 +177,9 @@ class _FormCache:
                 return entry[1]
             raise Unavailable("系统繁忙，请稍后再试。") from None
         with self.lock:
-            self.entries[(kind, key)] = (started + FORM_CACHE_SECONDS, value)
+            known = self.entries.get((kind, key))
+            if known is None or known[0] < started + FORM_CACHE_SECONDS:  # (not over a newer read)
+                self.entries[(kind, key)] = (started + FORM_CACHE_SECONDS, value)
         return value
 
 
