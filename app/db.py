@@ -46,7 +46,9 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 5) -> Engine:
             cur.close()
 
         return engine
-    engine = create_engine(url, echo=echo, pool_size=pool_size, pool_pre_ping=True)
+    engine = create_engine(
+        url, echo=echo, pool_size=pool_size, pool_pre_ping=True, connect_args=_network_limits(url)
+    )
     if engine.dialect.name == "postgresql":
 
         @event.listens_for(engine, "connect")
@@ -63,6 +65,29 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 5) -> Engine:
             dbapi_conn.commit()  # (psycopg opened a transaction for the SET: not left open)
 
     return engine
+
+
+# libpq's defaults wait on the network without end: no connect timeout (a server that went away
+# holds a new connection for the kernel's SYN retries, a listener that never answers for ever) and
+# a connection whose server vanished mid-query waits out TCP's retransmissions (~15 minutes), one
+# request thread or drain each. These bound both; a URL that names one of them keeps its own.
+NETWORK_LIMITS = {
+    "connect_timeout": 5,  # seconds to establish a connection, authentication included
+    "keepalives": 1,  # probe an idle connection: a server gone is noticed ...
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,  # ... within a minute
+    "tcp_user_timeout": 30_000,  # ms that sent data may go unacknowledged (a server gone mid-query)
+}
+
+
+def _network_limits(url: str) -> dict[str, Any]:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        return {}
+    return {name: value for name, value in NETWORK_LIMITS.items() if name not in parsed.query}
 
 
 class Database:

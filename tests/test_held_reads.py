@@ -1,18 +1,21 @@
 """The earlier-answer look-up on held connections (app.db.HeldReads): the moment as SQL stored it,
 no pool slot taken, at most the pool's size kept idle, a connection the server dropped replaced
-within the same look-up, and every held connection closed with the engine; on SQLite and
-PostgreSQL."""
+within the same look-up, every held connection closed with the engine, a plan made for the table
+as it is now, and no wait without end on a server that never answers; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import hashlib
+import socket
+import threading
 import time
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import create_engine, insert, text
+from sqlalchemy.orm import Session
 
-from app.db import held_reads
+from app.db import NETWORK_LIMITS, _network_limits, held_reads, make_engine
 from app.intake import load_form
 from app.intake.record import previous_answer
 from app.models import Response
@@ -186,3 +189,46 @@ def test_an_engine_is_not_kept_alive_by_its_look_ups(database_url):
     gc.collect()
     assert gone() is None
     assert reads._open == 0
+
+
+def test_postgresql_connections_are_bounded_in_time_and_a_url_keeps_its_own(database_url):
+    """No connection waits on the network without end (libpq's default): a connect timeout,
+    keepalives and a TCP user timeout, unless the URL names its own."""
+    if not database_url.startswith("postgresql"):
+        assert _network_limits(database_url) == {}  # (SQLite: no network)
+        return
+    engine = make_engine(database_url)
+    given = make_engine(database_url + ("&" if "?" in database_url else "?") + "connect_timeout=2")
+    try:
+        for made, timeout in ((engine, "5"), (given, "2")):
+            with made.connect() as conn:
+                raw = conn.connection.driver_connection
+                params = {p.keyword.decode(): (p.val or b"").decode() for p in raw.pgconn.info}
+            assert params["connect_timeout"] == timeout
+            assert params["tcp_user_timeout"] == "30000" and params["keepalives"] == "1"
+    finally:
+        engine.dispose()
+        given.dispose()
+
+
+def test_the_look_up_gives_up_on_a_database_that_never_answers(session, redis_client, answered, monkeypatch):
+    """A server that takes the connection and says nothing (a proxy before a dead database): the
+    earlier-answer look-up gives up after the connect timeout and the form is served (the answer
+    is checked again when it is sent)."""
+    form, dept, _ = answered
+    silent = socket.create_server(("127.0.0.1", 0))  # accepted by the kernel, never answered
+    monkeypatch.setitem(NETWORK_LIMITS, "connect_timeout", 1)
+    engine = make_engine(f"postgresql+psycopg://wxsurvey@127.0.0.1:{silent.getsockname()[1]}/wxsurvey")
+    found: list = []
+    look_up = threading.Thread(
+        target=lambda: found.append(previous_answer(Session(bind=engine), redis_client, form, dept, "r-new")),
+        daemon=True,
+    )
+    try:
+        look_up.start()
+        look_up.join(20)  # (with libpq's defaults it would wait for ever)
+        assert not look_up.is_alive(), "the look-up still waits on a server that never answers"
+        assert found == [None]
+    finally:
+        engine.dispose()
+        silent.close()
