@@ -46,25 +46,9 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 5) -> Engine:
             cur.close()
 
         return engine
-    engine = create_engine(
-        url, echo=echo, pool_size=pool_size, pool_pre_ping=True, connect_args=_network_limits(url)
+    return create_engine(
+        url, echo=echo, pool_size=pool_size, pool_pre_ping=True, connect_args=_connect_args(url)
     )
-    if engine.dialect.name == "postgresql":
-
-        @event.listens_for(engine, "connect")
-        def _plan_each_time(dbapi_conn, _record):
-            # psycopg prepares a statement run a few times on a connection, and PostgreSQL then
-            # settles on a generic plan made with the table as it was. Connections live as long
-            # as their process: at a campaign's start, the table nearly empty, the earlier-answer
-            # look-up's plan took the (survey, submitted_at) index and filtered every answer of
-            # the survey (17 ms at 11,000 answers, and growing) until an ANALYZE invalidated it.
-            # A plan per run, with the values and the table's size of the moment: tens of us.
-            cur = dbapi_conn.cursor()
-            cur.execute("SET plan_cache_mode = force_custom_plan")
-            cur.close()
-            dbapi_conn.commit()  # (psycopg opened a transaction for the SET: not left open)
-
-    return engine
 
 
 # libpq's defaults wait on the network without end: no connect timeout (a server that went away
@@ -79,15 +63,26 @@ NETWORK_LIMITS = {
     "keepalives_count": 3,  # ... within a minute
     "tcp_user_timeout": 30_000,  # ms that sent data may go unacknowledged (a server gone mid-query)
 }
+# What every session starts with (libpq's `options`, after any the URL gives). A plan per run, with
+# the values and the table's size of the moment (tens of us): psycopg prepares a statement run a
+# few times on a connection, PostgreSQL then settles on a generic plan made with the table as it
+# was, and connections live as long as their process. At a campaign's start, the table nearly
+# empty, the earlier-answer look-up's plan took the (survey, submitted_at) index and filtered
+# every answer of the survey (17 ms at 11,000 answers, and growing) until an ANALYZE invalidated it.
+SESSION_OPTIONS = "-c plan_cache_mode=force_custom_plan"
 
 
-def _network_limits(url: str) -> dict[str, Any]:
+def _connect_args(url: str) -> dict[str, Any]:
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url)
     if parsed.get_backend_name() != "postgresql":
         return {}
-    return {name: value for name, value in NETWORK_LIMITS.items() if name not in parsed.query}
+    args: dict[str, Any] = {name: value for name, value in NETWORK_LIMITS.items() if name not in parsed.query}
+    given = parsed.query.get("options")
+    given = " ".join(given) if isinstance(given, tuple) else given
+    args["options"] = f"{given} {SESSION_OPTIONS}" if given else SESSION_OPTIONS
+    return args
 
 
 class Database:

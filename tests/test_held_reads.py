@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import create_engine, insert, text
 from sqlalchemy.orm import Session
 
-from app.db import NETWORK_LIMITS, _network_limits, held_reads, make_engine
+from app.db import NETWORK_LIMITS, SESSION_OPTIONS, _connect_args, held_reads, make_engine
 from app.intake import load_form
 from app.intake.record import previous_answer
 from app.models import Response
@@ -195,7 +195,7 @@ def test_postgresql_connections_are_bounded_in_time_and_a_url_keeps_its_own(data
     """No connection waits on the network without end (libpq's default): a connect timeout,
     keepalives and a TCP user timeout, unless the URL names its own."""
     if not database_url.startswith("postgresql"):
-        assert _network_limits(database_url) == {}  # (SQLite: no network)
+        assert _connect_args(database_url) == {}  # (SQLite: no network)
         return
     engine = make_engine(database_url)
     given = make_engine(database_url + ("&" if "?" in database_url else "?") + "connect_timeout=2")
@@ -206,6 +206,7 @@ def test_postgresql_connections_are_bounded_in_time_and_a_url_keeps_its_own(data
                 params = {p.keyword.decode(): (p.val or b"").decode() for p in raw.pgconn.info}
             assert params["connect_timeout"] == timeout
             assert params["tcp_user_timeout"] == "30000" and params["keepalives"] == "1"
+            assert "search_path" in params["options"] and SESSION_OPTIONS in params["options"]  # both
     finally:
         engine.dispose()
         given.dispose()

@@ -56,7 +56,8 @@ class QuestionnaireFastPath:
         if environ.get("REQUEST_METHOD") != "GET":
             return self.wsgi_app(environ, start_response)
         match = _PATH.fullmatch(environ.get("PATH_INFO", ""))
-        if match is None or not self._plain_query(environ.get("QUERY_STRING", "")):
+        fields = self._query_fields(environ.get("QUERY_STRING", "")) if match is not None else None
+        if match is None or fields is None:
             return self.wsgi_app(environ, start_response)
         session = self.cookie.read(environ, missing={})
         if session is None:
@@ -65,7 +66,7 @@ class QuestionnaireFastPath:
         redirect = html = None
         try:
             if openid is None:
-                token = self._pass_in(environ)
+                token = self._pass_in(fields)
                 if token:
                     with_pass = self._with_pass(environ, match.group(1), match.group(2), token, session)
                     redirect = with_pass.get_wsgi_response(environ) if with_pass is not None else None
@@ -94,15 +95,16 @@ class QuestionnaireFastPath:
         )
 
     @staticmethod
-    def _plain_query(query: str) -> bool:
-        """No query string, or one the view ignores (WeChat adds `from=...` to shared links)."""
+    def _query_fields(query: str) -> dict[str, list[str]] | None:
+        """The query's fields when it is none or one the view reads no differently (WeChat adds
+        `from=...` to shared links; a scan pass is `p=`), else None (the view answers)."""
         if not query:
-            return True
+            return {}
         try:
             fields = form_fields(query.encode("latin-1"))  # WSGI's str of the raw bytes
         except UnicodeEncodeError:
-            return False
-        return fields is not None and "text" not in fields
+            return None
+        return fields if fields is not None and "text" not in fields else None
 
     def _page(self, environ, slug: str, code: str, openid: str, session: dict) -> str | None:
         """The questionnaire as the view would answer it with 200, or None for the view to answer."""
@@ -121,12 +123,8 @@ class QuestionnaireFastPath:
             )  # fmt: skip
 
     @staticmethod
-    def _pass_in(environ) -> str | None:
+    def _pass_in(fields: dict[str, list[str]]) -> str | None:
         """The scan pass a reply's link carries (`p=`), as request.args.get would give it."""
-        query = environ.get("QUERY_STRING", "")
-        if f"{scan_pass.PARAM}=" not in query:
-            return None
-        fields = form_fields(query.encode("latin-1")) or {}  # (checked as UTF-8 by _plain_query)
         values = fields.get(scan_pass.PARAM)
         return values[0] if values else None
 

@@ -23,7 +23,8 @@ import secrets
 from app.redis_store import ScriptRunner
 
 PARAM = "p"  # the query parameter that carries a pass
-HASH_TAG = "{wh}"  # the webhook's slot: issued in the same atomic call as the reply it goes with
+HASH_TAG = "{wh}"  # the webhook's Redis Cluster slot (app.org.scenes uses it too): a pass is issued in
+# the same atomic call as the reply it goes with
 _SHAPE = re.compile(r"[A-Za-z0-9_-]{22}")  # secrets.token_urlsafe(16)
 
 

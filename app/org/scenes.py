@@ -160,8 +160,9 @@ def route_scene(session: Session, settings: Settings, scene: Scene | None, today
 
 ROUTE_TTL = 5.0  # seconds a cached route may live: the bound for changes made outside the ORM
 # Bumped after every commit touching departments or surveys. HASH_TAG keeps it in one Redis Cluster
-# slot with the webhook's nonce and message keys (app.wechat.delivery reads all three atomically).
-HASH_TAG = "{wh}"
+# slot with the webhook's nonce and message keys and the scan passes (app.wechat.delivery reads and
+# writes them in one atomic call; the pass module, imported here, holds the one definition).
+HASH_TAG = scan_pass.HASH_TAG
 GENERATION_KEY = f"wx:routes:{HASH_TAG}:generation"
 _ROUTING_MODELS = (Department, Survey)
 
