@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 GROUP = "drain"
 CLAIM_IDLE_MS = 60_000  # a batch takes well under a second; a minute of silence means a dead worker
 LAG_LIMIT_SECONDS = 120  # /readyz reports the intake as lagging beyond this
+LEASE_WAIT_S = 2.0  # a drain waits this long for the shard's lease: a run that is ending lets go in time
 
 Entry = tuple[str, dict[str, str]]
 
@@ -60,6 +61,7 @@ class DrainReport:
     quarantined: int = 0  # by the stuffing detector as they were written
     retroactive: int = 0  # stored earlier, quarantined once a later batch showed their window
     yielded: bool = False  # ended early to let other queued work run
+    busy: bool = False  # another drain holds the shard (its detector's lease): nothing done here
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
 
@@ -111,8 +113,8 @@ def store_batch(session: Session, redis: Redis, entries: list[Entry], report: Dr
                 detector: Detector | None = None) -> None:  # fmt: skip
     """Decode and commit one batch (the SQL step); malformed entries go to the dead letters.
     With a detector the batch is scored first (app.integrity.detector) and, once committed,
-    added to the window counts (by the next batch's read, or as the drain run ends); stored
-    answers its windows implicate are quarantined after."""
+    counted in the window counts (written to Redis); stored answers its windows implicate are
+    quarantined after."""
     submissions: list[Submission] = []
     for entry_id, fields in entries:
         try:
@@ -205,13 +207,19 @@ def drain_backlog(
     `should_yield()`, asked after each batch, ends the run early (other work is waiting for this
     worker) and leaves the drain flag set: no new drain is enqueued until it expires, so the
     worker serves that work first; the backlog waits in Redis meanwhile.
-    `shard` names the intake shard to drain (`stream` overrides its stream: the legacy one)."""
+    `shard` names the intake shard to drain (`stream` overrides its stream: the legacy one).
+    With a detector, one drain at a time drains a shard (the detector holds its window counts):
+    a drain that finds the shard's lease held (waiting up to LEASE_WAIT_S for a run that is
+    ending) returns at once, `busy`."""
     consumer = consumer or consumer_name()
     report = DrainReport()
     started = time.monotonic()
     stream = stream or stream_key(shard)
     flag = drain_flag_key(shard)
     ensure_group(redis, stream)
+    if detector is not None and not detector.begin(redis, shard, wait_s=LEASE_WAIT_S):
+        report.busy = True
+        return report
 
     def run(entries: list[Entry]) -> None:
         report.batches += 1
@@ -245,6 +253,8 @@ def drain_backlog(
                     if not entries:
                         break
                 run(entries)
+                if detector is not None and not detector.holding:
+                    break  # the lease was lost (this run stalled past it): the new owner goes on
                 if should_yield is not None and should_yield():
                     report.yielded = True
                     break
@@ -262,11 +272,11 @@ def drain_backlog(
 
 
 def _flush_counts(detector: Detector, redis: Redis) -> None:
-    """The window counts of the run's last batch (each batch's are added by the next one's read)."""
+    """The window counts not written yet (Redis failed), and the shard's lease let go."""
     try:
-        detector.flush(redis)
+        detector.end(redis)
     except RedisError as exc:
-        log.warning("drain: the last batch's window counts were not added (%s)", type(exc).__name__)
+        log.warning("drain: window counts not written, lease left to expire (%s)", type(exc).__name__)
 
 
 def intake_status(session: Session, redis: Redis, shards: int = 1) -> dict[str, Any]:

@@ -1,12 +1,12 @@
 # The stuffing detector in the drain: scores each batch before it is written (a response over the
-# threshold goes to SQL already quarantined), adds the batch to the window counts once it has
-# committed (with the next batch's read) and looks again at stored answers whose window the batch
-# made suspicious (retroactive quarantine).
+# threshold goes to SQL already quarantined), counts the batch in the window counts once it has
+# committed (held in the process, written to Redis) and looks again at stored answers whose window
+# the batch made suspicious (retroactive quarantine).
 from __future__ import annotations
 
 import logging
-import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from redis import Redis
@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.integrity import follows, windows
 from app.integrity.facts import Facts, from_response, from_submission
+from app.integrity.held import Held
 from app.integrity.quarantine import hold
 from app.integrity.score import GROUP_SIGNALS, score, strengths, suspects
 from app.integrity.windows import Place
@@ -23,7 +24,16 @@ from app.models import Department, Response
 
 LEVELS = 4  # a group's signal is looked at again each time it reaches a new quarter of its strength
 HOURS_TTL = 60.0  # seconds a process keeps the departments' opening hours
-IN_DOUBT = 64  # batches' counts kept to send again at most (the oldest dropped first)
+STORED_FACTS = (
+    Response.id,
+    Response.survey_id,
+    Response.department_id,
+    Response.submitted_at,
+    Response.respondent_key,
+    Response.meta,
+    Response.flags,
+)  # what from_response reads
+LEASE_POLL_S = 0.05  # how often a drain waiting for the shard's lease asks again
 
 log = logging.getLogger(__name__)
 
@@ -37,19 +47,16 @@ class Assessment:
 
 
 class Detector:
-    """Scores batches in the drain; `threshold` from integrity.threshold (0..100)."""
+    """Scores batches in the drain; `threshold` from integrity.threshold (0..100). The window
+    counts of the shard being drained are held in the process (app.integrity.held)."""
 
     def __init__(self, threshold: int = 55) -> None:
         self.threshold = threshold
         self._hours: dict[int, tuple[int, int] | None] = {}
         self._hours_at = 0.0
-        # A committed batch's counts, added by the next batch's read (one script call for both)
-        # or by flush() when the drain run ends or a second look needs them.
-        self._unwritten: windows.Increments = {}
-        # Counts sent with a mark whose call failed: Redis may have added them before the reply
-        # was lost. Sent again with the same mark (added at most once), or dropped after half the
-        # mark's life (a count lost rather than doubled: heuristics, SQL is the record).
-        self._in_doubt: list[tuple[str, windows.Increments, float]] = []
+        self._held: dict[int | None, Held] = {}
+        self._shard: int | None = None  # the shard whose lease this process holds (begin)
+        self.holding = True  # False once the lease was lost: the drain stops
 
     def opening_hours(self, session: Session) -> dict[int, tuple[int, int] | None]:
         from app.integrity.signals import parse_hours
@@ -61,6 +68,32 @@ class Detector:
             self._hours_at = time.monotonic()
         return self._hours
 
+    @property
+    def held(self) -> Held:
+        return self._held.setdefault(self._shard, Held())
+
+    def begin(self, redis: Redis, shard: int, wait_s: float = 0.0) -> bool:
+        """Take the shard's lease (waiting up to wait_s for a drain that is ending to let it go);
+        False if another drain holds it: that one drains the shard."""
+        deadline = time.monotonic() + wait_s
+        held = self._held.setdefault(shard, Held())
+        while not held.take(redis, shard):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(LEASE_POLL_S)
+        self._shard, self.holding = shard, True
+        return True
+
+    def end(self, redis: Redis) -> None:
+        """Write what is left and let the lease go (begin's shard), or only write (no lease)."""
+        try:
+            if self.holding:
+                self.flush(redis)
+        finally:
+            if self._shard is not None:
+                shard, self._shard = self._shard, None
+                self._held[shard].release(redis, shard)
+
     def assess(self, session: Session, redis: Redis, submissions: list) -> Assessment:
         """Score a decoded batch before it is written: sets each submission's score, reasons and
         `held`, and notes the window groups whose signal grew (see after_commit)."""
@@ -70,10 +103,11 @@ class Detector:
         hours = self.opening_hours(session)
         out.facts, groups = windows.placed([from_submission(sub) for sub in submissions])  # (scored 0 so far)
         out.increments = windows.counted(groups)
-        self._settle(redis)
         want = windows.needed_by(out.increments, out.facts)
-        counts = self._send(lambda adding, mark: windows.read(redis, want, adding, mark))
-        counts.add(out.increments)
+        held = self.held
+        held.load(redis, want)
+        held.add(out.increments)
+        counts = held.counts(want)
         memo: dict = {}
         for p, members in groups:
             dept_hours = hours.get(members[0].department_id)
@@ -92,15 +126,15 @@ class Detector:
         return out
 
     def after_commit(self, session: Session, redis: Redis, assessment: Assessment) -> int:
-        """Note the committed batch's counts (added by the next batch's read or by flush), watch its
-        new followers, and quarantine stored answers of any window whose signal reached a new
-        level (with the counts added first). Commits; returns answers moved."""
-        self._unwritten = windows.merged(self._unwritten, assessment.increments)
+        """Count the committed batch, write the counts it changed to Redis (renewing the lease),
+        watch its new followers, and quarantine stored answers of any window whose signal reached
+        a new level. Commits; returns answers moved."""
+        self.held.commit(assessment.increments)
+        self.flush(redis, force=False)
         follows.watch(redis, [f for f, _ in assessment.facts if f.followed_ms is not None])
         grown = _new_levels(redis, assessment.groups)
         if not grown:
             return 0
-        self.flush(redis)
         seen = {f.respondent_key for f, _ in assessment.facts}
         ranges = {(s, d, start, end) for s, d, start, end in grown}
         moved = 0
@@ -109,48 +143,29 @@ class Detector:
         session.commit()
         return moved
 
-    def flush(self, redis: Redis) -> None:
-        """Add the counts of the committed batches not yet added (the drain calls this as it ends;
-        a process that dies first loses one batch's counts: heuristics, SQL is the record)."""
-        self._settle(redis)
-        if self._unwritten:
-            self._send(lambda adding, mark: windows.write(redis, adding, mark))
-
-    def _send(self, call):
-        """call(adding, mark) with the committed counts taken out first. If it fails they are in
-        doubt (see _in_doubt), never still unwritten to be added a second time, and the call is
-        made once more without them (a Redis that refuses writes, its memory full, still reads)."""
-        adding, self._unwritten = self._unwritten, {}
-        mark = secrets.token_hex(8) if adding else ""
+    def flush(self, redis: Redis, force: bool = True) -> None:
+        """Write the held counts that changed (`force` False: when due, see app.integrity.held),
+        after renewing the lease when one is held. A lost lease drops the copy unwritten: the next
+        owner counts from what Redis has."""
+        held = self.held
+        if self._shard is not None and not held.renew(redis, self._shard):
+            log.warning("integrity: the lease of intake shard %s was lost; this drain stops", self._shard)
+            self.holding = False
+            self._held[self._shard] = Held()
+            return
         try:
-            return call(adding, mark)
-        except RedisError as exc:
-            if not adding:
-                raise
-            log.warning("integrity: window counts in doubt, to be sent again (%s)", type(exc).__name__)
-            self._in_doubt = [*self._in_doubt[-(IN_DOUBT - 1) :], (mark, adding, time.monotonic())]
-            return call({}, "")
-
-    def _settle(self, redis: Redis) -> None:
-        """Send again the counts in doubt, each with its own mark; those older than half the mark's
-        life are dropped. Any left when Redis fails again wait for the next batch."""
-        fresh = time.monotonic() - windows.MARK_TTL / 2
-        self._in_doubt = [item for item in self._in_doubt if item[2] > fresh]
-        while self._in_doubt:
-            mark, adding, _ = self._in_doubt[0]
-            try:
-                windows.write(redis, adding, mark)
-            except RedisError as exc:
-                log.warning("integrity: window counts still in doubt (%s)", type(exc).__name__)
-                return
-            self._in_doubt.pop(0)
+            held.write(redis, force)
+        except RedisError as exc:  # written with the next batch (values: nothing counted twice)
+            log.warning("integrity: window counts not written yet (%s)", type(exc).__name__)
 
     def look_again(self, session: Session, redis: Redis, survey_id: int, department_id: int, start_ms: int,
                    end_ms: int, skip: frozenset[str] | set[str] = frozenset(),
                    extra: dict | None = None) -> int:  # fmt: skip
         """Score again the counted, unreviewed answers of one department in [start, end) with the
-        counts as they are now; quarantine those over the threshold (in the caller's transaction)."""
-        query = select(Response).where(
+        counts as they are now; quarantine those over the threshold (in the caller's transaction).
+        The answers are read as rows of the columns scored (a department's half hour can be
+        thousands); only those to quarantine are loaded as Responses."""
+        query = select(*STORED_FACTS).where(
             Response.survey_id == survey_id,
             Response.department_id == department_id,
             Response.submitted_at >= _moment(start_ms),
@@ -158,12 +173,13 @@ class Detector:
             Response.status == "counted",
             Response.reviewed_at.is_(None),
         )
-        stored = [r for r in session.scalars(query) if r.respondent_key not in skip]
-        return self.rescore(session, redis, stored, extra)
+        stored = [r for r in session.execute(query) if r.respondent_key not in skip]
+        return self.rescore(session, redis, stored, extra, held=True)
 
-    def rescore(
-        self, session: Session, redis: Redis, stored: list[Response], extra: dict | None = None
-    ) -> int:
+    def rescore(self, session: Session, redis: Redis, stored: Sequence, extra: dict | None = None,
+                held: bool = False) -> int:  # fmt: skip
+        """Score stored answers again (Responses, or rows of STORED_FACTS): with the drain's held
+        counts, or (held False: outside a drain, e.g. the sweep of leavers) with what Redis has."""
         if not stored:
             return 0
         hours = self.opening_hours(session)
@@ -174,13 +190,24 @@ class Detector:
                 f.left_ms = extra[response.id]
             facts.append(f)
         pairs = windows.places(facts)
-        counts = windows.read(redis, windows.needed(pairs, ahead=True))
+        want = windows.needed(pairs, ahead=True)
+        if held:
+            self.held.load(redis, want)
+            counts = self.held.counts(want)
+        else:
+            counts = windows.read(redis, want)
         over: list = []
         memo: dict = {}
         for response, (f, p) in zip(stored, pairs, strict=True):
             value, reasons = score(strengths(f, p, counts, hours.get(f.department_id), memo))
             if value >= self.threshold:
                 over.append((response, value, reasons))
+        if over and not isinstance(over[0][0], Response):  # rows of look_again
+            loaded = {
+                r.id: r
+                for r in session.scalars(select(Response).where(Response.id.in_([r.id for r, *_ in over])))
+            }
+            over = [(loaded[r.id], value, reasons) for r, value, reasons in over]
         return hold(session, over, meta_updates=extra)
 
 

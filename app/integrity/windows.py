@@ -1,5 +1,6 @@
-# Sliding-window counts per department and survey, kept in Redis hashes so that every drain worker
-# sees the same ones: per city day, per 10-minute bucket, and the department's baseline by hour.
+# Sliding-window counts per department and survey, kept in Redis hashes (held by the drain that
+# owns the shard, read by the others): per city day, per 10-minute bucket, and the department's
+# baseline by hour.
 """Keys (s = survey id, d = department id), all with a TTL:
 
 - `wx:ig:{<s>:<d>}:d<day>`: n (answers that day), ns (no scan before), h<hour> (per hour),
@@ -9,13 +10,11 @@
 - `wx:ig:{<s>:<d>}:base`: w<hour of week>, o<hour of day>, `all` and `ns` totals, `first` (ms of the
   first answer): the department's own baseline for the burst, surge and no-scan signals.
 
-The drain reads the counts a batch needs before writing it and adds the batch's own only once its
-transaction has committed, so a batch replayed after a crash is not counted twice: the next
-batch's read adds them in the same script call (or the drain adds them as its run ends). A crash
-in between loses a batch's counts: these are heuristics, SQL is the record. A call whose reply is
-lost may have added them: it is made again with the same mark, which adds nothing twice (read).
-Other drains see a batch's counts only from the next batch's read on (a second or two later);
-a department's answers all go to one intake shard, and one drain runs per shard at a time.
+The drain that owns an intake shard keeps these hashes in its process as it counts (see
+app.integrity.held): it counts a batch only once the batch's transaction has committed, so a batch
+replayed after a crash is not counted twice, and writes the changed fields to Redis as values
+after each batch. A crash in between loses a batch's counts: these are heuristics, SQL is the
+record. Other processes read Redis (read); a department's answers all go to one intake shard.
 """
 
 from __future__ import annotations
@@ -200,64 +199,38 @@ def needed_by(inc: Increments, pairs: Iterable[tuple[Facts, Place]]) -> dict[str
     return want
 
 
-# KEYS: with m = 1 the batch's mark first (see read), the hashes to add to (n of them), then the
-# hashes to read. ARGV: n, the TTL of day keys, the TTL of base keys, m, the mark's TTL, then per key
-# to add to its fields joined by newlines, then per key to add to its increments joined by commas
-# (in the same order; `first` is set if absent, every other field incremented), then per key to
-# read its fields joined by newlines. Returns per key read the values joined by commas (0 for a
-# missing field), then HLEN for an address-prefix hash. One script call per batch (and cluster
-# slot): a committed batch's counts are added by the next batch's read, a few strings each way
-# (not thousands of arguments to encode). A mark already set means these counts were added by an
-# earlier call whose reply was lost: they are not added again.
-COUNTS_SCRIPT = ScriptRunner("""
-local n, m = tonumber(ARGV[1]), tonumber(ARGV[4])
-local fresh = n > 0 and (m == 0 or redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[5]))
-for k = 1, fresh and n or 0 do
-  local key = KEYS[m + k]
-  local adds = string.gmatch(ARGV[5 + n + k], '[^,]+')
-  for field in string.gmatch(ARGV[5 + k], '[^\\n]+') do
-    local add = adds()
-    if field == 'first' then
-      redis.call('HSETNX', key, 'first', add)
-    else
-      redis.call('HINCRBY', key, field, add)
-    end
-  end
-  redis.call('EXPIRE', key, string.sub(key, -5) == ':base' and ARGV[3] or ARGV[2])
-end
-local out = {}
-for k = m + n + 1, #KEYS do
+# KEYS: the hashes to read. ARGV: per hash its fields joined by newlines, then per hash "1" when its
+# HLEN is wanted too. Returns per hash the values joined by commas (0 for a missing field), then
+# its HLEN if wanted: one script call per batch (and cluster slot), a few strings each way (not
+# thousands of arguments to encode). The drain reads into its own copy (app.integrity.held).
+READ_SCRIPT = ScriptRunner("""
+local n, out = #KEYS, {}
+for k = 1, n do
   local fields = {}
-  for f in string.gmatch(ARGV[5 + n + k - m], '[^\\n]+') do fields[#fields + 1] = f end
+  for f in string.gmatch(ARGV[k], '[^\\n]+') do fields[#fields + 1] = f end
   local values = {}
   for i = 1, #fields, 1000 do
     local part = redis.call('HMGET', KEYS[k], unpack(fields, i, math.min(i + 999, #fields)))
     for j = 1, #part do values[#values + 1] = part[j] or '0' end
   end
   out[#out + 1] = table.concat(values, ',')
-  if string.sub(KEYS[k], -3) == ':ip' then out[#out + 1] = redis.call('HLEN', KEYS[k]) end
+  if ARGV[n + k] == '1' then out[#out + 1] = redis.call('HLEN', KEYS[k]) end
 end
 return out
 """)
-MARK_TTL = 3600  # seconds: counts in doubt are sent again well within it, or dropped (Detector)
 
 
-def read(redis: Redis, want: dict[str, set[str]], add: Increments | None = None, mark: str = "") -> Counts:
-    """The wanted fields of every hash and the HLEN of the address-prefix hashes, after adding
-    `add` (a committed batch's increments, see write): one script call, on a Redis Cluster one
-    per slot, i.e. per survey and department. With a `mark` (a token of these increments), the
-    counts are added once however often the call is made: a call whose reply was lost (a timeout,
-    a broken connection, the script runner's retry) can be made again."""
+def read(redis: Redis, want: dict[str, set[str]]) -> Counts:
+    """The wanted fields of every hash and the HLEN of the address-prefix hashes: one script call,
+    on a Redis Cluster one per slot, i.e. per survey and department."""
     counts = Counts()
-    for adding, reading in _per_slot(redis, add or {}, want):
+    for reading in _per_slot(redis, want):
         plan = [(key, list(fields)) for key, fields in reading.items() if fields]
-        first = next(iter(adding), "")
-        marks = [f"{first[: first.index('}') + 1]}:added:{mark}"] if mark and adding else []  # in the slot
-        args: list = [len(adding), DAY_TTL, BASE_TTL, len(marks), MARK_TTL]
-        args += ["\n".join(counter) for counter in adding.values()]
-        args += [",".join(map(str, counter.values())) for counter in adding.values()]
-        args += ["\n".join(fields) for _, fields in plan]
-        replies = iter(COUNTS_SCRIPT(redis, [*marks, *adding, *(key for key, _ in plan)], args))
+        if not plan:
+            continue
+        args = ["\n".join(fields) for _, fields in plan]
+        args += ["1" if key.endswith(":ip") else "" for key, _ in plan]  # HLEN: the distinct prefixes
+        replies = iter(READ_SCRIPT(redis, [key for key, _ in plan], args))
         for key, fields in plan:
             counts.values[key].update(zip(fields, map(int, _text(next(replies)).split(",")), strict=True))
             if key.endswith(":ip"):
@@ -265,26 +238,18 @@ def read(redis: Redis, want: dict[str, set[str]], add: Increments | None = None,
     return counts
 
 
-def write(redis: Redis, inc: Increments, mark: str = "") -> None:
-    """Add a committed batch's counts now (the drain's detector leaves them to its next read)."""
-    read(redis, {}, add=inc, mark=mark)
-
-
 def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _per_slot(redis: Redis, adding: dict, reading: dict) -> list[tuple[dict, dict]]:
-    """The keys to add to and to read, grouped per cluster slot (`wx:ig:{<survey>:<department>}:...`);
-    one group in all on a single Redis (none when there is nothing to do)."""
-    if not adding and not reading:
-        return []
+def _per_slot(redis: Redis, reading: dict) -> list[dict]:
+    """The keys to read grouped per cluster slot (`wx:ig:{<survey>:<department>}:...`); one group
+    in all on a single Redis."""
     if not isinstance(redis, RedisCluster):
-        return [(adding, reading)]
-    groups: dict[str, tuple[dict, dict]] = {}
-    for side, keyed in enumerate((adding, reading)):
-        for key, value in keyed.items():
-            groups.setdefault(key[: key.index("}") + 1], ({}, {}))[side][key] = value
+        return [reading]
+    groups: dict[str, dict] = {}
+    for key, value in reading.items():
+        groups.setdefault(key[: key.index("}") + 1], {})[key] = value
     return list(groups.values())
 
 
@@ -315,18 +280,6 @@ def counted(groups: list[tuple[Place, list[Facts]]]) -> Increments:
         _add(bucket, {"n": n})
         _add(bucket, Counter([f"s:{f.signature}" for f in members]))
     return {key: counter for key, counter in inc.items() if counter}
-
-
-def merged(first: Increments, second: Increments) -> Increments:
-    """Two batches' increments as one (`first` the earlier of the two)."""
-    if not first:
-        return second
-    out = {key: dict(counter) for key, counter in first.items()}
-    for key, counter in second.items():
-        target = out.setdefault(key, {})
-        for field, n in counter.items():
-            target[field] = min(target.get(field, n), n) if field == "first" else target.get(field, 0) + n
-    return out
 
 
 def _add(target: dict[str, int], counts: dict[str, int]) -> None:

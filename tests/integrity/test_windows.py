@@ -1,5 +1,5 @@
 """Window counts (app.integrity.windows): what a batch reads is what its responses' signals need,
-found from the batch's increments; counts round-trip through real Redis in one script call."""
+found from the batch's increments; the drain's copy of the counts round-trips through real Redis."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import random
 
 from app.integrity import windows
 from app.integrity.facts import Facts
+from app.integrity.held import Held
 
 DAY_MS = 86_400_000
 
@@ -39,20 +40,54 @@ def test_a_batch_reads_from_its_increments_what_its_responses_need():
         assert windows.needed_by(windows.increments(pairs), pairs) == windows.needed(pairs)
 
 
-def test_counts_round_trip_through_one_script_call(redis_client):
+def test_held_counts_round_trip_through_redis_as_values(redis_client):
+    """A drain's copy: two committed batches alike double every count (`first` kept) and are
+    written to Redis as values; a write made twice changes nothing; another process reading Redis
+    (and a new copy loading it) sees what the copy counted."""
     pairs = batch(7)
     inc = windows.increments(pairs)
-    windows.write(redis_client, inc)
-    windows.write(redis_client, inc)  # a second batch alike: every count doubled, `first` kept
+    held = Held()
+    held.load(redis_client, inc)
+    for _ in range(2):
+        held.add(inc)
+        held.commit(inc)
+    dirty = {key: set(fields) for key, fields in held.dirty.items()}
+    held.write(redis_client)
+    held.dirty = dirty
+    held.write(redis_client)  # a write whose reply was lost, made again
     counts = windows.read(redis_client, windows.needed(pairs, ahead=True))
+    again = Held()
+    want = windows.needed(pairs, ahead=True)
+    again.load(redis_client, want)
+    loaded = again.counts(want)
     for key, counter in inc.items():
         for field, n in counter.items():
-            assert counts.get(key, field) == (n if field == "first" else 2 * n), (key, field)
+            expected = n if field == "first" else 2 * n
+            assert counts.get(key, field) == loaded.get(key, field) == expected, (key, field)
         if key.endswith(":ip"):
-            assert counts.lengths[key] == len(counter)
+            assert counts.lengths[key] == loaded.lengths[key] == len(counter)
     f, p = pairs[0]
-    assert counts.get(p.next_key, "s:999") == 0  # missing fields read as nothing
+    assert counts.get(p.next_key, "s:999") == loaded.get(p.next_key, "s:999") == 0  # missing fields: nothing
     assert redis_client.ttl(p.base_key) > windows.DAY_TTL
+
+
+def test_a_batch_never_committed_is_taken_back_and_a_replay_counts_only_what_was_new(redis_client):
+    pairs = batch(8)
+    inc = windows.increments(pairs)
+    held = Held()
+    held.load(redis_client, inc)
+    held.add(inc)  # scored, then the SQL commit failed: the next batch takes it back
+    fewer = windows.increments(pairs[:100])
+    held.add(fewer)
+    held.commit(windows.increments(pairs[:40]))  # 60 of them were already stored (a replay)
+    held.write(redis_client)
+    counts = windows.read(redis_client, windows.needed(pairs))
+    for key, counter in windows.increments(pairs[:40]).items():
+        for field, n in counter.items():
+            assert counts.get(key, field) == n, (key, field)
+    assert sum(counts.get(key, "n") for key in {p.day_key for _, p in pairs}) == 40
+    ip_keys = [key for key in held.values if key.endswith(":ip")]
+    assert ip_keys and all(0 not in held.values[key].values() for key in ip_keys)  # no prefix left at 0
 
 
 def test_only_suspects_can_have_a_signal():
@@ -110,3 +145,32 @@ def test_a_submissions_facts_carry_its_choice_signature_and_text_key():
     assert f.signature == choice_signature(answers, 9) == sub.meta["sig"]
     assert f.text == text_key("窗口工作人员态度很好很耐心") == sub.meta["tx"]
     assert (f.ip, f.ua, f.scanned, f.completion_ms) == ("112.1.2.0/24", "wechat", False, 40_000)
+
+
+def test_a_hash_held_in_part_is_written_without_losing_what_was_not_read(redis_client):
+    """Yesterday's hash, full of another drain's counts: this drain reads the three fields it
+    needs and the prefixes of its answers, and answers that arrive late for yesterday add to the
+    fields they touch; the rest of the hash, and its prefix count, stay right."""
+    pairs = batch(9, n=60)
+    f, p = pairs[0]
+    day = {"n": 500, "ns": 40, "u:desktop": 3} | {f"t:{i:06x}": 1 for i in range(300)}
+    redis_client.hset(p.day_key, mapping=day)
+    redis_client.hset(p.ip_key, mapping={f"10.{i}.0.0/16": 2 for i in range(50)} | {"112.1.2.0/24": 7})
+    late = [(g, q) for g, q in pairs if q.day_key == p.day_key]
+    inc = windows.increments(late)
+    want = windows.needed_by(inc, late)
+    held = Held()
+    held.load(redis_client, want)
+    assert len(held.values[p.day_key]) < 20, "the texts it does not need are not read"
+    counts = held.counts(want)
+    assert counts.get(p.day_key, "n") == 500 and counts.lengths[p.ip_key] == 51
+    held.add(inc)
+    held.commit(inc)
+    held.write(redis_client)
+    stored = redis_client.hgetall(p.day_key)
+    assert int(stored["n"]) == 500 + inc[p.day_key]["n"]
+    assert all(stored[f"t:{i:06x}"] == "1" for i in range(300))
+    prefixes = redis_client.hgetall(p.ip_key)
+    assert int(prefixes["112.1.2.0/24"]) == 7 + inc[p.ip_key].get("112.1.2.0/24", 0)
+    assert len(prefixes) == held.lengths[p.ip_key] == held.counts(want).lengths[p.ip_key]
+    assert held.lengths[p.ip_key] > 51  # the late answers' other prefixes are new to the hash

@@ -1,0 +1,251 @@
+# The window counts held in the drain that owns an intake shard: read from Redis once per hash,
+# kept up to date in the process, written back as values (not increments) every few batches.
+"""A department's answers all go to one intake shard, and with the detector on one drain at a time
+owns a shard (its lease, below). The owner reads each field it needs from Redis once (a hash it
+began itself, none), counts the batches it commits into its own copy and writes the fields they
+changed back to Redis as values every few batches (WRITE_BATCHES), one script call: Redis does a
+hash write per changed field instead of a read per field a batch needs and an add per field it
+counts, and a write of values that is lost or made twice changes nothing. Redis stays the record
+the other processes read (the sweep of leavers, the next owner).
+
+The lease: `wx:ig:lease:{iK}` holds the owner's token for LEASE_MS, renewed after each batch.
+Each new lease increments `wx:ig:epoch:{iK}`; a process keeps its copy of a shard's hashes only
+when it held the lease just before (the epoch is one more than its own last), and otherwise reads
+them again: another owner may have counted in between.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from itertools import repeat
+from typing import Any
+
+from redis import Redis
+from redis.cluster import RedisCluster
+
+from app.intake.shards import tag
+from app.integrity import windows
+from app.integrity.windows import Counts, Increments
+from app.redis_store import ScriptRunner
+
+LEASE_MS = 20_000  # an owner that stops renewing (killed, stuck) is replaced after this
+IDLE_S = 3600.0  # a hash untouched this long leaves the process (written first)
+# The copy is written every few batches, not after each: a field counted in several batches is
+# written once, and Redis and the drain do a third of the work at campaign rates. What a drain
+# that dies loses (heuristics, SQL is the record), and what the sweep of leavers may not see yet.
+WRITE_BATCHES = 5
+WRITE_S = 5.0
+
+# KEYS: the hashes. ARGV: the TTL of day keys, of base keys, then per hash its fields joined by
+# newlines, then per hash their values joined by commas (same order). One HSET per hash.
+WRITE_SCRIPT = ScriptRunner("""
+local n = #KEYS
+for k = 1, n do
+  local values = string.gmatch(ARGV[2 + n + k], '[^,]+')
+  local pairs, count = {}, 0
+  for field in string.gmatch(ARGV[2 + k], '[^\\n]+') do
+    pairs[count + 1], pairs[count + 2] = field, values()
+    count = count + 2
+    if count >= 2000 then redis.call('HSET', KEYS[k], unpack(pairs, 1, count)); count = 0 end
+  end
+  if count > 0 then redis.call('HSET', KEYS[k], unpack(pairs, 1, count)) end
+  redis.call('EXPIRE', KEYS[k], string.sub(KEYS[k], -5) == ':base' and ARGV[2] or ARGV[1])
+end
+return n
+""")
+TAKE_SCRIPT = ScriptRunner("""
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return redis.call('INCR', KEYS[2]) end
+return 0
+""")
+RENEW_SCRIPT = ScriptRunner("""
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+""")
+RELEASE_SCRIPT = ScriptRunner("""
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+""")
+
+
+def lease_key(shard: int) -> str:
+    return f"wx:ig:lease:{tag(shard)}"
+
+
+def epoch_key(shard: int) -> str:
+    return f"wx:ig:epoch:{tag(shard)}"
+
+
+class Held:
+    """One shard's window hashes as this process counts them. A hash is held whole once this
+    process has seen all of it (it was new, or read whole), otherwise in part: the fields it has
+    read, present or not, and its length (HLEN, the distinct prefixes of an address hash)."""
+
+    def __init__(self) -> None:
+        self.forget()
+        self.epoch = 0
+        self.token = ""
+
+    def forget(self) -> None:
+        self.values: dict[str, dict[str, int]] = {}  # the fields known to be there, by hash
+        self.whole: set[str] = set()
+        self.known: dict[str, set[str]] = {}  # a hash held in part: the fields read
+        self.lengths: dict[str, int] = {}
+        self.dirty: dict[str, set[str]] = {}
+        self.used: dict[str, float] = {}
+        self.pending: Increments | None = None  # a batch's counts added before its commit
+        self.unwritten = 0  # batches counted since the last write
+        self.written_at = time.monotonic()
+
+    def load(self, redis: Redis, want: dict[str, set[str]]) -> None:
+        """Read the wanted fields not known yet, in one round trip (none in the steady state: the
+        hashes a drain writes it began itself). Every field this process writes is read first."""
+        asks = []
+        for key, fields in want.items():
+            if key in self.whole:
+                continue
+            known = self.known.get(key)
+            if known is None:
+                asks.append((key, list(fields), True))
+            else:
+                missing = [field for field in fields if field not in known]
+                if missing:
+                    asks.append((key, missing, False))
+        if not asks:
+            return
+        for group in _per_slot(redis, {key: (fields, first) for key, fields, first in asks}):
+            args = ["\n".join(fields) for fields, _ in group.values()]
+            args += ["1" if first else "" for _, first in group.values()]
+            replies = iter(windows.READ_SCRIPT(redis, list(group), args))
+            for key, (fields, first) in group.items():
+                values = self.values.setdefault(key, {})
+                found = _text(next(replies))
+                if fields and found:
+                    values.update(
+                        pair for pair in zip(fields, map(int, found.split(",")), strict=True) if pair[1]
+                    )
+                if first:
+                    self.lengths[key] = int(next(replies))
+                    if self.lengths[key] == len(values):  # nothing there but what was read
+                        self.whole.add(key)
+                        continue
+                    self.known[key] = set()
+                self.known[key].update(fields)
+
+    def counts(self, want: dict[str, set[str]]) -> Counts:
+        """The wanted fields (0 when absent) and the number of prefixes of each address hash."""
+        counts = Counts()
+        now = time.monotonic()
+        for key, fields in want.items():
+            held = self.values[key]
+            self.used[key] = now
+            counts.values[key] = dict(zip(fields, map(held.get, fields, repeat(0)), strict=False))
+            if key.endswith(":ip"):
+                counts.lengths[key] = self.lengths[key]
+        return counts
+
+    def add(self, inc: Increments) -> None:
+        """Count a batch before its commit (confirmed by commit, taken back by revert)."""
+        self.revert()
+        _apply(self.values, self.lengths, inc, 1)
+        self.pending = inc
+
+    def revert(self) -> None:
+        """Take back the counts of a batch that was never committed (the drain failed)."""
+        if self.pending is not None:
+            _apply(self.values, self.lengths, self.pending, -1)
+            self.pending = None
+
+    def commit(self, inc: Increments) -> None:
+        """The committed batch's counts (fewer than added when some answers were already stored)."""
+        if inc is not self.pending:
+            self.revert()
+            _apply(self.values, self.lengths, inc, 1)
+        self.pending = None
+        _apply_first(self.values, inc)
+        for key, counter in inc.items():
+            self.dirty.setdefault(key, set()).update(counter)
+
+    def write(self, redis: Redis, force: bool = True) -> None:
+        """Write the changed fields' values (unless `force`, only every WRITE_BATCHES batches or
+        WRITE_S seconds); kept to write again if Redis fails."""
+        if not self.dirty:
+            return
+        self.unwritten += 1
+        if not force and self.unwritten < WRITE_BATCHES and time.monotonic() - self.written_at < WRITE_S:
+            return
+        for group in _per_slot(redis, {key: list(fields) for key, fields in self.dirty.items()}):
+            args: list = [windows.DAY_TTL, windows.BASE_TTL]
+            args += ["\n".join(fields) for fields in group.values()]
+            args += [
+                ",".join(map(str, map(self.values[key].get, fields, repeat(0))))
+                for key, fields in group.items()
+            ]
+            WRITE_SCRIPT(redis, list(group), args)
+        self.dirty, self.unwritten, self.written_at = {}, 0, time.monotonic()
+        self._forget_idle()
+
+    def _forget_idle(self) -> None:
+        old = time.monotonic() - IDLE_S
+        for key in [key for key, at in self.used.items() if at < old]:
+            self.values.pop(key, None)
+            self.known.pop(key, None)
+            self.lengths.pop(key, None)
+            self.whole.discard(key)
+            del self.used[key]
+
+    def take(self, redis: Redis, shard: int) -> bool:
+        """The shard's lease, if no other drain holds it; the copy is dropped unless this process
+        held the lease last."""
+        token = secrets.token_hex(8)
+        epoch = int(TAKE_SCRIPT(redis, [lease_key(shard), epoch_key(shard)], [token, LEASE_MS]))
+        if not epoch:
+            return False
+        if epoch != self.epoch + 1:
+            self.forget()
+        self.epoch, self.token = epoch, token
+        return True
+
+    def renew(self, redis: Redis, shard: int) -> bool:
+        return bool(RENEW_SCRIPT(redis, [lease_key(shard)], [self.token, LEASE_MS]))
+
+    def release(self, redis: Redis, shard: int) -> None:
+        RELEASE_SCRIPT(redis, [lease_key(shard)], [self.token])
+        self.token = ""
+
+
+def _apply(values: dict[str, dict[str, int]], lengths: dict[str, int], inc: Increments, sign: int) -> None:
+    for key, counter in inc.items():
+        held = values[key]
+        before = len(held)
+        for field, n in counter.items():
+            if field == "first":  # the earliest answer's ms: set on commit (_apply_first)
+                continue
+            left = held.get(field, 0) + sign * n
+            if left:
+                held[field] = left
+            else:
+                held.pop(field, None)
+        lengths[key] += len(held) - before  # the fields a batch adds or takes back are all known
+
+
+def _apply_first(values: dict[str, dict[str, int]], inc: Increments) -> None:
+    for key, counter in inc.items():
+        first = counter.get("first")
+        if first is not None:
+            held = values[key]
+            held["first"] = min(held.get("first") or first, first)
+
+
+def _per_slot(redis: Redis, keyed: dict[str, Any]) -> list[dict[str, Any]]:
+    """The hashes grouped per cluster slot (one group on a single Redis): a script's keys share one."""
+    if not isinstance(redis, RedisCluster):
+        return [keyed]
+    groups: dict[str, dict[str, Any]] = {}
+    for key, value in keyed.items():
+        groups.setdefault(key[: key.index("}") + 1], {})[key] = value
+    return list(groups.values())
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
