@@ -16,9 +16,10 @@ them again: another owner may have counted in between.
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
-from itertools import repeat
+from itertools import chain, repeat
 from typing import Any
 
 from redis import Redis
@@ -37,22 +38,19 @@ IDLE_S = 3600.0  # a hash untouched this long leaves the process (written first)
 WRITE_BATCHES = 5
 WRITE_S = 5.0
 
-# KEYS: the hashes. ARGV: the TTL of day keys, of base keys, then per hash its fields joined by
-# newlines, then per hash their values joined by commas (same order). One HSET per hash.
+# KEYS: the hashes. ARGV: the TTL of day keys, of base keys, then per hash a JSON array of its
+# fields and values, interleaved (decoded by Redis's cjson, in C: no Lua loop over the fields; an
+# integer value comes through as a number Redis writes in full, up to 17 digits). One HSET per
+# hash, in parts of at most 7,000 arguments (Lua's unpack limit).
 WRITE_SCRIPT = ScriptRunner("""
-local n = #KEYS
-for k = 1, n do
-  local values = string.gmatch(ARGV[2 + n + k], '[^,]+')
-  local pairs, count = {}, 0
-  for field in string.gmatch(ARGV[2 + k], '[^\\n]+') do
-    pairs[count + 1], pairs[count + 2] = field, values()
-    count = count + 2
-    if count >= 2000 then redis.call('HSET', KEYS[k], unpack(pairs, 1, count)); count = 0 end
+for k = 1, #KEYS do
+  local pairs = cjson.decode(ARGV[2 + k])
+  for i = 1, #pairs, 7000 do
+    redis.call('HSET', KEYS[k], unpack(pairs, i, math.min(i + 6999, #pairs)))
   end
-  if count > 0 then redis.call('HSET', KEYS[k], unpack(pairs, 1, count)) end
   redis.call('EXPIRE', KEYS[k], string.sub(KEYS[k], -5) == ':base' and ARGV[2] or ARGV[1])
 end
-return n
+return #KEYS
 """)
 TAKE_SCRIPT = ScriptRunner("""
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return redis.call('INCR', KEYS[2]) end
@@ -176,9 +174,14 @@ class Held:
             return
         for group in _per_slot(redis, {key: list(fields) for key, fields in self.dirty.items()}):
             args: list = [windows.DAY_TTL, windows.BASE_TTL]
-            args += ["\n".join(fields) for fields in group.values()]
             args += [
-                ",".join(map(str, map(self.values[key].get, fields, repeat(0))))
+                json.dumps(
+                    list(
+                        chain.from_iterable(
+                            zip(fields, map(self.values[key].get, fields, repeat(0)), strict=True)
+                        )
+                    )
+                )
                 for key, fields in group.items()
             ]
             WRITE_SCRIPT(redis, list(group), args)
