@@ -166,7 +166,9 @@ class Held:
 
     def write(self, redis: Redis, force: bool = True) -> None:
         """Write the changed fields' values (unless `force`, only every WRITE_BATCHES batches or
-        WRITE_S seconds); kept to write again if Redis fails."""
+        WRITE_S seconds); kept to write again if Redis fails. A batch counted but never committed
+        (the drain failed in between) is taken back first: only committed counts are written."""
+        self.revert()
         if not self.dirty:
             return
         self.unwritten += 1

@@ -174,3 +174,22 @@ def test_a_hash_held_in_part_is_written_without_losing_what_was_not_read(redis_c
     assert int(prefixes["112.1.2.0/24"]) == 7 + inc[p.ip_key].get("112.1.2.0/24", 0)
     assert len(prefixes) == held.lengths[p.ip_key] == held.counts(want).lengths[p.ip_key]
     assert held.lengths[p.ip_key] > 51  # the late answers' other prefixes are new to the hash
+
+
+def test_a_write_while_a_batch_is_uncommitted_writes_only_committed_counts(redis_client):
+    """The drain failed between counting a batch and committing it (SQL down), and the run's end
+    writes the copy: what was committed is written, the failed batch is not (it comes again)."""
+    pairs = batch(10)
+    first, failed = windows.increments(pairs[:150]), windows.increments(pairs[150:])
+    held = Held()
+    held.load(redis_client, windows.needed_by(first, pairs[:150]) | windows.needed_by(failed, pairs[150:]))
+    held.add(first)
+    held.commit(first)
+    held.add(failed)
+    held.write(redis_client)
+    counts = windows.read(redis_client, windows.needed(pairs))
+    day_keys = {p.day_key for _, p in pairs}
+    assert sum(counts.get(key, "n") for key in day_keys) == 150
+    for key, counter in first.items():
+        for field, n in counter.items():
+            assert counts.get(key, field) == n, (key, field)
