@@ -233,15 +233,18 @@ def drain_backlog(
     def read(pending: bool = False, block_ms: int | None = None) -> list[Entry]:
         return read_batch(redis, consumer, batch_size, pending=pending, block_ms=block_ms, stream=stream)
 
+    def owner() -> bool:  # (with a detector: the shard's lease not lost, see app.integrity.held)
+        return detector is None or detector.holding
+
     try:
         with gc_paused():
-            while entries := read(pending=True):
+            while owner() and (entries := read(pending=True)):
                 run(entries)
-            while entries := claim_stale(redis, consumer, batch_size, claim_idle_ms, stream):
+            while owner() and (entries := claim_stale(redis, consumer, batch_size, claim_idle_ms, stream)):
                 report.reclaimed += len(entries)
                 log.warning("drain: reclaimed %d entries left pending by a dead consumer", len(entries))
                 run(entries)
-            while time.monotonic() - started < max_seconds:
+            while owner() and time.monotonic() - started < max_seconds:
                 entries = read()
                 if not entries and linger_seconds > 0:
                     entries = read(block_ms=int(linger_seconds * 1000))
@@ -253,7 +256,7 @@ def drain_backlog(
                     if not entries:
                         break
                 run(entries)
-                if detector is not None and not detector.holding:
+                if not owner():
                     break  # the lease was lost (this run stalled past it): the new owner goes on
                 if should_yield is not None and should_yield():
                     report.yielded = True

@@ -92,7 +92,10 @@ class Detector:
         finally:
             if self._shard is not None:
                 shard, self._shard = self._shard, None
-                self._held[shard].release(redis, shard)
+                if self._held[shard].dirty:  # not written (Redis failed): kept, and the lease left
+                    log.warning("integrity: counts of shard %s not written; its lease lapses", shard)
+                else:  # to lapse, so that this process, taking it again, still owns its copy
+                    self._held[shard].release(redis, shard)
 
     def assess(self, session: Session, redis: Redis, submissions: list) -> Assessment:
         """Score a decoded batch before it is written: sets each submission's score, reasons and

@@ -9,9 +9,11 @@ counts, and a write of values that is lost or made twice changes nothing. Redis 
 the other processes read (the sweep of leavers, the next owner).
 
 The lease: `wx:ig:lease:{iK}` holds the owner's token for LEASE_MS, renewed after each batch.
-Each new lease increments `wx:ig:epoch:{iK}`; a process keeps its copy of a shard's hashes only
-when it held the lease just before (the epoch is one more than its own last), and otherwise reads
-them again: another owner may have counted in between.
+`wx:ig:epoch:{iK}` keeps the token of the lease taken last: a process keeps its copy of a shard's
+hashes only when that is still its own (nobody held the shard since, and Redis kept its data),
+and otherwise reads them again: another owner may have counted in between. Writes assume one
+writer per hash: drains of a version that added increments must be stopped before this one's
+start, and workers restarted after `survey.intake_shards` changes (a department changes shard).
 """
 
 from __future__ import annotations
@@ -52,13 +54,21 @@ for k = 1, #KEYS do
 end
 return #KEYS
 """)
+# The lease (KEYS: lease, epoch; ARGV: token, ms). The epoch key holds the token of the lease taken
+# last: TAKE returns the one before (nil when the lease is held by another), RENEW extends this
+# token's lease, or takes it again if it lapsed and nobody took it since (1), or says it is lost (0).
 TAKE_SCRIPT = ScriptRunner("""
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return redis.call('INCR', KEYS[2]) end
-return 0
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
+local before = redis.call('GET', KEYS[2])
+redis.call('SET', KEYS[2], ARGV[1])
+return before or ''
 """)
 RENEW_SCRIPT = ScriptRunner("""
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if holder or redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
 """)
 RELEASE_SCRIPT = ScriptRunner("""
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -81,8 +91,8 @@ class Held:
 
     def __init__(self) -> None:
         self.forget()
-        self.epoch = 0
-        self.token = ""
+        self.token = ""  # the lease held now
+        self.last = ""  # the lease held last (kept after it is let go)
 
     def forget(self) -> None:
         self.values: dict[str, dict[str, int]] = {}  # the fields known to be there, by hash
@@ -201,18 +211,21 @@ class Held:
 
     def take(self, redis: Redis, shard: int) -> bool:
         """The shard's lease, if no other drain holds it; the copy is dropped unless this process
-        held the lease last."""
+        held the lease last (the epoch key still names its token: not after another drain's lease,
+        nor after Redis lost its data)."""
         token = secrets.token_hex(8)
-        epoch = int(TAKE_SCRIPT(redis, [lease_key(shard), epoch_key(shard)], [token, LEASE_MS]))
-        if not epoch:
+        before = TAKE_SCRIPT(redis, [lease_key(shard), epoch_key(shard)], [token, LEASE_MS])
+        if before is None:
             return False
-        if epoch != self.epoch + 1:
+        if not self.last or _text(before) != self.last:
             self.forget()
-        self.epoch, self.token = epoch, token
+        self.token = self.last = token
         return True
 
     def renew(self, redis: Redis, shard: int) -> bool:
-        return bool(RENEW_SCRIPT(redis, [lease_key(shard)], [self.token, LEASE_MS]))
+        """Extend the lease (or take it again if it lapsed with nobody taking it); False if lost."""
+        keys = [lease_key(shard), epoch_key(shard)]
+        return bool(RENEW_SCRIPT(redis, keys, [self.token, LEASE_MS]))
 
     def release(self, redis: Redis, shard: int) -> None:
         RELEASE_SCRIPT(redis, [lease_key(shard)], [self.token])

@@ -323,3 +323,30 @@ def test_counts_whose_write_reply_was_lost_count_once(app, session, demo, redis_
     assert session.scalar(select(func.count(Response.id))) == 30
     day_keys = [k for k in redis_client.scan_iter("wx:ig:*") if re.search(r":d\d+$", str(k))]
     assert sum(int(redis_client.hget(k, "n") or 0) for k in day_keys) == 30
+
+
+def test_counts_not_written_as_a_run_ends_are_kept_with_the_shard(
+    app, session, demo, redis_client, redis_url
+):
+    """The run's last write fails (its reply lost, the retry too): the drain keeps its copy and
+    leaves its lease to lapse instead of letting another drain take the shard without those
+    counts; taking the shard again, the same process still owns its copy and writes it."""
+    if redis_url.startswith("redis+cluster://"):
+        pytest.skip("the relay stands in front of one server")
+    citizens(app, session, redis_client, 3)
+    redis_client.script_load(held.WRITE_SCRIPT.script)
+    proxy, proxy_url = Relay.for_redis(redis_url)
+    through = redis.Redis.from_url(proxy_url, decode_responses=True)
+    proxy.lose(held.WRITE_SCRIPT.sha.encode(), times=2)
+    detector = Detector(55)
+    try:
+        report = drain_backlog(session, through, batch_size=5, detector=detector)
+    finally:
+        through.close()
+        proxy.close()
+    assert report.inserted == 3 and proxy.lost >= 1
+    assert redis_client.exists(held.lease_key(0)), "the lease is left to lapse"
+    redis_client.delete(held.lease_key(0))  # (it lapsed)
+    drain_backlog(session, redis_client, detector=detector)
+    day_keys = [k for k in redis_client.scan_iter("wx:ig:*") if re.search(r":d\d+$", str(k))]
+    assert sum(int(redis_client.hget(k, "n") or 0) for k in day_keys) == 3

@@ -8,7 +8,7 @@ import re
 
 from app.intake.drain import drain_backlog
 from app.integrity.detector import Detector
-from app.integrity.held import Held, lease_key
+from app.integrity.held import Held, epoch_key, lease_key
 from tests.integrity.test_detector import citizens
 
 
@@ -67,3 +67,35 @@ def test_a_drain_that_lost_its_lease_stops_and_writes_nothing_more(app, session,
         day_count(redis_client) == 0
     )  # its copy (not due to be written yet) was dropped, not written over the new owner's
     assert redis_client.exists(lease_key(0)), "the new owner's lease is left alone"
+
+
+def test_a_lease_that_lapsed_with_nobody_taking_it_is_taken_again(app, session, demo, redis_client):
+    """A batch slower than the lease (SQL waiting): nobody took the shard meanwhile, so the drain
+    takes its lease again, keeps its copy and goes on."""
+    citizens(app, session, redis_client, 15)
+    lapsed: list[bool] = []
+
+    def slow() -> bool:
+        if not lapsed:
+            lapsed.append(bool(redis_client.delete(lease_key(0))))
+        return False
+
+    report = drain_backlog(session, redis_client, batch_size=5, detector=Detector(55), should_yield=slow)
+    assert lapsed == [True]
+    assert report.batches == 3 and report.inserted == 15
+    assert day_count(redis_client) == 15
+    assert not redis_client.exists(lease_key(0))
+
+
+def test_a_copy_is_read_again_after_redis_lost_its_data(redis_client):
+    """Redis restarted empty (no AOF) while the worker kept its copy: the copy is dropped, not
+    written over what the other drains count from now on."""
+    held = Held()
+    assert held.take(redis_client, 0)
+    held.values["wx:ig:{1:2}:d1"] = {"n": 40}
+    held.release(redis_client, 0)
+    assert held.take(redis_client, 0) and held.values, "it held the lease last: the copy is kept"
+    held.release(redis_client, 0)
+    redis_client.delete(epoch_key(0))  # what a Redis that lost its data has
+    assert held.take(redis_client, 0)
+    assert held.values == {}
