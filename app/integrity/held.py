@@ -22,10 +22,8 @@ import json
 import secrets
 import time
 from itertools import chain, repeat
-from typing import Any
 
 from redis import Redis
-from redis.cluster import RedisCluster
 
 from app.intake.shards import tag
 from app.integrity import windows
@@ -108,37 +106,27 @@ class Held:
     def load(self, redis: Redis, want: dict[str, set[str]]) -> None:
         """Read the wanted fields not known yet, in one round trip (none in the steady state: the
         hashes a drain writes it began itself). Every field this process writes is read first."""
-        asks = []
+        asks: dict[str, tuple[list[str], bool]] = {}  # key -> fields, first read (its HLEN too)
         for key, fields in want.items():
             if key in self.whole:
                 continue
             known = self.known.get(key)
             if known is None:
-                asks.append((key, list(fields), True))
+                asks[key] = (list(fields), True)
             else:
                 missing = [field for field in fields if field not in known]
                 if missing:
-                    asks.append((key, missing, False))
-        if not asks:
-            return
-        for group in _per_slot(redis, {key: (fields, first) for key, fields, first in asks}):
-            args = ["\n".join(fields) for fields, _ in group.values()]
-            args += ["1" if first else "" for _, first in group.values()]
-            replies = iter(windows.READ_SCRIPT(redis, list(group), args))
-            for key, (fields, first) in group.items():
-                values = self.values.setdefault(key, {})
-                found = _text(next(replies))
-                if fields and found:
-                    values.update(
-                        pair for pair in zip(fields, map(int, found.split(",")), strict=True) if pair[1]
-                    )
-                if first:
-                    self.lengths[key] = int(next(replies))
-                    if self.lengths[key] == len(values):  # nothing there but what was read
-                        self.whole.add(key)
-                        continue
-                    self.known[key] = set()
-                self.known[key].update(fields)
+                    asks[key] = (missing, False)
+        for key, read, found, length in windows.fetch(redis, asks):
+            values = self.values.setdefault(key, {})
+            values.update(pair for pair in zip(read, found, strict=True) if pair[1])
+            if length is not None:  # the first read of this hash
+                self.lengths[key] = length
+                if length == len(values):  # nothing there but what was read
+                    self.whole.add(key)
+                    continue
+                self.known[key] = set()
+            self.known[key].update(read)
 
     def counts(self, want: dict[str, set[str]]) -> Counts:
         """The wanted fields (0 when absent) and the number of prefixes of each address hash."""
@@ -184,7 +172,7 @@ class Held:
         self.unwritten += 1
         if not force and self.unwritten < WRITE_BATCHES and time.monotonic() - self.written_at < WRITE_S:
             return
-        for group in _per_slot(redis, {key: list(fields) for key, fields in self.dirty.items()}):
+        for group in windows.per_slot(redis, {key: list(fields) for key, fields in self.dirty.items()}):
             args: list = [windows.DAY_TTL, windows.BASE_TTL]
             args += [
                 json.dumps(
@@ -217,7 +205,7 @@ class Held:
         before = TAKE_SCRIPT(redis, [lease_key(shard), epoch_key(shard)], [token, LEASE_MS])
         if before is None:
             return False
-        if not self.last or _text(before) != self.last:
+        if not self.last or windows.as_text(before) != self.last:
             self.forget()
         self.token = self.last = token
         return True
@@ -253,17 +241,3 @@ def _apply_first(values: dict[str, dict[str, int]], inc: Increments) -> None:
         if first is not None:
             held = values[key]
             held["first"] = min(held.get("first") or first, first)
-
-
-def _per_slot(redis: Redis, keyed: dict[str, Any]) -> list[dict[str, Any]]:
-    """The hashes grouped per cluster slot (one group on a single Redis): a script's keys share one."""
-    if not isinstance(redis, RedisCluster):
-        return [keyed]
-    groups: dict[str, dict[str, Any]] = {}
-    for key, value in keyed.items():
-        groups.setdefault(key[: key.index("}") + 1], {})[key] = value
-    return list(groups.values())
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import functools
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 from redis import Redis
 from redis.cluster import RedisCluster
@@ -224,31 +225,40 @@ def read(redis: Redis, want: dict[str, set[str]]) -> Counts:
     """The wanted fields of every hash and the HLEN of the address-prefix hashes: one script call,
     on a Redis Cluster one per slot, i.e. per survey and department."""
     counts = Counts()
-    for reading in _per_slot(redis, want):
-        plan = [(key, list(fields)) for key, fields in reading.items() if fields]
-        if not plan:
-            continue
-        args = ["\n".join(fields) for _, fields in plan]
-        args += ["1" if key.endswith(":ip") else "" for key, _ in plan]  # HLEN: the distinct prefixes
-        replies = iter(READ_SCRIPT(redis, [key for key, _ in plan], args))
-        for key, fields in plan:
-            counts.values[key].update(zip(fields, map(int, _text(next(replies)).split(",")), strict=True))
-            if key.endswith(":ip"):
-                counts.lengths[key] = int(next(replies))
+    asks = {key: (list(fields), key.endswith(":ip")) for key, fields in want.items() if fields}
+    for key, fields, values, length in fetch(redis, asks):
+        counts.values[key].update(zip(fields, values, strict=True))
+        if length is not None:
+            counts.lengths[key] = length
     return counts
 
 
-def _text(value) -> str:
+def fetch(
+    redis: Redis, asks: dict[str, tuple[list[str], bool]]
+) -> Iterator[tuple[str, list[str], list[int], int | None]]:
+    """Per hash (key -> fields, whether its HLEN is wanted): its key, the fields, their values (0
+    for a missing field) and its HLEN (None if not wanted), by READ_SCRIPT: one call per slot."""
+    for group in per_slot(redis, asks) if asks else ():
+        args = ["\n".join(fields) for fields, _ in group.values()]
+        args += ["1" if hlen else "" for _, hlen in group.values()]
+        replies = iter(READ_SCRIPT(redis, list(group), args))
+        for key, (fields, hlen) in group.items():
+            found = as_text(next(replies))
+            values = list(map(int, found.split(","))) if fields and found else []
+            yield key, fields, values, int(next(replies)) if hlen else None
+
+
+def as_text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _per_slot(redis: Redis, reading: dict) -> list[dict]:
-    """The keys to read grouped per cluster slot (`wx:ig:{<survey>:<department>}:...`); one group
-    in all on a single Redis."""
+def per_slot(redis: Redis, keyed: dict[str, Any]) -> list[dict[str, Any]]:
+    """The hashes grouped per cluster slot (`wx:ig:{<survey>:<department>}:...`: a script's keys
+    must share one); one group in all on a single Redis."""
     if not isinstance(redis, RedisCluster):
-        return [reading]
-    groups: dict[str, dict] = {}
-    for key, value in reading.items():
+        return [keyed]
+    groups: dict[str, dict[str, Any]] = {}
+    for key, value in keyed.items():
         groups.setdefault(key[: key.index("}") + 1], {})[key] = value
     return list(groups.values())
 

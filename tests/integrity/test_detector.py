@@ -300,17 +300,26 @@ def test_each_committed_batch_is_counted_once_by_the_windows(app, session, demo,
     assert sum(int(redis_client.hget(k, "n") or 0) for k in day_keys) == 23
 
 
+@pytest.fixture
+def single_redis_url(redis_url: str) -> str:
+    """The test Redis's URL for a relay in front of it: one server (tests/integrity runs on a
+    cluster only when WXSURVEY_TEST_CLUSTER_ALSO adds it, and the relay fronts one server)."""
+    if redis_url.startswith("redis+cluster://"):
+        pytest.skip("the relay stands in front of one server")
+    return redis_url
+
+
 @pytest.mark.parametrize("lost", [1, 2, 3])
-def test_counts_whose_write_reply_was_lost_count_once(app, session, demo, redis_client, redis_url, lost):
+def test_counts_whose_write_reply_was_lost_count_once(
+    app, session, demo, redis_client, single_redis_url, lost
+):
     """Redis writes the counts of the run's first five batches and the reply is lost. 1: the script
     runner's retry on a new connection writes them again; 2: the retry is lost too, and they are
     written with the next batch's; 3: that is lost once more. The counts are values, not
     increments: every answer is counted once however often a write is made, none is left out."""
-    if redis_url.startswith("redis+cluster://"):  # (tests/integrity is on a cluster only when
-        pytest.skip("the relay stands in front of one server")  # WXSURVEY_TEST_CLUSTER_ALSO adds it)
     citizens(app, session, redis_client, 30)
     redis_client.script_load(held.WRITE_SCRIPT.script)
-    proxy, proxy_url = Relay.for_redis(redis_url)
+    proxy, proxy_url = Relay.for_redis(single_redis_url)
     through = redis.Redis.from_url(proxy_url, decode_responses=True)
     proxy.lose(held.WRITE_SCRIPT.sha.encode(), times=lost)
     try:
@@ -326,16 +335,14 @@ def test_counts_whose_write_reply_was_lost_count_once(app, session, demo, redis_
 
 
 def test_counts_not_written_as_a_run_ends_are_kept_with_the_shard(
-    app, session, demo, redis_client, redis_url
+    app, session, demo, redis_client, single_redis_url
 ):
     """The run's last write fails (its reply lost, the retry too): the drain keeps its copy and
     leaves its lease to lapse instead of letting another drain take the shard without those
     counts; taking the shard again, the same process still owns its copy and writes it."""
-    if redis_url.startswith("redis+cluster://"):
-        pytest.skip("the relay stands in front of one server")
     citizens(app, session, redis_client, 3)
     redis_client.script_load(held.WRITE_SCRIPT.script)
-    proxy, proxy_url = Relay.for_redis(redis_url)
+    proxy, proxy_url = Relay.for_redis(single_redis_url)
     through = redis.Redis.from_url(proxy_url, decode_responses=True)
     proxy.lose(held.WRITE_SCRIPT.sha.encode(), times=2)
     detector = Detector(55)
