@@ -45,6 +45,8 @@ class Relay:
                     sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
+        with contextlib.suppress(OSError):  # wakes the accepting thread (close alone does not)
+            self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
         self.drop_all()
         with self.lock:

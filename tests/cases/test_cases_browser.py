@@ -10,12 +10,12 @@ import re
 from datetime import timedelta
 
 import pytest
-from rq import SimpleWorker
 
 from app import accounts
 from app.cases.publication import set_published
 from app.jobs.cases import escalate_cases
 from app.jobs.queues import get_queue
+from app.jobs.worker import WxsurveyWorker
 from app.models import FollowupCase
 from app.org.departments import get_department
 from app.org.surveys import get_survey
@@ -98,7 +98,7 @@ def test_the_whole_followup_loop(stack, app, session, browser, artifacts, redis_
         desk.get_by_text("正在通过公众号通知市民").wait_for()
 
         # The notice job (the RQ worker) sends the template message through the fake WeChat API.
-        SimpleWorker([get_queue("wechat")], connection=redis_store.raw).work(burst=True)
+        WxsurveyWorker([get_queue("wechat")], connection=redis_store.raw).work(burst=True)
         session.expire_all()
         case = session.get(FollowupCase, case.id)
         assert (case.status, case.notify_status, case.contact) == ("closed", "sent", None), case.notify_error

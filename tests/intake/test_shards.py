@@ -108,10 +108,10 @@ def test_the_periodic_safety_net_covers_every_shard(sharded, redis_client):
 
 def test_a_shard_drain_runs_as_an_rq_job(sharded, redis_client, queue_url):
     import redis as redis_lib
-    from rq import SimpleWorker
 
     from app.jobs.intake import request_drain
     from app.jobs.queues import get_queue
+    from app.jobs.worker import WxsurveyWorker
 
     app, session = sharded
     outcome = answer(app, session, redis_client, CODES[3], "o-rq")
@@ -120,5 +120,5 @@ def test_a_shard_drain_runs_as_an_rq_job(sharded, redis_client, queue_url):
     queue = get_queue("intake", raw)
     job = queue.jobs[0]
     assert job.args[-1] == 3, "the job names its shard"
-    SimpleWorker([queue], connection=raw).work(burst=True)
+    WxsurveyWorker([queue], connection=raw).work(burst=True)
     assert counts(session)[0] == 1 and redis_client.xlen(stream_key(3)) == 0

@@ -11,11 +11,11 @@ import zipfile
 import pytest
 import zxingcpp
 from PIL import Image
-from rq.worker import SimpleWorker
 
 from app.errors import NotFound, Unavailable
 from app.jobs.posters import batch_path, build_poster_batch
 from app.jobs.queues import get_queue
+from app.jobs.worker import WxsurveyWorker
 from app.org import posters as service
 from app.org.departments import get_department
 from app.org.scenes import survey_scene
@@ -123,7 +123,7 @@ def test_console_batch_runs_on_a_real_worker_with_progress(app, session, demo, c
     assert state["status"] == "queued" and "download_url" not in state
     assert client.get(f"/console/posters/batches/{batch_id}/download").status_code == 404
 
-    worker = SimpleWorker([get_queue("default")], connection=redis_store.raw)
+    worker = WxsurveyWorker([get_queue("default")], connection=redis_store.raw)
     assert worker.work(burst=True)
     state = client.get(f"/console/posters/batches/{batch_id}").get_json()
     assert state["status"] == "finished" and state["done"] == state["total"] == 4

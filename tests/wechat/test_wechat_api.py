@@ -106,16 +106,15 @@ def test_permanent_ticket_created_once_and_its_image_scans(wechat, redis_client,
 
 
 def test_jobs_run_by_a_real_worker(app, wechat, redis_client, demo):
-    from rq import SimpleWorker
-
     from app.jobs.queues import enqueue, get_queue
     from app.jobs.wechat import create_wechat_tickets, publish_menu
+    from app.jobs.worker import WxsurveyWorker
     from app.redis_store import redis_store
 
     with app.app_context():
         job = enqueue("wechat", create_wechat_tickets, "demo-departments")
         enqueue("wechat", publish_menu)
-        SimpleWorker([get_queue("wechat")], connection=redis_store.raw).work(burst=True)
+        WxsurveyWorker([get_queue("wechat")], connection=redis_store.raw).work(burst=True)
         job.refresh()
         assert job.get_status() == "finished" and job.return_value() == 25
     assert redis_client.hlen("wx:api:qr_tickets") == 25
