@@ -43,7 +43,7 @@ class Submission:
     case: dict[str, Any] | None = None
     # Set by the stuffing detector in the drain (app.integrity), never carried on the stream.
     score: int | None = None
-    reasons: list | None = None
+    reasons: list | None = None  # (none found: None, score 0)
     held: bool = False  # the detector quarantines it
     ms: int = 0  # submitted_at in ms since the epoch, as on the stream (0: not decoded from it)
 
@@ -203,7 +203,7 @@ def write_responses(session: Session, submissions: list[Submission]) -> list[Sub
     rows = [
         [s.idempotency_key, s.survey_id, s.department_id, s.respondent_key, bind_time(s.submitted_at),
          received, s.channel, s.status, _json_text(s.meta), _flags_text(tuple(s.flags)), s.score,
-         None if s.reasons is None else _json_text(s.reasons)]
+         _json_text(s.reasons) if s.reasons else None]
         for s in submissions
     ]  # fmt: skip
     ids = _insert_responses(conn, rows)

@@ -92,7 +92,7 @@ def from_submission(sub) -> Facts:
         followed = None
     ua, completion_ms, straightline = meta.get("ua"), meta.get("completion_ms"), "straightline" in sub.flags
     odd = _odd(straightline, followed, completion_ms, ua)
-    sub.score, sub.reasons = 0, []
+    sub.score = 0  # (reasons stay None: nothing found)
     return Facts(
         sub.survey_id, sub.department_id, ms, sub.respondent_key, meta.get("ip"), ua, meta.get("scanned"),
         completion_ms, straightline, tx, sig, followed, None, None, odd, sub,

@@ -313,11 +313,13 @@ def single_redis_url(redis_url: str) -> str:
 def test_counts_whose_write_reply_was_lost_count_once(
     app, session, demo, redis_client, single_redis_url, lost
 ):
-    """Redis writes the counts of the run's first five batches and the reply is lost. 1: the script
-    runner's retry on a new connection writes them again; 2: the retry is lost too, and they are
-    written with the next batch's; 3: that is lost once more. The counts are values, not
-    increments: every answer is counted once however often a write is made, none is left out."""
-    citizens(app, session, redis_client, 30)
+    """Redis writes the counts of the run's first batches (held.WRITE_BATCHES) and the reply is
+    lost. 1: the script runner's retry on a new connection writes them again; 2: the retry is lost
+    too, and they are written with the next batches'; 3: that is lost once more. The counts are
+    values, not increments: every answer is counted once however often a write is made, none is
+    left out."""
+    answers = 3 * held.WRITE_BATCHES * 2  # two writes' worth of batches of 3, and the run's last
+    citizens(app, session, redis_client, answers)
     redis_client.script_load(held.WRITE_SCRIPT.script)
     proxy, proxy_url = Relay.for_redis(single_redis_url)
     through = redis.Redis.from_url(proxy_url, decode_responses=True)
@@ -328,10 +330,10 @@ def test_counts_whose_write_reply_was_lost_count_once(
         through.close()
         proxy.close()
     assert proxy.lost == lost
-    assert report.inserted == 30
-    assert session.scalar(select(func.count(Response.id))) == 30
+    assert report.inserted == answers
+    assert session.scalar(select(func.count(Response.id))) == answers
     day_keys = [k for k in redis_client.scan_iter("wx:ig:*") if re.search(r":d\d+$", str(k))]
-    assert sum(int(redis_client.hget(k, "n") or 0) for k in day_keys) == 30
+    assert sum(int(redis_client.hget(k, "n") or 0) for k in day_keys) == answers
 
 
 def test_counts_not_written_as_a_run_ends_are_kept_with_the_shard(
