@@ -17,6 +17,7 @@ from bench.harness import RESULTS_DIR, SECRET_KEY, Context, Result, Scenario, wa
 from bench.loadgen import http_request
 
 SURVEY, DEPT = "demo-departments", "D08"
+DRAIN_ROUNDS = 3  # drain then raw, in turn: one pair moved 0.40-0.62 between runs on a shared machine
 PATH = f"/q/{SURVEY}/{DEPT}"
 ANSWERS = {
     "q_overall": "satisfied",
@@ -283,6 +284,30 @@ def _raw_baseline(stack, dialect: str, rows: list[tuple], answers: list[tuple]) 
     return len(rows) / elapsed
 
 
+def _stored_rows(db, answers: list) -> tuple[list[tuple], list[tuple]]:
+    """What the drain stored, read back as the driver takes them (the baseline's rows)."""
+    from sqlalchemy import select
+
+    from app.models import Response
+
+    stored = db.session.execute(select(Response.__table__).order_by(Response.id)).all()
+    processors = [
+        col.type.dialect_impl(db.engine.dialect).bind_processor(db.engine.dialect)
+        for col in Response.__table__.c
+    ]
+    names = [col.name for col in Response.__table__.c]
+    wanted = ("id", "idempotency_key", "survey_id", "department_id", "respondent_key", "submitted_at",
+              "received_at", "channel", "status", "meta", "flags")  # fmt: skip
+    rows = []
+    for row in stored:
+        values = {
+            name: (value if proc is None else proc(value))
+            for name, proc, value in zip(names, processors, row, strict=True)
+        }
+        rows.append(tuple(values[w] for w in wanted))
+    return rows, [(r[0], q, o, t) for r in rows for q, o, t in answers]
+
+
 def _empty_intake_tables(session) -> None:
     from sqlalchemy import text
 
@@ -301,13 +326,10 @@ def run_drain(ctx: Context) -> list[Result]:
     with ctx.stack("drain", rq_workers=0) as stack:
         app = stack.app()
         with app.app_context():
-            from sqlalchemy import select
-
             from app import intake
             from app.db import db
             from app.intake import drain
             from app.intake import store as intake_store
-            from app.models import Response
             from app.redis_store import redis_store
 
             client = redis_store.client
@@ -356,42 +378,34 @@ def run_drain(ctx: Context) -> list[Result]:
                 pipe.execute()
 
             dialect = db.engine.dialect.name
-            if dialect == "sqlite":  # the baseline's starting state: this database before the drain
-                db.session.remove()
-                with sqlite3.connect(stack.database_url.split("///", 1)[1]) as src:
-                    with sqlite3.connect(stack.workdir / "raw.db") as dst:
-                        src.backup(dst)
-            before = int(client.info("memory")["used_memory"])
-            queue(n, "d")
-            per_response = (int(client.info("memory")["used_memory"]) - before) / n
-            started = time.perf_counter()
-            report = drain.drain_backlog(db.session, client, batch_size=batch, max_seconds=600)
-            elapsed = time.perf_counter() - started
-            rate = report.inserted / elapsed
-            # The baseline's rows: what the drain stored, read back as the driver takes them.
-            stored = db.session.execute(
-                select(Response.__table__).order_by(Response.id)
-            ).all()  # fmt: skip
-            processors = [
-                col.type.dialect_impl(db.engine.dialect).bind_processor(db.engine.dialect)
-                for col in Response.__table__.c
-            ]
-            names = [col.name for col in Response.__table__.c]
-            wanted = ("id", "idempotency_key", "survey_id", "department_id", "respondent_key", "submitted_at",
-                      "received_at", "channel", "status", "meta", "flags")  # fmt: skip
-            raw_rows = []
-            for row in stored:
-                values = {
-                    name: (value if proc is None else proc(value))
-                    for name, proc, value in zip(names, processors, row, strict=True)
-                }
-                raw_rows.append(tuple(values[w] for w in wanted))
-            raw_answers = [(r[0], q, o, t) for r in raw_rows for q, o, t in answers]
-            if dialect == "postgresql":
+            rounds: list[tuple[float, float, Any]] = []  # (drain rate, raw rate, its DrainReport)
+            per_response = 0.0
+            for round_no in range(1 if ctx.quick else DRAIN_ROUNDS):
                 _empty_intake_tables(db.session)
-            db.session.remove()
-            baseline = _raw_baseline(stack, dialect, raw_rows, raw_answers)
+                if dialect == "sqlite":  # the baseline's starting state: this database before the drain
+                    db.session.remove()
+                    with sqlite3.connect(stack.database_url.split("///", 1)[1]) as src:
+                        for name in ("raw.db", "raw.db-wal", "raw.db-shm"):  # the last round's
+                            (stack.workdir / name).unlink(missing_ok=True)
+                        with sqlite3.connect(stack.workdir / "raw.db") as dst:
+                            src.backup(dst)
+                before = int(client.info("memory")["used_memory"])
+                queue(n, f"d{round_no}")
+                if round_no == 0:
+                    per_response = (int(client.info("memory")["used_memory"]) - before) / n
+                started = time.perf_counter()
+                report = drain.drain_backlog(db.session, client, batch_size=batch, max_seconds=600)
+                rate = report.inserted / (time.perf_counter() - started)
+                raw_rows, raw_answers = _stored_rows(db, answers)
+                if dialect == "postgresql":
+                    _empty_intake_tables(db.session)
+                db.session.remove()
+                rounds.append((rate, _raw_baseline(stack, dialect, raw_rows, raw_answers), report))
             _empty_intake_tables(db.session)
+            ratios = [rate / raw for rate, raw, _ in rounds]
+            rate, baseline, report = rounds[
+                sorted(range(len(rounds)), key=ratios.__getitem__)[len(rounds) // 2]
+            ]
             profile = cProfile.Profile()  # a second, profiled drain: where the time goes
             queue(max(1000, n // 5), "p")
             profile.enable()
@@ -399,7 +413,12 @@ def run_drain(ctx: Context) -> list[Result]:
             profile.disable()
         target = 10_000 if dialect == "sqlite" else 5_000
         ok = rate >= target and rate >= 0.5 * baseline
-        detail: dict[str, Any] = {"inserted": report.inserted, "batches": report.batches, "answers_each": 8}
+        detail: dict[str, Any] = {
+            "inserted": report.inserted, "batches": report.batches, "answers_each": 8,
+            "rounds": "drain then raw, the round with the median ratio reported",
+            "drain_per_s": [round(r) for r, _, _ in rounds], "raw_per_s": [round(b) for _, b, _ in rounds],
+            "ratio_per_round": [round(r, 3) for r in ratios],
+        }  # fmt: skip
         out = io.StringIO()  # the profile is kept on every run: where the time goes, met or not
         stats = pstats.Stats(profile, stream=out)
         stats.sort_stats("cumulative").print_stats(30)
