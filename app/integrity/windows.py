@@ -131,7 +131,8 @@ _NONE: dict[str, int] = {}
 
 
 class Counts:
-    """Counts read from Redis (plus, for a batch not yet added, the batch's own)."""
+    """The counts a batch is scored with: read from Redis (read), or the drain's held copy with the
+    batch counted (app.integrity.held)."""
 
     def __init__(self) -> None:
         self.values: dict[str, dict[str, int]] = defaultdict(dict)
@@ -139,18 +140,6 @@ class Counts:
 
     def get(self, key: str, field: str) -> int:
         return self.values.get(key, _NONE).get(field, 0)
-
-    def add(self, increments: Increments) -> None:
-        for key, counter in increments.items():
-            values = self.values[key]
-            if key.endswith(":ip"):  # prefixes new to the hash lengthen it
-                fresh = sum(1 for field in counter if not values.get(field))
-                self.lengths[key] = self.lengths.get(key, 0) + fresh
-            first = values.get("first")
-            for field, n in counter.items():
-                values[field] = values.get(field, 0) + n
-            if "first" in counter:  # the earliest, not a sum
-                values["first"] = min(first or counter["first"], counter["first"])
 
 
 def needed(facts: Iterable[tuple[Facts, Place]], ahead: bool = False) -> dict[str, set[str]]:

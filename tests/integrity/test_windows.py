@@ -98,8 +98,7 @@ def test_only_suspects_can_have_a_signal():
     checked = passed_over = 0
     for seed in range(6):
         pairs = batch(seed, n=40 + 150 * (seed % 3))  # small batches: mostly quiet; large: clusters
-        counts = windows.Counts()
-        counts.add(windows.increments(pairs))
+        counts = counts_of(windows.increments(pairs))
         hours = (8 * 60, 18 * 60) if seed % 2 else None
         memo: dict = {}
         for p, members in windows.grouped(pairs):
@@ -112,13 +111,27 @@ def test_only_suspects_can_have_a_signal():
     assert 0 < passed_over < checked
 
 
-def test_counts_add_a_batch_to_what_was_read():
+def counts_of(inc: windows.Increments) -> windows.Counts:
+    """The counts of one batch alone (what a drain that began these hashes scores it with)."""
     counts = windows.Counts()
-    counts.values["k:ip"] = {"112.1.2.0/24": 3}
-    counts.lengths["k:ip"] = 1
-    counts.values["k:base"] = {"first": 500, "all": 7}
-    counts.add({"k:ip": {"112.1.2.0/24": 2, "58.1.1.0/24": 1}, "k:base": {"first": 400, "all": 3}})
-    counts.add({"k:base": {"first": 900, "all": 1}})
+    for key, counter in inc.items():
+        counts.values[key] = dict(counter)
+        if key.endswith(":ip"):
+            counts.lengths[key] = len(counter)
+    return counts
+
+
+def test_held_counts_add_batches_to_what_was_read():
+    held = Held()
+    held.values = {"k:ip": {"112.1.2.0/24": 3}, "k:base": {"first": 500, "all": 7}}
+    held.lengths = {"k:ip": 1, "k:base": 2}
+    for inc in (
+        {"k:ip": {"112.1.2.0/24": 2, "58.1.1.0/24": 1}, "k:base": {"first": 400, "all": 3}},
+        {"k:base": {"first": 900, "all": 1}},
+    ):
+        held.add(inc)
+        held.commit(inc)
+    counts = held.counts({"k:ip": {"112.1.2.0/24"}, "k:base": {"first", "all"}})
     assert counts.get("k:ip", "112.1.2.0/24") == 5 and counts.lengths["k:ip"] == 2  # one prefix new
     assert counts.get("k:base", "first") == 400 and counts.get("k:base", "all") == 11
     assert counts.get("k:none", "n") == 0
