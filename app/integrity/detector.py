@@ -114,7 +114,7 @@ class Detector:
         memo: dict = {}
         for p, members in groups:
             dept_hours = hours.get(members[0].department_id)
-            for f in suspects(p, members, counts, dept_hours, memo):
+            for f in suspects(p, members, counts, dept_hours, memo, out.increments):
                 sub = f.source
                 sub.score, sub.reasons = score(strengths(f, p, counts, dept_hours, memo))
                 if sub.score >= self.threshold:

@@ -18,11 +18,11 @@ start, and workers restarted after `survey.intake_shards` changes (a department 
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from itertools import chain, repeat
 
+import orjson
 from redis import Redis
 
 from app.intake.shards import tag
@@ -131,16 +131,10 @@ class Held:
             self.known[key].update(read)
 
     def counts(self, want: dict[str, set[str]]) -> Counts:
-        """The wanted fields (0 when absent) and the number of prefixes of each address hash."""
-        counts = Counts()
-        now = time.monotonic()
-        for key, fields in want.items():
-            held = self.values[key]
-            self.used[key] = now
-            counts.values[key] = dict(zip(fields, map(held.get, fields, repeat(0)), strict=False))
-            if key.endswith(":ip"):
-                counts.lengths[key] = self.lengths[key]
-        return counts
+        """The counts to score with: this copy itself, not a copy of it (the wanted fields are all
+        loaded; a field absent is 0). Valid until the next batch is added."""
+        self.used.update(dict.fromkeys(want, time.monotonic()))
+        return Counts.over(self.values, self.lengths)
 
     def add(self, inc: Increments) -> None:
         """Count a batch before its commit (confirmed by commit, taken back by revert)."""
@@ -177,7 +171,7 @@ class Held:
         for group in windows.per_slot(redis, {key: list(fields) for key, fields in self.dirty.items()}):
             args: list = [windows.DAY_TTL, windows.BASE_TTL]
             args += [
-                json.dumps(
+                orjson.dumps(
                     list(
                         chain.from_iterable(
                             zip(fields, map(self.values[key].get, fields, repeat(0)), strict=True)
@@ -223,17 +217,27 @@ class Held:
 
 
 def _apply(values: dict[str, dict[str, int]], lengths: dict[str, int], inc: Increments, sign: int) -> None:
+    """Add a batch's counts (sign 1, the drain's hot path) or take them back (-1);
+    `first` is no sum (set on commit, _apply_first)."""
     for key, counter in inc.items():
         held = values[key]
-        before = len(held)
-        for field, n in counter.items():
-            if field == "first":  # the earliest answer's ms: set on commit (_apply_first)
-                continue
-            left = held.get(field, 0) + sign * n
-            if left:
-                held[field] = left
+        before, first = len(held), held.get("first")
+        if sign > 0:  # (the counts are all positive: no field reaches 0)
+            get = held.get
+            for field, n in counter.items():
+                held[field] = get(field, 0) + n
+        else:
+            for field, n in counter.items():
+                left = held.get(field, 0) - n
+                if left:
+                    held[field] = left
+                else:
+                    held.pop(field, None)
+        if "first" in counter:
+            if first is None:
+                held.pop("first", None)
             else:
-                held.pop(field, None)
+                held["first"] = first
         lengths[key] += len(held) - before  # the fields a batch adds or takes back are all known
 
 

@@ -6,6 +6,7 @@ from app.integrity import signals
 from app.integrity.facts import Facts
 from app.integrity.windows import (
     Counts,
+    Increments,
     Place,
     expected_in_window,
     expected_per_day,
@@ -103,8 +104,9 @@ def strengths(f: Facts, p: Place, counts: Counts, hours: tuple[int, int] | None,
 
 
 def suspects(p: Place, members: list[Facts], counts: Counts, hours: tuple[int, int] | None,
-             memo: dict) -> list[Facts]:  # fmt: skip
-    """The responses of one place (`members`, a batch's at that place) that some signal may touch;
+             memo: dict, batch: Increments) -> list[Facts]:  # fmt: skip
+    """The responses of one place (`members`, a batch's at that place, `batch` the batch's
+    increments, windows.counted) that some signal may touch;
     strengths finds nothing for the others. The drain's common case, told once per place (its
     volume, no-scan share, and the choices, prefixes and texts whose signal is not nil) and then
     by set look-ups per response, without weighing each signal for each response."""
@@ -113,7 +115,7 @@ def suspects(p: Place, members: list[Facts], counts: Counts, hours: tuple[int, i
     no_scan = _no_scan(members[0], p, counts, memo)
     hot = memo.get(id(p))  # (Places outlive a batch's memo: windows keeps recent ones)
     if hot is None:
-        hot = memo[id(p)] = _hot(counts, p, memo)
+        hot = memo[id(p)] = _hot(counts, p, memo, batch)
     signatures, prefixes, texts = hot
     if hours:
         minute = minute_of_day
@@ -128,44 +130,52 @@ def suspects(p: Place, members: list[Facts], counts: Counts, hours: tuple[int, i
     return [f for f in members if f.odd]
 
 
-def _hot(counts: Counts, p: Place, memo: dict) -> tuple[set[int], set[str], set[str]]:
-    """The signatures, address prefixes and texts of a place whose signal is not nil. Each signal
-    is nil below a threshold of the place's own (its window, its day's answers and prefixes),
-    worked out once here; only the few over it are weighed (into `memo`, where strengths finds
-    them) rather than every prefix and choice of a busy department's day."""
+def _hot(counts: Counts, p: Place, memo: dict, batch: Increments) -> tuple[set[int], set[str], set[str]]:
+    """The signatures, address prefixes and texts the batch counted at a place (`batch`, its
+    increments) whose signal is not nil. Each signal is nil below a threshold of the place's own
+    (its window, its day's answers and prefixes), worked out once here; only the few over it are
+    weighed (into `memo`, where strengths finds them)."""
     none: dict[str, int] = {}
     get, lengths, values = counts.get, counts.lengths, counts.values
     here, before, after = (values.get(k, none) for k in (p.bucket_key, p.prev_key, p.next_key))
-    here_n = here.get("n", 0)
     # same_answers: over 30% of a 20-minute window (and at least SIGNATURE_FLOOR)
-    least = max(signals.SIGNATURE_FLOOR, 0.3 * (here_n + min(before.get("n", 0), after.get("n", 0))))
+    window_n = here.get("n", 0) + min(before.get("n", 0), after.get("n", 0))
+    least = max(signals.SIGNATURE_FLOOR, 0.3 * window_n)
+    here_s = batch.get(p.bucket_key, none)  # "n" and the signatures ("s:<signature>")
+    if after:
+        names = [n for n in here_s if here[n] + max(before.get(n, 0), after.get(n, 0)) >= least]
+    else:  # (the drain's case: the next bucket is not read)
+        names = [n for n in here_s if here[n] + before.get(n, 0) >= least]
     signatures = set()
-    for name, n in here.items():
-        if name[:2] == "s:" and n + max(before.get(name, 0), after.get(name, 0)) >= least:
+    for name in names:
+        if name[:2] == "s:":
             signature = int(name[2:])
             if memo.setdefault((p.bucket_key, signature), _same_answers(get, p, name)):
                 signatures.add(signature)
     # ip_cluster: over four times the average prefix's answers, over the day or over two days
     day_n, distinct = get(p.day_key, "n"), lengths.get(p.ip_key, 0)
     one_day = max(signals.IP_FLOOR, 4 * day_n / max(distinct, 1))
-    today = values.get(p.ip_key, none)
-    candidates = [ip for ip, n in today.items() if n > one_day]
+    today = values[p.ip_key] if p.ip_key in batch else none
+    ips = batch.get(p.ip_key, none)
+    candidates = [ip for ip in ips if today[ip] > one_day]
     for day_key, ip_key in ((p.yday_key, p.yday_ip_key), (p.tmrw_key, p.tmrw_ip_key)):
         other = values.get(ip_key)
-        if other:
+        if other:  # (a superset of the prefixes over the two-day bar: _ip_cluster weighs each)
             bar = 4 * (day_n + get(day_key, "n")) / max(distinct + lengths.get(ip_key, 0), 1)
             bar = max(signals.IP_FLOOR_TWO_DAYS, bar)
-            candidates += [ip for ip, n in other.items() if n and today.get(ip, 0) + n > bar]
+            candidates += [ip for ip in ips if today[ip] + other.get(ip, 0) > bar]
     prefixes = set()
     for ip in candidates:
         if memo.setdefault((p.ip_key, ip), _ip_cluster(counts, p, ip, day_n)):
             prefixes.add(ip)
     # text_duplicates: over TEXT_FLOOR and TEXT_SHARE of the day's answers
     most = max(signals.TEXT_FLOOR, signals.TEXT_SHARE * day_n)
+    day = values.get(p.day_key, none)
     texts = set()
-    for name, n in values.get(p.day_key, none).items():
-        if name[:2] == "t:" and n > most:
-            if memo.setdefault((p.day_key, name[2:]), signals.text_duplicates(n, day_n)):
+    for name in batch.get(p.day_key, none):  # "n", "h<hour>", "u:<class>" and the texts ("t:<key>")
+        if name[:2] == "t:":
+            n = day[name]
+            if n > most and memo.setdefault((p.day_key, name[2:]), signals.text_duplicates(n, day_n)):
                 texts.add(name[2:])
     return signatures, prefixes, texts
 

@@ -138,6 +138,13 @@ class Counts:
         self.values: dict[str, dict[str, int]] = defaultdict(dict)
         self.lengths: dict[str, int] = {}
 
+    @classmethod
+    def over(cls, values: dict[str, dict[str, int]], lengths: dict[str, int]) -> Counts:
+        """Counts that read these hashes as they are (a drain's held copy, app.integrity.held)."""
+        counts = cls.__new__(cls)
+        counts.values, counts.lengths = values, lengths
+        return counts
+
     def get(self, key: str, field: str) -> int:
         return self.values.get(key, _NONE).get(field, 0)
 

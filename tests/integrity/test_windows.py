@@ -98,11 +98,12 @@ def test_only_suspects_can_have_a_signal():
     checked = passed_over = 0
     for seed in range(6):
         pairs = batch(seed, n=40 + 150 * (seed % 3))  # small batches: mostly quiet; large: clusters
-        counts = counts_of(windows.increments(pairs))
+        inc = windows.increments(pairs)
+        counts = counts_of(inc)
         hours = (8 * 60, 18 * 60) if seed % 2 else None
         memo: dict = {}
         for p, members in windows.grouped(pairs):
-            chosen = {id(f) for f in suspects(p, members, counts, hours, memo)}
+            chosen = {id(f) for f in suspects(p, members, counts, hours, memo, inc)}
             for f in members:
                 if id(f) not in chosen:
                     assert score(strengths(f, p, counts, hours, {})) == (0, []), (seed, f)
