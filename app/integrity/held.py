@@ -116,12 +116,12 @@ class Held:
             if known is None:
                 asks[key] = (list(fields), True)
             else:
-                missing = [field for field in fields if field not in known]
+                missing = fields - known
                 if missing:
-                    asks[key] = (missing, False)
+                    asks[key] = (list(missing), False)
         for key, read, found, length in windows.fetch(redis, asks):
             values = self.values.setdefault(key, {})
-            values.update(pair for pair in zip(read, found, strict=True) if pair[1])
+            values.update({field: n for field, n in zip(read, found, strict=True) if n})
             if length is not None:  # the first read of this hash
                 self.lengths[key] = length
                 if length == len(values):  # nothing there but what was read

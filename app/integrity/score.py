@@ -138,14 +138,17 @@ def _hot(counts: Counts, p: Place, memo: dict, batch: Increments) -> tuple[set[i
     none: dict[str, int] = {}
     get, lengths, values = counts.get, counts.lengths, counts.values
     here, before, after = (values.get(k, none) for k in (p.bucket_key, p.prev_key, p.next_key))
-    # same_answers: over 30% of a 20-minute window (and at least SIGNATURE_FLOOR)
-    window_n = here.get("n", 0) + min(before.get("n", 0), after.get("n", 0))
-    least = max(signals.SIGNATURE_FLOOR, 0.3 * window_n)
+    # same_answers (see _same_answers): at least SIGNATURE_FLOOR and over 30% of the window before
+    # (this bucket and the one before) or of the window after (this and the next)
+    here_n = here.get("n", 0)
+    least_before = max(signals.SIGNATURE_FLOOR, 0.3 * (here_n + before.get("n", 0)))
+    least_after = max(signals.SIGNATURE_FLOOR, 0.3 * (here_n + after.get("n", 0)))
     here_s = batch.get(p.bucket_key, none)  # "n" and the signatures ("s:<signature>")
     if after:
-        names = [n for n in here_s if here[n] + max(before.get(n, 0), after.get(n, 0)) >= least]
+        names = [n for n in here_s if here[n] + before.get(n, 0) >= least_before
+                 or here[n] + after.get(n, 0) >= least_after]  # fmt: skip
     else:  # (the drain's case: the next bucket is not read)
-        names = [n for n in here_s if here[n] + before.get(n, 0) >= least]
+        names = [n for n in here_s if here[n] >= least_after or here[n] + before.get(n, 0) >= least_before]
     signatures = set()
     for name in names:
         if name[:2] == "s:":
@@ -157,13 +160,20 @@ def _hot(counts: Counts, p: Place, memo: dict, batch: Increments) -> tuple[set[i
     one_day = max(signals.IP_FLOOR, 4 * day_n / max(distinct, 1))
     today = values[p.ip_key] if p.ip_key in batch else none
     ips = batch.get(p.ip_key, none)
-    candidates = [ip for ip in ips if today[ip] > one_day]
+    bars = []  # over two days (a superset of the prefixes over the bar: _ip_cluster weighs each)
     for day_key, ip_key in ((p.yday_key, p.yday_ip_key), (p.tmrw_key, p.tmrw_ip_key)):
         other = values.get(ip_key)
-        if other:  # (a superset of the prefixes over the two-day bar: _ip_cluster weighs each)
+        if other:
             bar = 4 * (day_n + get(day_key, "n")) / max(distinct + lengths.get(ip_key, 0), 1)
-            bar = max(signals.IP_FLOOR_TWO_DAYS, bar)
-            candidates += [ip for ip in ips if today[ip] + other.get(ip, 0) > bar]
+            bars.append((other, max(signals.IP_FLOOR_TWO_DAYS, bar)))
+    if not bars:
+        candidates = [ip for ip in ips if today[ip] > one_day]
+    elif len(bars) == 1:  # (the drain's case: the day after is not read)
+        other, bar = bars[0]
+        candidates = [ip for ip in ips if today[ip] > one_day or today[ip] + other.get(ip, 0) > bar]
+    else:
+        candidates = [ip for ip in ips if today[ip] > one_day or any(today[ip] + o.get(ip, 0) > b
+                                                                     for o, b in bars)]  # fmt: skip
     prefixes = set()
     for ip in candidates:
         if memo.setdefault((p.ip_key, ip), _ip_cluster(counts, p, ip, day_n)):

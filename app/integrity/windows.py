@@ -197,21 +197,34 @@ def needed_by(inc: Increments, pairs: Iterable[tuple[Facts, Place]]) -> dict[str
 
 
 # KEYS: the hashes to read. ARGV: per hash its fields joined by newlines, then per hash "1" when its
-# HLEN is wanted too. Returns per hash the values joined by commas (0 for a missing field), then
-# its HLEN if wanted: one script call per batch (and cluster slot), a few strings each way (not
-# thousands of arguments to encode). The drain reads into its own copy (app.integrity.held).
+# HLEN is wanted too (a first read), then WHOLE_FIELDS. Returns per hash the values joined by commas
+# (0 for a missing field), then, if wanted, its HLEN and the fields those values are of: "" for the
+# fields asked, or every field of a hash of at most WHOLE_FIELDS (read whole: a drain that reads a
+# hash whole never asks for it again). One script call per batch (and cluster slot), a few strings
+# each way (not thousands of arguments to encode). The drain reads into its own copy (app.integrity.held).
+WHOLE_FIELDS = 5000
 READ_SCRIPT = ScriptRunner("""
 local n, out = #KEYS, {}
+local most = tonumber(ARGV[2 * n + 1])
 for k = 1, n do
-  local fields = {}
-  for f in string.gmatch(ARGV[k], '[^\\n]+') do fields[#fields + 1] = f end
-  local values = {}
-  for i = 1, #fields, 1000 do
-    local part = redis.call('HMGET', KEYS[k], unpack(fields, i, math.min(i + 999, #fields)))
-    for j = 1, #part do values[#values + 1] = part[j] or '0' end
+  local length = ARGV[n + k] == '1' and redis.call('HLEN', KEYS[k])
+  if length and length > 0 and length <= most then
+    local all, fields, values = redis.call('HGETALL', KEYS[k]), {}, {}
+    for i = 1, #all, 2 do fields[#fields + 1] = all[i]; values[#values + 1] = all[i + 1] end
+    out[#out + 1] = table.concat(values, ',')
+    out[#out + 1] = length
+    out[#out + 1] = table.concat(fields, '\\n')
+  else
+    local fields = {}
+    for f in string.gmatch(ARGV[k], '[^\\n]+') do fields[#fields + 1] = f end
+    local values = {}
+    for i = 1, #fields, 1000 do
+      local part = redis.call('HMGET', KEYS[k], unpack(fields, i, math.min(i + 999, #fields)))
+      for j = 1, #part do values[#values + 1] = part[j] or '0' end
+    end
+    out[#out + 1] = table.concat(values, ',')
+    if length then out[#out + 1] = length; out[#out + 1] = '' end
   end
-  out[#out + 1] = table.concat(values, ',')
-  if ARGV[n + k] == '1' then out[#out + 1] = redis.call('HLEN', KEYS[k]) end
 end
 return out
 """)
@@ -232,16 +245,21 @@ def read(redis: Redis, want: dict[str, set[str]]) -> Counts:
 def fetch(
     redis: Redis, asks: dict[str, tuple[list[str], bool]]
 ) -> Iterator[tuple[str, list[str], list[int], int | None]]:
-    """Per hash (key -> fields, whether its HLEN is wanted): its key, the fields, their values (0
-    for a missing field) and its HLEN (None if not wanted), by READ_SCRIPT: one call per slot."""
+    """Per hash (key -> fields, whether its HLEN is wanted: a first read): its key, the fields read
+    (those asked, or all of a hash of at most WHOLE_FIELDS when its HLEN is wanted), their values
+    (0 for a missing field) and its HLEN (None if not wanted), by READ_SCRIPT: one call per slot."""
     for group in per_slot(redis, asks) if asks else ():
         args = ["\n".join(fields) for fields, _ in group.values()]
         args += ["1" if hlen else "" for _, hlen in group.values()]
-        replies = iter(READ_SCRIPT(redis, list(group), args))
+        replies = iter(READ_SCRIPT(redis, list(group), [*args, WHOLE_FIELDS]))
         for key, (fields, hlen) in group.items():
             found = as_text(next(replies))
+            length = int(next(replies)) if hlen else None
+            if hlen:
+                whole = as_text(next(replies))
+                fields = whole.split("\n") if whole else fields
             values = list(map(int, found.split(","))) if fields and found else []
-            yield key, fields, values, int(next(replies)) if hlen else None
+            yield key, fields, values, length
 
 
 def as_text(value) -> str:
