@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from itertools import chain, repeat
 
 import orjson
@@ -99,13 +101,13 @@ class Held:
         self.whole: set[str] = set()
         self.known: dict[str, set[str]] = {}  # a hash held in part: the fields read
         self.lengths: dict[str, int] = {}
-        self.dirty: dict[str, set[str]] = {}
+        self.dirty: dict[str, dict[str, int]] = {}  # the fields counted since the last write, by hash
         self.used: dict[str, float] = {}
         self.pending: Increments | None = None  # a batch's counts added before its commit
         self.unwritten = 0  # batches counted since the last write
         self.written_at = time.monotonic()
 
-    def load(self, redis: Redis, want: dict[str, set[str]]) -> None:
+    def load(self, redis: Redis, want: Mapping[str, AbstractSet[str]]) -> None:
         """Read the wanted fields not known yet, in one round trip (none in the steady state: the
         hashes a drain writes it began itself). Every field this process writes is read first."""
         asks: dict[str, tuple[list[str], bool]] = {}  # key -> fields, first read (its HLEN too)
@@ -130,7 +132,7 @@ class Held:
                 self.known[key] = set()
             self.known[key].update(read)
 
-    def counts(self, want: dict[str, set[str]]) -> Counts:
+    def counts(self, want: Mapping[str, AbstractSet[str]]) -> Counts:
         """The counts to score with: this copy itself, not a copy of it (the wanted fields are all
         loaded; a field absent is 0). Valid until the next batch is added."""
         self.used.update(dict.fromkeys(want, time.monotonic()))
@@ -156,7 +158,7 @@ class Held:
         self.pending = None
         _apply_first(self.values, inc)
         for key, counter in inc.items():
-            self.dirty.setdefault(key, set()).update(counter)
+            self.dirty.setdefault(key, {}).update(counter)  # (a dict: merged faster than a set)
 
     def write(self, redis: Redis, force: bool = True) -> None:
         """Write the changed fields' values (unless `force`, only every WRITE_BATCHES batches or

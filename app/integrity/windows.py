@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from typing import Any
 
@@ -182,17 +183,22 @@ def needed(facts: Iterable[tuple[Facts, Place]], ahead: bool = False) -> dict[st
     return want
 
 
-def needed_by(inc: Increments, pairs: Iterable[tuple[Facts, Place]]) -> dict[str, set[str]]:
+def needed_by(inc: Increments, pairs: Iterable[tuple[Facts, Place]]) -> dict[str, AbstractSet[str]]:
     """What needed(pairs) finds, from the batch's own increments (a pass over its places, not over
-    its responses: the drain's hot path)."""
-    want = {key: set(counter) for key, counter in inc.items()}
+    its responses: the drain's hot path). A hash's fields are the increments' own keys where
+    nothing is added to them (not a copy)."""
+    want: dict[str, AbstractSet[str]] = {key: counter.keys() for key, counter in inc.items()}
+
+    def add(key: str, fields: AbstractSet[str]) -> None:
+        want[key] = fields if key not in want else want[key] | fields
+
     for p in {id(p): p for _, p in pairs}.values():
-        want[p.day_key].add("ns")
-        want.setdefault(p.yday_key, set()).update(("n", "ns", "u:desktop"))
-        want[p.base_key].add("ns")
-        want.setdefault(p.prev_key, set()).update(inc[p.bucket_key])
+        add(p.day_key, {"ns"})
+        add(p.yday_key, {"n", "ns", "u:desktop"})
+        add(p.base_key, {"ns"})
+        add(p.prev_key, inc[p.bucket_key].keys())
         if p.ip_key in inc:
-            want.setdefault(p.yday_ip_key, set()).update(inc[p.ip_key])
+            add(p.yday_ip_key, inc[p.ip_key].keys())
     return want
 
 

@@ -51,7 +51,7 @@ def test_held_counts_round_trip_through_redis_as_values(redis_client):
     for _ in range(2):
         held.add(inc)
         held.commit(inc)
-    dirty = {key: set(fields) for key, fields in held.dirty.items()}
+    dirty = {key: dict(fields) for key, fields in held.dirty.items()}
     held.write(redis_client)
     held.dirty = dirty
     held.write(redis_client)  # a write whose reply was lost, made again
