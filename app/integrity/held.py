@@ -121,7 +121,7 @@ class Held:
                 missing = fields - known
                 if missing:
                     asks[key] = (list(missing), False)
-        for key, read, found, length in windows.fetch(redis, asks):
+        for key, read, found, length in windows.fetch(redis, asks, whole=True):
             values = self.values.setdefault(key, {})
             values.update({field: n for field, n in zip(read, found, strict=True) if n})
             if length is not None:  # the first read of this hash

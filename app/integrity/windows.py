@@ -203,18 +203,19 @@ def needed_by(inc: Increments, pairs: Iterable[tuple[Facts, Place]]) -> dict[str
 
 
 # KEYS: the hashes to read. ARGV: per hash its fields joined by newlines, then per hash "1" when its
-# HLEN is wanted too (a first read), then WHOLE_FIELDS. Returns per hash the values joined by commas
-# (0 for a missing field), then, if wanted, its HLEN and the fields those values are of: "" for the
-# fields asked, or every field of a hash of at most WHOLE_FIELDS (read whole: a drain that reads a
-# hash whole never asks for it again). One script call per batch (and cluster slot), a few strings
-# each way (not thousands of arguments to encode). The drain reads into its own copy (app.integrity.held).
+# HLEN is wanted too (a first read), "2" when it may also be read whole, then WHOLE_FIELDS. Returns
+# per hash the values joined by commas (0 for a missing field), then, if wanted, its HLEN and the
+# fields those values are of: "" for the fields asked, or every field of a hash of at most
+# WHOLE_FIELDS (read whole: a drain that reads a hash whole never asks for it again). One script
+# call per batch (and cluster slot), a few strings each way (not thousands of arguments to encode).
+# The drain reads into its own copy (app.integrity.held).
 WHOLE_FIELDS = 5000
 READ_SCRIPT = ScriptRunner("""
 local n, out = #KEYS, {}
 local most = tonumber(ARGV[2 * n + 1])
 for k = 1, n do
-  local length = ARGV[n + k] == '1' and redis.call('HLEN', KEYS[k])
-  if length and length > 0 and length <= most then
+  local length = ARGV[n + k] ~= '' and redis.call('HLEN', KEYS[k])
+  if length and ARGV[n + k] == '2' and length > 0 and length <= most then
     local all, fields, values = redis.call('HGETALL', KEYS[k]), {}, {}
     for i = 1, #all, 2 do fields[#fields + 1] = all[i]; values[#values + 1] = all[i + 1] end
     out[#out + 1] = table.concat(values, ',')
@@ -249,23 +250,32 @@ def read(redis: Redis, want: dict[str, set[str]]) -> Counts:
 
 
 def fetch(
-    redis: Redis, asks: dict[str, tuple[list[str], bool]]
+    redis: Redis, asks: dict[str, tuple[list[str], bool]], whole: bool = False
 ) -> Iterator[tuple[str, list[str], list[int], int | None]]:
     """Per hash (key -> fields, whether its HLEN is wanted: a first read): its key, the fields read
-    (those asked, or all of a hash of at most WHOLE_FIELDS when its HLEN is wanted), their values
-    (0 for a missing field) and its HLEN (None if not wanted), by READ_SCRIPT: one call per slot."""
+    (those asked; with `whole`, all of a bucket, address or baseline hash of at most WHOLE_FIELDS
+    read for the first time), their values (0 for a missing field) and its HLEN (None if not
+    wanted), by READ_SCRIPT: one call per slot. (A day hash is never read whole: its texts are
+    most of it, and a day before today is read for three fields.)"""
     for group in per_slot(redis, asks) if asks else ():
         args = ["\n".join(fields) for fields, _ in group.values()]
-        args += ["1" if hlen else "" for _, hlen in group.values()]
+        args += ["" if not hlen else "2" if whole and _whole_kind(key) else "1"
+                 for key, (_, hlen) in group.items()]  # fmt: skip
         replies = iter(READ_SCRIPT(redis, list(group), [*args, WHOLE_FIELDS]))
         for key, (fields, hlen) in group.items():
             found = as_text(next(replies))
             length = int(next(replies)) if hlen else None
             if hlen:
-                whole = as_text(next(replies))
-                fields = whole.split("\n") if whole else fields
+                every = as_text(next(replies))
+                fields = every.split("\n") if every else fields
             values = list(map(int, found.split(","))) if fields and found else []
             yield key, fields, values, length
+
+
+def _whole_kind(key: str) -> bool:
+    """A bucket (`b<bucket>`), baseline (`base`) or address-prefix (`d<day>:ip`) hash."""
+    kind = key.rpartition("}:")[2]
+    return kind[0] == "b" or kind.endswith(":ip")
 
 
 def as_text(value) -> str:

@@ -161,11 +161,11 @@ def test_a_submissions_facts_carry_its_choice_signature_and_text_key():
     assert (f.ip, f.ua, f.scanned, f.completion_ms) == ("112.1.2.0/24", "wechat", False, 40_000)
 
 
-def test_a_hash_held_in_part_is_written_without_losing_what_was_not_read(redis_client, monkeypatch):
-    """Yesterday's hash, full of another drain's counts (more than a drain reads whole): this drain
-    reads the three fields it needs and the prefixes of its answers, and answers that arrive late
-    for yesterday add to the fields they touch; the rest of the hash, and its prefix count, stay right."""
-    monkeypatch.setattr(windows, "WHOLE_FIELDS", 100)
+def test_a_hash_held_in_part_is_written_without_losing_what_was_not_read(redis_client):
+    """Yesterday's hash, full of another drain's counts (a day hash is never read whole): this
+    drain reads the three fields it needs and the prefixes of its answers, and answers that arrive
+    late for yesterday add to the fields they touch; the rest of the hash, and its prefix count,
+    stay right."""
     pairs = batch(9, n=60)
     f, p = pairs[0]
     day = {"n": 500, "ns": 40, "u:desktop": 3} | {f"t:{i:06x}": 1 for i in range(300)}
@@ -192,25 +192,27 @@ def test_a_hash_held_in_part_is_written_without_losing_what_was_not_read(redis_c
 
 
 def test_a_small_hash_is_read_whole_once_and_never_asked_for_again(redis_client):
-    """A hash of at most WHOLE_FIELDS another drain counted (the bucket before, yesterday's
-    prefixes) is read whole on its first read: the next batches' new fields are known absent
-    without a read, and it is written back as it was plus what this drain counted."""
+    """A bucket hash of at most WHOLE_FIELDS another drain counted (the bucket before) is read
+    whole on its first read: the next batches' signatures are known absent without a read, and
+    it is written back as it was plus what this drain counted. A day hash is read in part."""
     pairs = batch(11, n=60)
     f, p = pairs[0]
+    redis_client.hset(p.bucket_key, mapping={"n": 500} | {f"s:{i}": 2 for i in range(300)})
     redis_client.hset(p.day_key, mapping={"n": 500, "ns": 40} | {f"t:{i:06x}": 2 for i in range(300)})
     held = Held()
-    held.load(redis_client, {p.day_key: {"n"}})
-    assert p.day_key in held.whole and held.lengths[p.day_key] == 302
-    assert held.values[p.day_key]["t:00012b"] == 2 and held.values[p.day_key]["ns"] == 40
-    redis_client.hset(p.day_key, "t:new", 5)  # (a write no owner would make: shows no second read)
-    held.load(redis_client, {p.day_key: {"n", "t:new"}})
-    assert "t:new" not in held.values[p.day_key]
-    inc = {p.day_key: {"n": 3, "t:000001": 1}}
+    held.load(redis_client, {p.bucket_key: {"n"}, p.day_key: {"n"}})
+    assert p.bucket_key in held.whole and held.lengths[p.bucket_key] == 301
+    assert held.values[p.bucket_key]["s:299"] == 2
+    assert p.day_key not in held.whole and held.values[p.day_key] == {"n": 500}
+    redis_client.hset(p.bucket_key, "s:new", 5)  # (a write no owner would make: shows no second read)
+    held.load(redis_client, {p.bucket_key: {"n", "s:new"}})
+    assert "s:new" not in held.values[p.bucket_key]
+    inc = {p.bucket_key: {"n": 3, "s:1": 1}}
     held.add(inc)
     held.commit(inc)
     held.write(redis_client)
-    stored = redis_client.hgetall(p.day_key)
-    assert (stored["n"], stored["t:000001"], stored["t:000002"]) == ("503", "3", "2")
+    stored = redis_client.hgetall(p.bucket_key)
+    assert (stored["n"], stored["s:1"], stored["s:2"]) == ("503", "3", "2")
 
 
 def test_a_write_while_a_batch_is_uncommitted_writes_only_committed_counts(redis_client):
