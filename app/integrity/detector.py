@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.integrity import follows, windows
@@ -42,8 +42,7 @@ log = logging.getLogger(__name__)
 class Assessment:
     facts: list[tuple[Facts, Place]] = field(default_factory=list)
     increments: dict = field(default_factory=dict)
-    # level key -> (level, survey, department, start, end, the group's members: see _group)
-    groups: dict[str, tuple[int, int, int, int, int, tuple | None]] = field(default_factory=dict)
+    groups: dict[str, tuple[int, int, int, int, int]] = field(default_factory=dict)  # level key -> range
     held: int = 0
 
 
@@ -123,10 +122,10 @@ class Detector:
                     out.held += 1
                 for name, strength in sub.reasons:  # the signals found, strongest first
                     if name in GROUP_SIGNALS:
-                        key, span, shared = _group(name, f, p)
+                        key, span = _group(name, f, p)
                         level = -(-int(strength * 100) * LEVELS // 100)
                         if out.groups.get(key, (0,))[0] < level:
-                            out.groups[key] = (level, f.survey_id, f.department_id, *span, shared)
+                            out.groups[key] = (level, f.survey_id, f.department_id, *span)
         return out
 
     def after_commit(self, session: Session, redis: Redis, assessment: Assessment) -> int:
@@ -140,14 +139,10 @@ class Detector:
         if not grown:
             return 0
         seen = {f.respondent_key for f, _ in assessment.facts}
-        ranges: dict[tuple[int, int, int, int], set[tuple] | None] = {}  # -> the groups' members (None: all)
-        for survey_id, dept_id, start, end, shared in grown:
-            key = (survey_id, dept_id, start, end)
-            group = ranges.get(key, set())
-            ranges[key] = None if shared is None or group is None else group | {shared}
+        ranges = {(s, d, start, end) for s, d, start, end in grown}
         moved = 0
-        for (survey, dept, start, end), members in sorted(ranges.items(), key=lambda item: item[0]):
-            moved += self.look_again(session, redis, survey, dept, start, end, skip=seen, members=members)
+        for survey_id, dept_id, start, end in sorted(ranges):
+            moved += self.look_again(session, redis, survey_id, dept_id, start, end, skip=seen)
         session.commit()
         return moved
 
@@ -167,13 +162,12 @@ class Detector:
             log.warning("integrity: window counts not written yet (%s)", type(exc).__name__)
 
     def look_again(self, session: Session, redis: Redis, survey_id: int, department_id: int, start_ms: int,
-                   end_ms: int, skip: frozenset[str] | set[str] = frozenset(), extra: dict | None = None,
-                   members: set[tuple] | None = None) -> int:  # fmt: skip
+                   end_ms: int, skip: frozenset[str] | set[str] = frozenset(),
+                   extra: dict | None = None) -> int:  # fmt: skip
         """Score again the counted, unreviewed answers of one department in [start, end) with the
-        counts as they are now (`members`: only those with one of these (meta field, value), the
-        answers of the groups whose signal grew); quarantine those over the threshold (in the
-        caller's transaction). The answers are read as rows of the columns scored (a department's
-        two days can be thousands); only those to quarantine are loaded as Responses."""
+        counts as they are now; quarantine those over the threshold (in the caller's transaction).
+        The answers are read as rows of the columns scored (a department's half hour can be
+        thousands); only those to quarantine are loaded as Responses."""
         query = select(*STORED_FACTS).where(
             Response.survey_id == survey_id,
             Response.department_id == department_id,
@@ -182,8 +176,6 @@ class Detector:
             Response.status == "counted",
             Response.reviewed_at.is_(None),
         )
-        if members is not None:
-            query = query.where(or_(*(_meta_is(name, value) for name, value in members)))
         stored = [r for r in session.execute(query) if r.respondent_key not in skip]
         return self.rescore(session, redis, stored, extra, held=True)
 
@@ -229,38 +221,28 @@ def _hours_or_none(parse, text):
         return None
 
 
-def _group(name: str, f: Facts, p: Place) -> tuple[str, tuple[int, int], tuple | None]:
-    """The window group a signal was read from, the time range its answers fall in and what its
-    answers share (a field of their meta and its value; None: every answer of the range)."""
+def _group(name: str, f: Facts, p: Place) -> tuple[str, tuple[int, int]]:
+    """The window group a signal was read from, and the time range its answers fall in."""
     day = (p.day_start_ms, p.day_start_ms + 86_400_000)
     bucket = ((p.bucket - 1) * windows.BUCKET_MS, (p.bucket + 2) * windows.BUCKET_MS)
     base = f"wx:ig:{f.survey_id}:{f.department_id}:lv"
     if name == "burst":
-        return f"{base}|b{p.bucket}", bucket, None
+        return f"{base}|b{p.bucket}", bucket
     if name == "surge":
-        return f"{base}|v{p.day}", day, None
+        return f"{base}|v{p.day}", day
     if name == "same_answers":
-        return f"{base}|s{p.bucket}:{f.signature}", bucket, ("sig", f.signature)
+        return f"{base}|s{p.bucket}:{f.signature}", bucket
     two_days = (day[0] - 86_400_000, day[1])  # an address cluster over two days implicates the day before
     if name == "ip_cluster":
-        return f"{base}|i{p.day}:{f.ip}", two_days, ("ip", f.ip)
+        return f"{base}|i{p.day}:{f.ip}", two_days
     if name == "ua_cluster":
-        return f"{base}|u{p.day}:{f.ua}", day, ("ua", f.ua)
+        return f"{base}|u{p.day}:{f.ua}", day
     if name == "text_duplicates":
-        return f"{base}|t{p.day}:{f.text}", day, ("tx", f.text)
-    return f"{base}|n{p.day}", day, ("scanned", False)  # no_scan_share
+        return f"{base}|t{p.day}:{f.text}", day
+    return f"{base}|n{p.day}", day
 
 
-def _meta_is(name: str, value):
-    """A response's meta field equal to this value (in SQL: a JSON field, typed as the value; a
-    choice signature, up to 2**32, as a double: exact, and no overflow of a 32-bit integer)."""
-    field = Response.meta[name]
-    if isinstance(value, bool):
-        return field.as_boolean() == value
-    return field.as_float() == float(value) if isinstance(value, int) else field.as_string() == value
-
-
-def _new_levels(redis: Redis, groups: dict) -> list[tuple[int, int, int, int, tuple | None]]:
+def _new_levels(redis: Redis, groups: dict) -> list[tuple[int, int, int, int]]:
     """The groups whose level went up since any drain last looked (levels kept in Redis)."""
     if not groups:
         return []
@@ -272,12 +254,12 @@ def _new_levels(redis: Redis, groups: dict) -> list[tuple[int, int, int, int, tu
     previous = pipe.execute()
     pipe = redis.pipeline(transaction=False)
     grown = []
-    for (key, (level, s, d, start, end, members)), before in zip(items, previous, strict=True):
+    for (key, (level, s, d, start, end)), before in zip(items, previous, strict=True):
         if level > int(before or 0):
             hash_key, _, name = key.partition("|")
             pipe.hset(hash_key, name, level)
             pipe.expire(hash_key, windows.DAY_TTL)
-            grown.append((s, d, start, end, members))
+            grown.append((s, d, start, end))
     pipe.execute()
     return grown
 

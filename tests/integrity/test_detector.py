@@ -106,40 +106,6 @@ def test_office_network_is_quarantined_retroactively_and_tallies_move_exactly(
     assert entry.actor == "integrity" and entry.detail["count"] == 4
 
 
-def test_a_second_look_scores_again_only_the_answers_of_the_group_whose_signal_grew(
-    app, session, demo, redis_client
-):
-    """Two offices' answers, counted by a detector that held none (threshold over 100): a second
-    look at one office's address cluster quarantines that office's answers only, a look at the
-    answers that scanned first (the citizens) none, a look at the other office's choices the rest."""
-    citizens(app, session, redis_client, 20)
-    for i in range(20):
-        submit(app, session, redis_client, f"staff-a-{i}", ip=f"10.9.9.{i + 1}", ua=OFFICE_UA, choice=0)
-        submit(app, session, redis_client, f"staff-b-{i}", ip=f"10.8.8.{i + 1}", ua=OFFICE_UA, choice=1)
-    assert drain_backlog(session, redis_client, detector=Detector(101)).quarantined == 0
-    b = session.scalars(select(Response).where(Response.respondent_key.in_(
-        [respondent_key(app.config["SETTINGS"].survey.respondent_secret, "staff-b-0")]))).one()  # fmt: skip
-    start = int((datetime.now(UTC) - timedelta(days=1)).timestamp() * 1000)
-    end = int((datetime.now(UTC) + timedelta(days=1)).timestamp() * 1000)
-    detector = Detector(55)
-
-    def look(members) -> int:
-        moved = detector.look_again(session, redis_client, b.survey_id, b.department_id, start, end,
-                                    members=members)  # fmt: skip
-        session.commit()
-        return moved
-
-    assert look({("ip", "10.9.9.0/24")}) == 20
-    assert by_status(session, "10.9.9.") == {"quarantined": 20}
-    assert by_status(session, "10.8.8.") == {"counted": 20}
-    assert look({("scanned", True)}) == 0
-    assert look({("sig", 2**32 - 1)}) == 0  # (a signature over a 32-bit integer: no overflow in SQL)
-    assert look({("sig", b.meta["sig"])}) == 20
-    assert by_status(session, "10.8.8.") == {"quarantined": 20}
-    assert by_status(session, "112.") == {"counted": 20}
-    assert verify_tallies(session, get_survey(session, SURVEY)) == []
-
-
 def test_a_phone_room_on_its_own_carriers_is_held_by_identical_choices_and_the_burst(
     app, session, demo, redis_client
 ):
