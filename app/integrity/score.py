@@ -147,7 +147,7 @@ def _hot(counts: Counts, p: Place, memo: dict, batch: Increments) -> tuple[set[i
     if after:
         names = [n for n in here_s if here[n] + before.get(n, 0) >= least_before
                  or here[n] + after.get(n, 0) >= least_after]  # fmt: skip
-    else:  # (the drain's case: the next bucket is not read)
+    else:  # (the usual case in the drain: the next bucket not held yet)
         names = [n for n in here_s if here[n] >= least_after or here[n] + before.get(n, 0) >= least_before]
     signatures = set()
     for name in names:
@@ -168,7 +168,7 @@ def _hot(counts: Counts, p: Place, memo: dict, batch: Increments) -> tuple[set[i
             bars.append((other, max(signals.IP_FLOOR_TWO_DAYS, bar)))
     if not bars:
         candidates = [ip for ip in ips if today[ip] > one_day]
-    elif len(bars) == 1:  # (the drain's case: the day after is not read)
+    elif len(bars) == 1:  # (the usual case in the drain: the day after not held)
         other, bar = bars[0]
         candidates = [ip for ip in ips if today[ip] > one_day or today[ip] + other.get(ip, 0) > bar]
     else:
