@@ -2,7 +2,8 @@
 # kept up to date in the process, written back as values (not increments) every few batches.
 """A department's answers all go to one intake shard, and with the detector on one drain at a time
 owns a shard (its lease, below). The owner reads each field it needs from Redis once (a hash it
-began itself, none), counts the batches it commits into its own copy and writes the fields they
+began itself, none; a small bucket, baseline or address hash whole, on its first read: see
+windows.fetch), counts the batches it commits into its own copy and writes the fields they
 changed back to Redis as values every few batches (WRITE_BATCHES), one script call: Redis does a
 hash write per changed field instead of a read per field a batch needs and an add per field it
 counts, and a write of values that is lost or made twice changes nothing. Redis stays the record
