@@ -168,12 +168,10 @@ def _hot(counts: Counts, p: Place, memo: dict, batch: Increments) -> tuple[set[i
         if other:
             bar = 4 * (day_n + get(day_key, "n")) / max(distinct + lengths.get(ip_key, 0), 1)
             bars.append((other, max(signals.IP_FLOOR_TWO_DAYS, bar)))
-    if not bars:
-        candidates = [ip for ip in ips if today[ip] > one_day]
-    elif len(bars) == 1:  # (the usual case in the drain: the day after not held)
+    if len(bars) == 1:  # (the usual case in the drain: yesterday held, the day after not)
         other, bar = bars[0]
         candidates = [ip for ip in ips if (t := today[ip]) > one_day or t + other.get(ip, 0) > bar]
-    else:
+    else:  # (no day beside, or both)
         candidates = [ip for ip in ips if (t := today[ip]) > one_day or any(t + o.get(ip, 0) > b
                                                                             for o, b in bars)]  # fmt: skip
     prefixes = set()
