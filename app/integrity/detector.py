@@ -182,17 +182,20 @@ class Detector:
     def rescore(self, session: Session, redis: Redis, stored: Sequence, extra: dict | None = None,
                 held: bool = False) -> int:  # fmt: skip
         """Score stored answers again (Responses, or rows of STORED_FACTS): with the drain's held
-        counts, or (held False: outside a drain, e.g. the sweep of leavers) with what Redis has."""
+        counts, or (held False: outside a drain, e.g. the sweep of leavers) with what Redis has.
+        Only the answers some signal may touch are weighed (score.suspects, as in the drain: a
+        second look goes over a department's day or two, and few of its answers are touched)."""
         if not stored:
             return 0
         hours = self.opening_hours(session)
         facts = []
         for response in stored:
             f = from_response(response)
+            f.source = response
             if extra and response.id in extra:
                 f.left_ms = extra[response.id]
             facts.append(f)
-        pairs = windows.places(facts)
+        pairs, groups = windows.placed(facts)
         want = windows.needed(pairs, ahead=True)
         if held:
             self.held.load(redis, want)
@@ -201,10 +204,17 @@ class Detector:
             counts = windows.read(redis, want)
         over: list = []
         memo: dict = {}
-        for response, (f, p) in zip(stored, pairs, strict=True):
-            value, reasons = score(strengths(f, p, counts, hours.get(f.department_id), memo))
-            if value >= self.threshold:
-                over.append((response, value, reasons))
+        present = windows.counted(groups)  # (what these answers are: their choices, prefixes, texts)
+        for p, members in groups:
+            dept_hours = hours.get(members[0].department_id)
+            try:  # the answers some signal may touch, as in the drain (strengths finds nothing for the rest)
+                touched = suspects(p, members, counts, dept_hours, memo, present)
+            except KeyError:  # a field these answers add is not in the counts (counts lost): weigh them all
+                touched = members
+            for f in touched:
+                value, reasons = score(strengths(f, p, counts, dept_hours, memo))
+                if value >= self.threshold:
+                    over.append((f.source, value, reasons))
         if over and not isinstance(over[0][0], Response):  # rows of look_again
             loaded = {
                 r.id: r

@@ -106,6 +106,30 @@ def test_office_network_is_quarantined_retroactively_and_tallies_move_exactly(
     assert entry.actor == "integrity" and entry.detail["count"] == 4
 
 
+def test_a_second_look_at_answers_whose_counts_were_lost(app, session, demo, redis_client):
+    """A second look passes over the answers no signal can touch, as the drain does; when the counts
+    no longer hold the answers' own fields (Redis lost them, a drain died before writing) it weighs
+    them all instead of failing, and the office is still quarantined by what comes next."""
+    citizens(app, session, redis_client, 20)
+    for i in range(4):
+        submit(app, session, redis_client, f"staff-{i}", ip=f"10.9.9.{i + 1}", ua=OFFICE_UA)
+    assert drain_backlog(session, redis_client, detector=Detector(55)).inserted == 24
+    lost = list(redis_client.scan_iter("wx:ig:*"))
+    assert lost
+    redis_client.delete(*lost)  # the window counts are gone; a new drain process starts
+    survey_id, dept_id = session.execute(select(Response.survey_id, Response.department_id)).first()
+    day = 86_400_000
+    now_ms = int(time.time() * 1000)
+    assert Detector(55).look_again(session, redis_client, survey_id, dept_id, now_ms - day, now_ms + day) == 0
+    for i in range(4, 20):
+        submit(app, session, redis_client, f"staff-{i}", ip=f"10.9.9.{i + 1}", ua=OFFICE_UA)
+    second = drain_backlog(session, redis_client, detector=Detector(55))
+    assert second.quarantined == 16 and second.retroactive == 4
+    assert by_status(session, "10.9.9.") == {"quarantined": 20}
+    assert by_status(session, "112.") == {"counted": 20}
+    assert verify_tallies(session, get_survey(session, SURVEY)) == []
+
+
 def test_a_phone_room_on_its_own_carriers_is_held_by_identical_choices_and_the_burst(
     app, session, demo, redis_client
 ):
