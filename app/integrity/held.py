@@ -140,26 +140,34 @@ class Held:
         return Counts.over(self.values, self.lengths)
 
     def add(self, inc: Increments) -> None:
-        """Count a batch before its commit (confirmed by commit, taken back by revert)."""
+        """Count a batch before its commit (confirmed by commit, taken back by revert); its fields
+        are marked changed at once, while they are at hand (a reverted one's are unmarked)."""
         self.revert()
-        _apply(self.values, self.lengths, inc, 1)
+        _apply(self.values, self.lengths, inc, 1, self.dirty)
         self.pending = inc
 
     def revert(self) -> None:
-        """Take back the counts of a batch that was never committed (the drain failed)."""
-        if self.pending is not None:
-            _apply(self.values, self.lengths, self.pending, -1)
+        """Take back the counts of a batch that was never committed (the drain failed). A field it
+        brought (none there before) is unmarked: no committed batch counted it, Redis has none."""
+        pending = self.pending
+        if pending is not None:
+            _apply(self.values, self.lengths, pending, -1)
             self.pending = None
+            for key, counter in pending.items():
+                marked, held = self.dirty.get(key), self.values.get(key, {})
+                if marked is not None:
+                    for field in counter.keys() - held.keys():
+                        marked.pop(field, None)
+                    if not marked:
+                        del self.dirty[key]
 
     def commit(self, inc: Increments) -> None:
         """The committed batch's counts (fewer than added when some answers were already stored)."""
         if inc is not self.pending:
             self.revert()
-            _apply(self.values, self.lengths, inc, 1)
+            _apply(self.values, self.lengths, inc, 1, self.dirty)
         self.pending = None
         _apply_first(self.values, inc)
-        for key, counter in inc.items():
-            self.dirty.setdefault(key, {}).update(counter)  # (a dict: merged faster than a set)
 
     def write(self, redis: Redis, force: bool = True) -> None:
         """Write the changed fields' values (unless `force`, only every WRITE_BATCHES batches or
@@ -219,9 +227,10 @@ class Held:
         self.token = ""
 
 
-def _apply(values: dict[str, dict[str, int]], lengths: dict[str, int], inc: Increments, sign: int) -> None:
-    """Add a batch's counts (sign 1, the drain's hot path) or take them back (-1);
-    `first` is no sum (set on commit, _apply_first)."""
+def _apply(values: dict[str, dict[str, int]], lengths: dict[str, int], inc: Increments, sign: int,
+           dirty: dict[str, dict[str, int]] | None = None) -> None:  # fmt: skip
+    """Add a batch's counts (sign 1, the drain's hot path; its fields marked in `dirty`) or take
+    them back (-1); `first` is no sum (set on commit, _apply_first)."""
     for key, counter in inc.items():
         held = values[key]
         before, first = len(held), held.get("first")
@@ -229,6 +238,12 @@ def _apply(values: dict[str, dict[str, int]], lengths: dict[str, int], inc: Incr
             get = held.get
             for field, n in counter.items():
                 held[field] = get(field, 0) + n
+            if dirty is not None:
+                marked = dirty.get(key)
+                if marked is None:
+                    dirty[key] = counter.copy()  # (a dict: merged faster than a set)
+                else:
+                    marked.update(counter)
         else:
             for field, n in counter.items():
                 left = held.get(field, 0) - n

@@ -88,6 +88,10 @@ def test_a_batch_never_committed_is_taken_back_and_a_replay_counts_only_what_was
     assert sum(counts.get(key, "n") for key in {p.day_key for _, p in pairs}) == 40
     ip_keys = [key for key in held.values if key.endswith(":ip")]
     assert ip_keys and all(0 not in held.values[key].values() for key in ip_keys)  # no prefix left at 0
+    committed = windows.increments(pairs[:40])
+    for key in held.values:  # Redis holds what was committed, and no field at 0 (the HLEN of prefixes)
+        stored = {field: int(n) for field, n in redis_client.hgetall(key).items()}
+        assert stored.keys() == committed.get(key, {}).keys() and 0 not in stored.values(), key
 
 
 def test_only_suspects_can_have_a_signal():
