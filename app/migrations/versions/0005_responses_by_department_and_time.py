@@ -4,7 +4,7 @@ The second look reads one department's answers in a time range. With indexes by 
 by (survey, time) it read every department's answers of that range (the whole survey's day or two) to
 keep one department's. The department's index becomes (department, survey, time): the same look-ups by
 department, and the second look reads only its own rows. On PostgreSQL with millions of answers the
-new index takes a while to build (the table is locked for writes meanwhile): upgrade outside a campaign.
+new index takes a while to build (writes to the table wait meanwhile): upgrade outside a campaign.
 
 Revision ID: 0005
 Revises: 0004
