@@ -215,6 +215,7 @@ class Detector:
                 value, reasons = score(strengths(f, p, counts, dept_hours, memo))
                 if value >= self.threshold:
                     over.append((f.source, value, reasons))
+        over.sort(key=lambda held_back: held_back[0].id)  # (in the order stored: the audit names a range)
         if over and not isinstance(over[0][0], Response):  # rows of look_again
             loaded = {
                 r.id: r

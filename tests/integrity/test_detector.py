@@ -104,6 +104,7 @@ def test_office_network_is_quarantined_retroactively_and_tallies_move_exactly(
     assert verify_tallies(session, get_survey(session, SURVEY)) == []
     entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "response.quarantine")).one()
     assert entry.actor == "integrity" and entry.detail["count"] == 4
+    assert entry.detail["ids"] == sorted(entry.detail["ids"])  # in the order stored (the target: a range)
 
 
 def test_a_second_look_at_answers_whose_counts_were_lost(app, session, demo, redis_client):
