@@ -111,21 +111,18 @@ class Detector:
         held.load(redis, want)
         held.add(out.increments)
         counts = held.counts(want)
-        memo: dict = {}
-        for p, members in groups:
-            dept_hours = hours.get(members[0].department_id)
-            for f in suspects(p, members, counts, dept_hours, memo, out.increments):
-                sub = f.source
-                sub.score, sub.reasons = score(strengths(f, p, counts, dept_hours, memo))
-                if sub.score >= self.threshold:
-                    sub.held = True
-                    out.held += 1
-                for name, strength in sub.reasons:  # the signals found, strongest first
-                    if name in GROUP_SIGNALS:
-                        key, span = _group(name, f, p)
-                        level = -(-int(strength * 100) * LEVELS // 100)
-                        if out.groups.get(key, (0,))[0] < level:
-                            out.groups[key] = (level, f.survey_id, f.department_id, *span)
+        for f, p, value, reasons in _weighed(groups, counts, hours, out.increments):
+            sub = f.source
+            sub.score, sub.reasons = value, reasons
+            if value >= self.threshold:
+                sub.held = True
+                out.held += 1
+            for name, strength in reasons:  # the signals found, strongest first
+                if name in GROUP_SIGNALS:
+                    key, span = _group(name, f, p)
+                    level = -(-int(strength * 100) * LEVELS // 100)
+                    if out.groups.get(key, (0,))[0] < level:
+                        out.groups[key] = (level, f.survey_id, f.department_id, *span)
         return out
 
     def after_commit(self, session: Session, redis: Redis, assessment: Assessment) -> int:
@@ -202,19 +199,9 @@ class Detector:
             counts = self.held.counts(want)
         else:
             counts = windows.read(redis, want)
-        over: list = []
-        memo: dict = {}
         present = windows.counted(groups)  # (what these answers are: their choices, prefixes, texts)
-        for p, members in groups:
-            dept_hours = hours.get(members[0].department_id)
-            try:  # the answers some signal may touch, as in the drain (strengths finds nothing for the rest)
-                touched = suspects(p, members, counts, dept_hours, memo, present)
-            except KeyError:  # a field these answers add is not in the counts (counts lost): weigh them all
-                touched = members
-            for f in touched:
-                value, reasons = score(strengths(f, p, counts, dept_hours, memo))
-                if value >= self.threshold:
-                    over.append((f.source, value, reasons))
+        weighed = _weighed(groups, counts, hours, present)
+        over = [(f.source, value, reasons) for f, _, value, reasons in weighed if value >= self.threshold]
         over.sort(key=lambda held_back: held_back[0].id)  # (in the order stored: the audit names a range)
         if over and not isinstance(over[0][0], Response):  # rows of look_again
             loaded = {
@@ -223,6 +210,22 @@ class Detector:
             }
             over = [(loaded[r.id], value, reasons) for r, value, reasons in over]
         return hold(session, over, meta_updates=extra)
+
+
+def _weighed(groups: list[tuple[Place, list[Facts]]], counts, hours: dict, present: dict):
+    """(facts, place, score, reasons) of each answer some signal may touch (score.suspects:
+    strengths finds nothing for the rest), place by place; `present` holds what the answers are
+    (windows.counted of them). Where the counts do not hold those fields (counts lost, on a second
+    look), the place's answers are all weighed."""
+    memo: dict = {}
+    for p, members in groups:
+        dept_hours = hours.get(members[0].department_id)
+        try:
+            touched = suspects(p, members, counts, dept_hours, memo, present)
+        except KeyError:
+            touched = members
+        for f in touched:
+            yield (f, p, *score(strengths(f, p, counts, dept_hours, memo)))
 
 
 def _hours_or_none(parse, text):

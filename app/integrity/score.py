@@ -143,8 +143,8 @@ def _hot(counts: Counts, p: Place, memo: dict, batch: Increments) -> tuple[set[i
     here_n = here.get("n", 0)
     least_before = max(signals.SIGNATURE_FLOOR, 0.3 * (here_n + before.get("n", 0)))
     least_after = max(signals.SIGNATURE_FLOOR, 0.3 * (here_n + after.get("n", 0)))
-    # (each count is read once per field below: in the drain these hashes are cold in the CPU's
-    # cache, after the batch's SQL, and a read costs several times what it does in a quiet loop)
+    # (each count is read once per field below: in the drain these hashes are large, and a read of
+    # one costs several times what it does in a quiet loop)
     here_s = batch.get(p.bucket_key, none)  # "n" and the signatures ("s:<signature>")
     if after:
         names = [n for n in here_s if (h := here[n]) + before.get(n, 0) >= least_before
