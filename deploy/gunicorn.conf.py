@@ -48,6 +48,12 @@ proc_name = "wxsurvey-web"
 forwarded_allow_ips = "127.0.0.1,::1"  # gunicorn's own view; the app believes app.trusted_proxies
 
 
+def post_worker_init(worker):
+    # With reuse_port a worker's socket takes connections from its fork on, and they wait there while
+    # it loads the app (a second or more): this line says when they start being answered.
+    worker.log.info("Worker ready to serve (pid: %s)", worker.pid)
+
+
 def child_exit(server, worker):
     # Prometheus multiprocess mode: a dead worker's live gauges stop counting (its counters stay).
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -24,6 +24,7 @@ import redis as redis_lib
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.config import load_settings
 from app.redis_store.embedded import ensure_embedded, stop_embedded
 from tests.conftest import ROOT, run_cli
 from tests.ops.test_deploy import free_port
@@ -120,6 +121,11 @@ def stack(tmp_path):
                 return False
 
         stack.wait_until(up, "gunicorn to answer /healthz")
+        # /healthz proves one worker serves; the other's socket (reuse_port) queues what the kernel
+        # hands it until it has loaded the app, longer than WeChat's exchange timeout on a busy machine.
+        workers = load_settings(Path(stack.env["WXSURVEY_CONFIG"]), environ=stack.env).app.web_workers
+        log = stack.tmp / "web.log"
+        stack.wait_until(lambda: log.read_text().count("Worker ready to serve") >= workers, "every worker")
         yield stack
     finally:
         stack.stop()
@@ -157,8 +163,6 @@ def value(samples, name: str, **labels: str) -> float:
 
 
 def test_metrics_after_a_small_load_and_logs_without_secrets(stack):
-    from app.config import load_settings
-
     settings = load_settings(Path(stack.env["WXSURVEY_CONFIG"]), environ=stack.env)
     wechat = settings.wechat
     secrets_seen: set[str] = {stack.metrics_token, settings.app.secret_key, settings.survey.respondent_secret,
@@ -182,7 +186,7 @@ def test_metrics_after_a_small_load_and_logs_without_secrets(stack):
         person = requests.Session()
         person.headers["User-Agent"] = WECHAT_UA
         page = person.get(stack.base + URL, timeout=10)
-        assert page.status_code == 200 and "form_token" in page.text, page.text[:300]
+        assert page.status_code == 200 and "form_token" in page.text, stack.tail()
         secrets_seen.add(person.cookies.get("wxsim_openid", path="/dev"))
         secrets_seen.update(c.value for c in person.cookies if c.name != "wxsim_openid")
         done = person.post(stack.base + URL, data=answer_form(page.text), timeout=10)
@@ -333,8 +337,6 @@ def test_nginx_site_in_front_of_the_stack(stack, tmp_path):
     css = requests.get(https + css_url, verify=False, timeout=5)
     assert css.status_code == 200 and css.content == (ROOT / "app/static/citizen.css").read_bytes()
     assert "max-age=2592000" in css.headers["Cache-Control"] and "X-Request-Id" not in css.headers  # nginx's
-
-    from app.config import load_settings
 
     wechat = load_settings(Path(stack.env["WXSURVEY_CONFIG"]), environ=stack.env).wechat
     from app.dev.wechat_server import event_xml, seal
