@@ -22,13 +22,15 @@ class Response(Base):
         UniqueConstraint("survey_id", "department_id", "respondent_key"),
         CheckConstraint("status IN ('counted', 'quarantined', 'rejected')", name="status"),
         Index("ix_responses_survey_id_submitted_at", "survey_id", "submitted_at"),
+        # A department's answers over time: the detector's second look (app.integrity.detector)
+        Index("ix_responses_department_id_submitted_at", "department_id", "submitted_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     # Set by the questionnaire form; a resent or double-clicked form carries the same key.
     idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
     survey_id: Mapped[int] = mapped_column(ForeignKey("surveys.id"))
-    department_id: Mapped[int] = mapped_column(ForeignKey("departments.id"), index=True)
+    department_id: Mapped[int] = mapped_column(ForeignKey("departments.id"))
     # HMAC-SHA256 of the openid (hex); the raw openid is never stored.
     respondent_key: Mapped[str] = mapped_column(String(64))
     submitted_at: Mapped[datetime]
