@@ -3,7 +3,9 @@ between the app and its peer, and what the network can do to it. It counts the c
 accepts, keeps what each connection's client sent, can drop every connection (a server ending idle
 keep-alives), and can lose replies: after `lose(marker, times)` the next `times` requests holding
 `marker` reach the server, which runs them, and their connection is cut before the reply comes
-back (a network fault, a reply timeout)."""
+back (a network fault, a reply timeout). After `cut(marker, times)` the next `times` requests
+holding `marker` never reach the server: their connection is cut as they arrive (a server ending a
+kept-alive connection just as a request went out)."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ class Relay:
         self.sockets: list[socket.socket] = []
         self.lock = threading.Lock()
         self._marker, self._times, self._after, self.lost = b"", 0, 0, 0
+        self._cut_marker, self._cut_times, self.cut_requests = b"", 0, 0
         threading.Thread(target=self._accept, daemon=True).start()
 
     @classmethod
@@ -37,6 +40,11 @@ class Relay:
         """Lose the replies to the next `times` requests holding `marker`, the first `after` passed."""
         with self.lock:
             self._marker, self._times, self._after = marker, times, after
+
+    def cut(self, marker: bytes, times: int) -> None:
+        """Cut the connection of the next `times` requests holding `marker` before the server sees them."""
+        with self.lock:
+            self._cut_marker, self._cut_times = marker, times
 
     def drop_all(self) -> None:
         with self.lock:
@@ -80,6 +88,10 @@ class Relay:
             while data := client.recv(65536):
                 with self.lock:
                     sent += data
+                    if self._cut_times and self._cut_marker in data:
+                        self._cut_times -= 1
+                        self.cut_requests += 1
+                        break
                     if self._times and self._marker in data:
                         if self._after:
                             self._after -= 1

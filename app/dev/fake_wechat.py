@@ -1,7 +1,8 @@
 """The simulator's fake WeChat API over real HTTP: tokens, stable_token, QR tickets and showqrcode,
 OAuth authorize and code exchange, menu and template messages. Its state lives in Redis (wx:sim:*).
 
-The real client code (app/wechat_api.py) talks to it through wechat.api_base_url/oauth_base_url.
+The real client code (app/wechat_api.py, app/public/wechat_oauth.py) talks to it through
+wechat.api_base_url/oauth_base_url.
 It answers as slowly as WeChat (wechat.simulator_latency_ms per endpoint, 80 ms for the code
 exchange by default) and fails as rarely (wechat.simulator_error_rate: errcode -1, "system
 busy"), so it runs in a process of its own (app/dev/simulator.py) where its waits hold none of

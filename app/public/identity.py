@@ -22,15 +22,9 @@ from werkzeug.wrappers import Response as ResponseBase
 from app.errors import Invalid
 from app.org import scan_pass
 from app.public.blueprint import bp
+from app.public.wechat_oauth import OAuthIdentity, exchange_oauth_code, oauth_authorize_url
 from app.redis_store import ScriptRunner, redis_store
-from app.wechat_api import (
-    OAuthIdentity,
-    WeChatApiError,
-    exchange_oauth_code,
-    oauth_authorize_url,
-    talks_to_simulator,
-    uses_simulator,
-)
+from app.wechat_api import WeChatApiError, talks_to_simulator, uses_simulator
 from qr import url_qr_png
 
 OPENID_KEY = "wx_openid"

@@ -12,8 +12,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from app import wechat_api
-from app.wechat_api import exchange_oauth_code, oauth_authorize_url
+from app.public import wechat_oauth
+from app.public.wechat_oauth import exchange_oauth_code, oauth_authorize_url
+from app.wechat_api import WeChatApiError
 from tests.public.test_oauth import phone
 from tests.relay import Relay
 
@@ -110,6 +111,22 @@ def test_a_connection_the_server_dropped_is_replaced_not_an_error(app, live_serv
     assert wechat.accepted == 2 and wechat.codes == [first, second]
 
 
+def test_a_connection_cut_as_the_exchange_went_out_is_tried_once_more(app, live_server, wechat):
+    """WeChat ends a kept-alive connection just as an exchange goes out on it: the exchange goes
+    once more on a new connection (the code never reached WeChat). Cut twice: the busy 503."""
+    settings = app.config["SETTINGS"]
+    first, second, third = new_codes(app, live_server, 3, "oCUT")
+    assert exchange_oauth_code(settings, first).openid == "oCUT000000"
+    wechat.cut(b"/sns/oauth2/access_token?", times=1)
+    assert exchange_oauth_code(settings, second).openid == "oCUT000001"
+    assert wechat.cut_requests == 1 and wechat.accepted == 2
+    assert wechat.codes == [first, second, second]  # the second sent twice, WeChat saw it once
+    wechat.cut(b"/sns/oauth2/access_token?", times=2)
+    with pytest.raises(WeChatApiError):
+        exchange_oauth_code(settings, third)
+    assert wechat.cut_requests == 3 and wechat.codes == [first, second, second, third, third]
+
+
 def test_the_journey_through_the_callback_reuses_the_connection(app, live_server, wechat):
     """Citizens through the app's own callback (either layer): one connection for all."""
     for _ in range(4):
@@ -123,12 +140,12 @@ def test_the_journey_through_the_callback_reuses_the_connection(app, live_server
 def test_a_forked_child_never_uses_its_parents_connections(app, live_server, wechat):
     settings = app.config["SETTINGS"]
     (code,) = new_codes(app, live_server, 1, "oFORK")
-    parent_pool = wechat_api._exchange_pool(settings)
+    parent_pool = wechat_oauth._exchange_pool(settings)
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: a pool of its own, reports and leaves at once
         try:
-            fresh = wechat_api._exchange_pool(settings) is not parent_pool
+            fresh = wechat_oauth._exchange_pool(settings) is not parent_pool
             os.write(write, b"fresh" if fresh else b"shared")
         finally:
             os._exit(0)
@@ -136,5 +153,5 @@ def test_a_forked_child_never_uses_its_parents_connections(app, live_server, wec
     assert os.read(read, 16) == b"fresh"
     os.close(read)
     assert os.waitpid(pid, 0)[1] == 0
-    assert wechat_api._exchange_pool(settings) is parent_pool  # the parent keeps its own
+    assert wechat_oauth._exchange_pool(settings) is parent_pool  # the parent keeps its own
     assert exchange_oauth_code(settings, code).openid == "oFORK000000"

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from app.config import ConfigError, per_endpoint
-from app.wechat_api import exchange_oauth_code, oauth_authorize_url
+from app.public.wechat_oauth import exchange_oauth_code, oauth_authorize_url
 from tests.public.test_oauth import add_whoami, phone
 
 
