@@ -120,22 +120,24 @@ def _get_once_more_if_cut(pool: urllib3.HTTPConnectionPool, url: str, timeout: f
     after WeChat used the code makes the second try a used code (the kind 400 of a link to open
     again) instead of the 503 of a busy WeChat: either way the citizen opens the link again. A
     timeout is not tried again (the citizen has waited long enough)."""
-    for attempt in (1, 2):
-        try:
-            return pool.urlopen(
-                "GET", url, redirect=False, retries=False,
-                assert_same_host=False,  # (a whole URL through a forwarding proxy)
-                timeout=urllib3.Timeout(connect=timeout, read=timeout),
-            )  # fmt: skip
-        except urllib3.exceptions.ProtocolError as exc:
-            if attempt == 2:
-                raise
-            log.info("oauth: the exchange's connection was cut before a reply (%s); once more", exc)
-    raise AssertionError("unreachable")
+
+    def send():
+        return pool.urlopen(
+            "GET", url, redirect=False, retries=False,
+            assert_same_host=False,  # (a whole URL through a forwarding proxy)
+            timeout=urllib3.Timeout(connect=timeout, read=timeout),
+        )  # fmt: skip
+
+    try:
+        return send()
+    except urllib3.exceptions.ProtocolError as exc:  # (only its type logged: the URL holds the secret)
+        log.info("oauth: the exchange's connection was cut before a reply (%s); again", type(exc).__name__)
+    return send()
 
 
 def exchange_oauth_code(settings: Settings, code: str, timeout: float = 5.0) -> OAuthIdentity:
-    """code → openid. A code is single-use and lives 5 minutes: never call this twice for one."""
+    """code → openid. A code is single-use and lives 5 minutes: never call this twice for one (the
+    request is sent twice only when its first connection was cut before any reply)."""
     path = "/sns/oauth2/access_token"
     fields = {
         "appid": settings.wechat.appid,
