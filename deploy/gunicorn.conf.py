@@ -45,6 +45,10 @@ if _json_logs:  # gunicorn's own lines (booting, worker exits) in the same JSON 
 
     logconfig_dict = gunicorn_logconfig()
 proc_name = "wxsurvey-web"
+# gunicorn's control socket (gunicornc: add or remove workers, reload; since gunicorn 25.1 on by
+# default, in /var/lib/wxsurvey/.gunicorn/ here) is not used: systemctl manages the service. Off,
+# nothing that can reach that directory can resize or reload the web server.
+control_socket_disable = True
 forwarded_allow_ips = "127.0.0.1,::1"  # gunicorn's own view; the app believes app.trusted_proxies
 
 

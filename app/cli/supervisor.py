@@ -132,6 +132,7 @@ def web_argv(host: str, port: int, workers: int, threads: int) -> list[str]:
         # over them: without it one worker can accept every long-lived keep-alive connection (a
         # proxy's upstream pool, say) while the other idles, halving the capacity.
         "--reuse-port",
+        "--no-control-socket",  # (gunicornc's socket: the supervisor starts and stops gunicorn itself)
     ]  # fmt: skip
 
 

@@ -184,14 +184,15 @@ def test_gunicorn_conf_takes_the_measured_settings(scratch_root, tmp_path):
         "    def init(self, *a): pass\n"
         "    def load(self): pass\n"
         f"a = A(); a.load_config_from_file({str(conf)!r}); c = a.cfg\n"
-        "print(c.bind, c.workers, c.threads, c.worker_class_str, c.reuse_port, c.graceful_timeout)\n"
+        "print(c.bind, c.workers, c.threads, c.worker_class_str, c.reuse_port, c.graceful_timeout,\n"
+        "      c.control_socket_disable)\n"
     )
     out = subprocess.run(
         [str(ROOT / ".venv/bin/python"), "-c", script], env=env, capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 0, out.stderr
     # 32 threads (app.web_threads): the OAuth code exchange waits on WeChat (BENCHMARKS.md, journey)
-    assert out.stdout.split() == ["['127.0.0.1:5123']", "3", "32", "gthread", "True", "10"]
+    assert out.stdout.split() == ["['127.0.0.1:5123']", "3", "32", "gthread", "True", "10", "True"]
 
 
 def start_redis(argv: list[str], port: int) -> subprocess.Popen:

@@ -126,6 +126,7 @@ def stack(tmp_path):
         workers = load_settings(Path(stack.env["WXSURVEY_CONFIG"]), environ=stack.env).app.web_workers
         log = stack.tmp / "web.log"
         stack.wait_until(lambda: log.read_text().count("Worker ready to serve") >= workers, "every worker")
+        assert "Control socket" not in log.read_text()  # (gunicornc's: off, deploy/gunicorn.conf.py)
         yield stack
     finally:
         stack.stop()
