@@ -1,6 +1,7 @@
 # gunicorn settings for wxsurvey's web server: `gunicorn -c /etc/wxsurvey/gunicorn.conf.py app.wsgi:app`
 # (deploy/systemd/wxsurvey-web.service). The same settings `wxsurvey serve` uses and BENCHMARKS.md
-# measured: gthread workers, app.web_workers x app.web_threads, --reuse-port.
+# measured: gthread's threads (in app/ops/web_worker.py's worker), app.web_workers x app.web_threads,
+# --reuse-port.
 import os
 
 from app.config import load_settings
@@ -14,14 +15,15 @@ bind = [f"{_settings.app.host}:{_settings.app.port}"]
 # BENCHMARKS.md: one process per core; 32 threads each (app.web_threads), since a citizen's first
 # visit holds a thread for WeChat's OAuth code exchange (80 ms or more, no CPU): with 4 threads,
 # 2 processes took at most 8 / 0.08 s = 100 new citizens a second whatever the cores could do.
-worker_class = "gthread"
+worker_class = "app.ops.web_worker.ThreadWorker"  # gthread, listening only while it can answer
 workers = int(_settings.app.web_workers)
 threads = int(_settings.app.web_threads)
 
 # Each worker listens on its own SO_REUSEPORT socket and the kernel spreads connections over them;
 # without it one worker can take every keep-alive connection of nginx's upstream pool while the
-# other idles. The trade-off: connections queued on a worker that dies are reset, so nginx retries
-# a refused connection once (deploy/nginx-wxsurvey.conf, proxy_next_upstream).
+# other idles. The worker class opens that socket once the app is loaded and, when the worker stops,
+# answers what reaches it for up to graceful_timeout / 2 before closing it. Connections queued on a
+# worker that dies outright are still reset, so nginx retries once (deploy/nginx-wxsurvey.conf).
 reuse_port = True
 
 # A request is given 30 s (exports and imports in the console are the slow ones); WeChat's 5 s budget
@@ -53,8 +55,7 @@ forwarded_allow_ips = "127.0.0.1,::1"  # gunicorn's own view; the app believes a
 
 
 def post_worker_init(worker):
-    # With reuse_port a worker's socket takes connections from its fork on, and they wait there while
-    # it loads the app (a second or more): this line says when they start being answered.
+    # The app is loaded and the worker's socket open (app/ops/web_worker.py): it answers from now on.
     worker.log.info("Worker ready to serve (pid: %s)", worker.pid)
 
 

@@ -19,6 +19,9 @@ from app.redis_store.embedded import die_with_parent
 # web keeps serving (answers go straight to SQL while Redis is down) until the others are back.
 FIRST_DELAY = 0.5
 MAX_DELAY = 30.0
+# gunicorn's gthread, listening only while it can answer (app/ops/web_worker.py: workers replaced
+# at max_requests, after a crash or at a reload take no connection before, nor reset any after).
+WORKER_CLASS = "app.ops.web_worker.ThreadWorker"
 STEADY_AFTER = 30.0  # seconds up after which a child's next death restarts it at once again
 
 
@@ -127,10 +130,11 @@ def web_argv(host: str, port: int, workers: int, threads: int) -> list[str]:
     return [
         sys.executable, "-m", "gunicorn", "app.wsgi:app",
         "--bind", f"{host}:{port}", "--workers", str(workers), "--threads", str(threads),
-        "--worker-class", "gthread", "--graceful-timeout", "10", "--access-logfile", "-",
+        "--worker-class", WORKER_CLASS, "--graceful-timeout", "10", "--access-logfile", "-",
         # Each worker listens on its own SO_REUSEPORT socket and the kernel spreads connections
         # over them: without it one worker can accept every long-lived keep-alive connection (a
-        # proxy's upstream pool, say) while the other idles, halving the capacity.
+        # proxy's upstream pool, say) while the other idles, halving the capacity. WORKER_CLASS
+        # opens it once the app is loaded and closes it when the worker stops.
         "--reuse-port",
         "--no-control-socket",  # (gunicornc's socket: the supervisor starts and stops gunicorn itself)
     ]  # fmt: skip

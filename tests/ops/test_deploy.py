@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from app.cli.supervisor import WORKER_CLASS
 from tests.conftest import ROOT
 
 DEPLOY = ROOT / "deploy"
@@ -191,8 +192,9 @@ def test_gunicorn_conf_takes_the_measured_settings(scratch_root, tmp_path):
         [str(ROOT / ".venv/bin/python"), "-c", script], env=env, capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 0, out.stderr
-    # 32 threads (app.web_threads): the OAuth code exchange waits on WeChat (BENCHMARKS.md, journey)
-    assert out.stdout.split() == ["['127.0.0.1:5123']", "3", "32", "gthread", "True", "10", "True"]
+    # 32 threads (app.web_threads): the OAuth code exchange waits on WeChat (BENCHMARKS.md, journey);
+    # gthread that listens only while it can answer (app/ops/web_worker.py), the class `wxsurvey serve` runs
+    assert out.stdout.split() == ["['127.0.0.1:5123']", "3", "32", WORKER_CLASS, "True", "10", "True"]
 
 
 def start_redis(argv: list[str], port: int) -> subprocess.Popen:

@@ -121,8 +121,8 @@ def stack(tmp_path):
                 return False
 
         stack.wait_until(up, "gunicorn to answer /healthz")
-        # /healthz proves one worker serves; the other's socket (reuse_port) queues what the kernel
-        # hands it until it has loaded the app, longer than WeChat's exchange timeout on a busy machine.
+        # /healthz proves one worker serves (a worker still loading has no socket yet, app/ops/web_worker.py);
+        # the load below is meant to reach both, as in production.
         workers = load_settings(Path(stack.env["WXSURVEY_CONFIG"]), environ=stack.env).app.web_workers
         log = stack.tmp / "web.log"
         stack.wait_until(lambda: log.read_text().count("Worker ready to serve") >= workers, "every worker")
