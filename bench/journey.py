@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -110,13 +113,11 @@ def _counted(stack) -> int:
         return int(count)
 
 
-def run_journey(ctx: Context, passes: bool = True) -> list[Result]:
-    """Scanning citizens with the reply link's scan pass (`passes`), or all through OAuth."""
-    from app.dev.simulator import simulator_argv, simulator_url
+def _journey_settings(passes: bool) -> tuple[dict[str, str], int]:
+    from app.dev.simulator import simulator_url
 
-    seconds = 3 if ctx.quick else 8
     sim_port = free_port()
-    settings = {
+    return {
         "WXSURVEY_WECHAT_SIMULATOR_URL": simulator_url("127.0.0.1", sim_port),
         "WXSURVEY_WECHAT_SIMULATOR_LATENCY_MS": "sns/oauth2/access_token=80",
         "WXSURVEY_WECHAT_SIMULATOR_ERROR_RATE": "*=0.001",
@@ -124,17 +125,35 @@ def run_journey(ctx: Context, passes: bool = True) -> list[Result]:
         # limit stays on (its counting is in the cost) but out of reach.
         "WXSURVEY_LIMITS_SUBMISSIONS_PER_PREFIX": "1000000000",
         "WXSURVEY_WECHAT_SCAN_PASS_SECONDS": "600" if passes else "0",
-    }
+    }, sim_port
+
+
+def _simulator(stack, sim_port: int) -> subprocess.Popen:
+    """The fake WeChat in a gunicorn of its own (as `wxsurvey run` starts it), answering."""
+    from app.dev.simulator import simulator_argv
+
+    with open(stack.workdir / "simulator.log", "ab") as log:
+        argv = simulator_argv("127.0.0.1", sim_port)
+        sim = subprocess.Popen(argv, env=stack.env, cwd=ROOT, stdout=log, stderr=log)
+    try:
+        wait_until(lambda: _answers(stack.env["WXSURVEY_WECHAT_SIMULATOR_URL"]), 60, "the simulator")
+    except BaseException:
+        sim.kill()
+        sim.wait()
+        raise
+    return sim
+
+
+def run_journey(ctx: Context, passes: bool = True) -> list[Result]:
+    """Scanning citizens with the reply link's scan pass (`passes`), or all through OAuth."""
+    seconds = 3 if ctx.quick else 8
+    settings, sim_port = _journey_settings(passes)
     with ctx.bare() as bare:
         base = ctx.load(bare.base_url, "bench.loadgen:constant_get", duration=seconds, connections=64)
     results: list[Result] = []
     with ctx.stack("journey", settings=settings) as stack:
-        with open(stack.workdir / "simulator.log", "ab") as log:
-            sim = subprocess.Popen(
-                simulator_argv("127.0.0.1", sim_port), env=stack.env, cwd=ROOT, stdout=log, stderr=log
-            )
+        sim = _simulator(stack, sim_port)
         try:
-            wait_until(lambda: _answers(settings["WXSURVEY_WECHAT_SIMULATOR_URL"]), 60, "the simulator")
             groups = {
                 "web": [stack.web.pid],  # gunicorn: its master and workers
                 "worker": [w.pid for w in stack.workers],  # RQ: the drain (and its detector)
@@ -209,6 +228,52 @@ def run_journey(ctx: Context, passes: bool = True) -> list[Result]:
     return results
 
 
+def _open_loop(url: str, seconds: float, into: list[dict[str, Any]]) -> None:
+    into.append(journeys(url, duration=seconds, rate=OPEN_RATE))
+
+
+def run_replaced(ctx: Context) -> list[Result]:
+    """The open loop at OPEN_RATE new citizens a second while web workers are replaced: none, one
+    (SIGTERM to a worker, as at max_requests), all (SIGHUP to gunicorn, `systemctl reload`)."""
+    seconds = 4 if ctx.quick else 10
+    settings, sim_port = _journey_settings(passes=True)
+    results: list[Result] = []
+    with ctx.stack("replaced", settings=settings) as stack:
+        sim = _simulator(stack, sim_port)
+        try:
+            journeys(stack.base_url, duration=2, concurrency=32)  # warm, as the journey's closed loops are
+            completed = _counted(stack)
+            for event in ("none", "worker", "reload"):
+                runs: list[dict[str, Any]] = []
+                load = threading.Thread(target=_open_loop, args=(stack.base_url, seconds, runs))
+                load.start()
+                time.sleep(seconds * 0.4)  # (the bench's schedule: the replacement mid-run)
+                if event == "worker":
+                    os.kill(sorted(_tree(stack.web.pid))[1], signal.SIGTERM)
+                elif event == "reload":
+                    os.kill(stack.web.pid, signal.SIGHUP)
+                load.join()
+                (run,) = runs
+                completed += run["completed"]
+                wait_until(lambda c=completed: _counted(stack) >= c, 300, "the drain", interval=0.2)
+                print(f"[bench]     replaced {event}: {json.dumps(run)}", file=sys.stderr, flush=True)
+                p99 = run["journey"]["p99_ms"]
+                results.append(
+                    Result(
+                        f"journey.replaced.{event}.p99_ms",
+                        p99 or 0.0,
+                        "ms (p99 of the journey)",
+                        target="p99 < 1,000 ms, 0 errors, every thanked answer in SQL",
+                        ok=run["errors"] == 0 and p99 is not None and p99 < 1000,
+                        detail={**run, "stored_in_sql_total": _counted(stack)},
+                    )  # fmt: skip
+                )
+        finally:
+            sim.terminate()
+            sim.wait(timeout=15)
+    return results
+
+
 def _answers(url: str) -> bool:
     import urllib.request
 
@@ -222,4 +287,5 @@ def _answers(url: str) -> bool:
 SCENARIOS = [
     Scenario("journey.citizens", run_journey),
     Scenario("journey.oauth", lambda ctx: run_journey(ctx, passes=False)),
+    Scenario("journey.replaced", run_replaced),
 ]
