@@ -4,6 +4,7 @@
 # --reuse-port.
 import os
 
+from app.cli.supervisor import reuse_port as reuse_port_for
 from app.config import load_settings
 
 _settings = load_settings()  # WXSURVEY_CONFIG and the unit's EnvironmentFile, as the app reads them
@@ -23,8 +24,9 @@ threads = int(_settings.app.web_threads)
 # without it one worker can take every keep-alive connection of nginx's upstream pool while the
 # other idles. The worker class opens that socket once the app is loaded and, when the worker stops,
 # answers what reaches it for up to graceful_timeout / 2 before closing it. Connections queued on a
-# worker that dies outright are still reset, so nginx retries once (deploy/nginx-wxsurvey.conf).
-reuse_port = True
+# worker that dies outright are still reset, so nginx retries once (deploy/nginx-wxsurvey.conf). A
+# single worker keeps its master's socket, which outlives a replacement (app/cli/supervisor.py).
+reuse_port = reuse_port_for(workers)
 
 # A request is given 30 s (exports and imports in the console are the slow ones); WeChat's 5 s budget
 # is enforced in front, by nginx. On SIGTERM / restart a worker finishes its requests for up to 10 s.

@@ -131,13 +131,18 @@ def web_argv(host: str, port: int, workers: int, threads: int) -> list[str]:
         sys.executable, "-m", "gunicorn", "app.wsgi:app",
         "--bind", f"{host}:{port}", "--workers", str(workers), "--threads", str(threads),
         "--worker-class", WORKER_CLASS, "--graceful-timeout", "10", "--access-logfile", "-",
-        # Each worker listens on its own SO_REUSEPORT socket and the kernel spreads connections
-        # over them: without it one worker can accept every long-lived keep-alive connection (a
-        # proxy's upstream pool, say) while the other idles, halving the capacity. WORKER_CLASS
-        # opens it once the app is loaded and closes it when the worker stops.
-        "--reuse-port",
         "--no-control-socket",  # (gunicornc's socket: the supervisor starts and stops gunicorn itself)
-    ]  # fmt: skip
+    ] + (["--reuse-port"] if reuse_port(workers) else [])  # fmt: skip
+
+
+def reuse_port(workers: int) -> bool:
+    """Several workers listen on sockets of their own (SO_REUSEPORT) and the kernel spreads
+    connections over them: on one shared socket, one worker can accept every long-lived keep-alive
+    connection (a proxy's upstream pool, say) while the other idles, halving the capacity.
+    WORKER_CLASS opens a worker's socket once the app is loaded and hands over when it stops. A
+    single worker shares its master's socket instead: replaced, it has no other to hand over to,
+    and connections wait in the master's socket while its successor loads."""
+    return workers > 1
 
 
 def worker_argv(*extra: str) -> list[str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from app.cli.supervisor import WORKER_CLASS
+from app.cli.supervisor import WORKER_CLASS, reuse_port
 from tests.conftest import ROOT
 from tests.ops.test_deploy import free_port
 from tests.redis_servers import wait_for
@@ -29,7 +29,7 @@ pytestmark = [
 
 
 class Server:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, workers: int = 2) -> None:
         self.port = free_port()
         self.loaded, self.holding, self.release = tmp / "loaded", tmp / "holding", tmp / "release"
         env = {
@@ -42,8 +42,9 @@ class Server:
         self.log = open(tmp / "gunicorn.log", "wb")
         self.master = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "tests.ops.slow_wsgi:app", "--bind", f"127.0.0.1:{self.port}",
-             "--workers", "2", "--threads", "4", "--worker-class", WORKER_CLASS, "--reuse-port",
-             "--no-control-socket", "--graceful-timeout", "10", "--keep-alive", "5"],
+             "--workers", str(workers), "--threads", "4", "--worker-class", WORKER_CLASS,
+             "--no-control-socket", "--graceful-timeout", "10", "--keep-alive", "5",
+             *(["--reuse-port"] if reuse_port(workers) else [])],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
 
@@ -183,3 +184,25 @@ def test_a_reload_answers_every_connection_while_the_new_workers_load(server):
         client.join(timeout=30)
     assert errors == []
     assert set(answered) & old and set(answered) & new
+
+
+def test_a_single_worker_replaced_keeps_every_connection_waiting_for_its_successor(tmp_path):
+    server = Server(tmp_path, workers=1)  # (`wxsurvey run` on one worker: no reuse_port, as web_argv says)
+    try:
+        server.loaded.touch()
+        wait_for(lambda: len(server.workers()) == 1, "one worker")
+        (old,) = server.workers()
+        wait_for(lambda: server.get(timeout=5)[0] == 200, "the worker answering", timeout=60)
+        server.loaded.unlink()
+        os.kill(old, signal.SIGTERM)
+        wait_for(lambda: server.workers() and old not in server.workers(), "its successor forked", timeout=30)
+        # Nothing can answer while the successor loads: a citizen's connection waits, it is not refused.
+        waiting: list[tuple[int, int]] = []
+        citizen = threading.Thread(target=lambda: waiting.append(server.get(timeout=60)))
+        citizen.start()
+        (new,) = server.workers()
+        server.loaded.touch()
+        citizen.join(timeout=90)
+        assert waiting == [(200, new)]
+    finally:
+        server.stop()
