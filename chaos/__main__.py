@@ -21,7 +21,8 @@ RESULTS = ROOT / "chaos-results"
 
 
 def embedded_round(work: Path, quick: bool, rounds: int) -> list[dict]:
-    """`wxsurvey run` on its defaults (embedded Redis), the SQLite file on a small disk."""
+    """`wxsurvey run` on its defaults (embedded Redis), the SQLite file on a small disk, one web
+    worker (it shares its master's socket)."""
     disk = SmallDisk(work)
     disk.mount()
     stack = Stack(work / "embedded", WXSURVEY_DATABASE_URL=f"sqlite:///{disk.path / 'wxsurvey.db'}")
@@ -36,6 +37,8 @@ def embedded_round(work: Path, quick: bool, rounds: int) -> list[dict]:
                 results.append(faults.kill_embedded_redis(stack, load))
                 results.append(faults.fill_disk(stack, load, disk, hold=8 if quick else 20))
                 results.append(faults.retry_storm(stack, load, deliveries=200, tries=3, interval=5))
+                results.append(faults.replace_web_worker(stack, load))
+                results.append(faults.reload_web(stack, load))
         finally:
             load.stop()
     finally:
@@ -49,7 +52,12 @@ def server_round(work: Path, quick: bool, rounds: int) -> list[dict]:
     redis_server, cluster = RedisServer(work), PostgresCluster(work)
     redis_server.start()
     cluster.init()
-    stack = Stack(work / "servers", WXSURVEY_REDIS_URL=redis_server.url, WXSURVEY_DATABASE_URL=cluster.url)
+    stack = Stack(
+        work / "servers",
+        WXSURVEY_REDIS_URL=redis_server.url,
+        WXSURVEY_DATABASE_URL=cluster.url,
+        WXSURVEY_APP_WEB_WORKERS="2",  # as production: a socket per worker (reuse_port), handed over
+    )
     results = []
     try:
         stack.start()
@@ -60,6 +68,8 @@ def server_round(work: Path, quick: bool, rounds: int) -> list[dict]:
                 results.append(faults.kill_deploy_redis(stack, load, redis_server))
                 results.append(faults.restart_postgres(stack, load, cluster, hold=8 if quick else 20))
                 results.append(faults.kill_worker(stack, load))
+                results.append(faults.replace_web_worker(stack, load))
+                results.append(faults.reload_web(stack, load))
         finally:
             load.stop()
     finally:
@@ -78,6 +88,11 @@ def machine() -> str:
     return (
         f"{platform.system()} {platform.release()}, {cpus} cores{memory}, Python {platform.python_version()}"
     )
+
+
+def _load_held(load: dict) -> bool:
+    """Every submission thanked and every scan answered in time while the fault lasted."""
+    return load["acknowledged"] == load["submitted"] and load["scans_answered"] == load["scans"]
 
 
 def table(results: list[dict]) -> str:
@@ -121,8 +136,11 @@ server, by the suite playing systemd 1 s
 later); "recover" runs from the end of the outage to full recovery.
 
 Stacks: the embedded defaults (embedded Redis supervised by `wxsurvey run`, SQLite on a tmpfs
-the suite mounts); then a Redis server configured as deploy/ ships it and a PostgreSQL cluster
-of the suite's own (never the machine's shared one).
+the suite mounts, one web worker on its master's socket); then a Redis server configured as
+deploy/ ships it, a PostgreSQL cluster of the suite's own (never the machine's shared one) and two
+web workers, each on a socket of its own (`reuse_port`). A web worker replaced or a reload must
+hold the load: every submission thanked and every scan answered while the old workers hand over
+to the new ones.
 
 {table(results)}
 Reproduce: `make chaos` (as root on Linux: the suite mounts a tmpfs and runs PostgreSQL as the
@@ -159,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         or not r["stack_up"]
         or r.get("webhook_slow_or_failed")
         or r.get("retries_with_another_reply")
+        or (r.get("hold_load") and not _load_held(r["load"]))
     ]
     print(
         f"chaos: {len(results)} faults in {seconds:.0f} s; "

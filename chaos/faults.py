@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from chaos.servers import PostgresCluster, RedisServer, SmallDisk
 from chaos.stack import Stack, wait_until
@@ -163,6 +166,62 @@ def fill_disk(stack: Stack, load: Load, disk: SmallDisk, hold: float) -> dict:
         return {"how": f"the {disk.size_mb} MiB tmpfs under the SQLite file filled, freed {hold:g} s later"}
 
     return measure(stack, load, "disk full under SQLite", inject, disk.free, hold=hold)
+
+
+def _web_workers(stack: Stack) -> tuple[int, list[int]]:
+    """gunicorn's master and its workers."""
+    (master,) = stack.children("gunicorn app.wsgi:app")
+    out = subprocess.run(["pgrep", "-P", str(master)], capture_output=True)
+    return master, [int(pid) for pid in out.stdout.split()]
+
+
+def _listens(pid: int, port: int) -> bool:
+    """Whether this process has a socket listening on the port, as the kernel sees it."""
+    try:
+        links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+    except OSError:
+        return False
+    inodes = {link[8:-1] for link in links if link.startswith("socket:[")}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and int(fields[1].split(":")[1], 16) == port and fields[9] in inodes:
+            return True
+    return False
+
+
+def _replaced(stack: Stack, old: list[int], count: int) -> bool:
+    """The old workers gone, as many new ones listening (a single worker inherits its master's
+    socket from the fork on), and the server answering: with one worker, that is the new one."""
+    _, now = _web_workers(stack)
+    if len(now) != count or set(now) & set(old) or not all(_listens(pid, stack.port) for pid in now):
+        return False
+    return stack.healthy()
+
+
+def replace_web_worker(stack: Stack, load: Load) -> dict:
+    """One gunicorn worker stopped as at max_requests; the fault lasts until its successor listens."""
+
+    def inject() -> dict:
+        _, workers = _web_workers(stack)
+        os.kill(workers[0], signal.SIGTERM)
+        wait_until(lambda: _replaced(stack, workers[:1], len(workers)), 60, "the worker replaced")
+        how = f"SIGTERM to a gunicorn worker (pid {workers[0]}), as at max_requests"
+        return {"how": how, "hold_load": True}
+
+    return measure(stack, load, "web worker replaced", inject)
+
+
+def reload_web(stack: Stack, load: Load) -> dict:
+    """SIGHUP to gunicorn, as `systemctl reload wxsurvey-web`: every worker replaced at once."""
+
+    def inject() -> dict:
+        master, workers = _web_workers(stack)
+        os.kill(master, signal.SIGHUP)
+        wait_until(lambda: _replaced(stack, workers, len(workers)), 60, "every worker replaced")
+        how = f"SIGHUP to gunicorn (pid {master}), as `systemctl reload wxsurvey-web`"
+        return {"how": how, "hold_load": True}
+
+    return measure(stack, load, "web reload", inject)
 
 
 def retry_storm(stack: Stack, load: Load, deliveries: int, tries: int = 3, interval: float = 5.0) -> dict:
