@@ -22,10 +22,7 @@ from tests.conftest import ROOT
 from tests.ops.test_deploy import free_port
 from tests.redis_servers import wait_for
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads the kernel's sockets in /proc"),
-]
+pytestmark = pytest.mark.slow
 
 
 class Server:
