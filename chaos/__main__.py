@@ -10,6 +10,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -47,8 +49,32 @@ def embedded_round(work: Path, quick: bool, rounds: int) -> list[dict]:
     return results
 
 
+MIGRATE_REQ = Path("/proc/sys/net/ipv4/tcp_migrate_req")
+
+
+@contextmanager
+def deploy_sysctl() -> Iterator[None]:
+    """deploy/sysctl-wxsurvey.conf's setting for the round (the machine's own restored after)."""
+    try:
+        before = MIGRATE_REQ.read_text().strip()
+        MIGRATE_REQ.write_text("1")
+    except OSError:  # an older kernel, or not root: the round runs without it
+        yield
+        return
+    try:
+        yield
+    finally:
+        MIGRATE_REQ.write_text(before)
+
+
 def server_round(work: Path, quick: bool, rounds: int) -> list[dict]:
-    """The same stack on a Redis server configured as deploy/ ships it and on PostgreSQL."""
+    """The same stack on a Redis server configured as deploy/ ships it and on PostgreSQL, with
+    deploy/'s kernel setting."""
+    with deploy_sysctl():
+        return _server_round(work, quick, rounds)
+
+
+def _server_round(work: Path, quick: bool, rounds: int) -> list[dict]:
     redis_server, cluster = RedisServer(work), PostgresCluster(work)
     redis_server.start()
     cluster.init()
@@ -138,7 +164,8 @@ later); "recover" runs from the end of the outage to full recovery.
 Stacks: the embedded defaults (embedded Redis supervised by `wxsurvey run`, SQLite on a tmpfs
 the suite mounts, one web worker on its master's socket); then a Redis server configured as
 deploy/ ships it, a PostgreSQL cluster of the suite's own (never the machine's shared one) and two
-web workers, each on a socket of its own (`reuse_port`). A web worker replaced or a reload must
+web workers, each on a socket of its own (`reuse_port`), with deploy/'s kernel setting
+(`net.ipv4.tcp_migrate_req = 1`). A web worker replaced or a reload must
 hold the load: every submission thanked and every scan answered while the old workers hand over
 to the new ones.
 

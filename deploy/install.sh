@@ -14,7 +14,7 @@ R=${DESTDIR:-}
 say() { printf 'install: %s\n' "$*"; }
 
 install -d -m 0755 "$R/opt/wxsurvey" "$R/etc/wxsurvey" "$R/etc/systemd/system" \
-    "$R/etc/nginx/sites-available" "$R/etc/redis" "$R/etc/sysusers.d" "$R/etc/tmpfiles.d"
+    "$R/etc/nginx/sites-available" "$R/etc/redis" "$R/etc/sysusers.d" "$R/etc/tmpfiles.d" "$R/etc/sysctl.d"
 
 # 1. The code: a clean copy of this tree (no virtualenv, no local data, no git history).
 say "code -> /opt/wxsurvey/src"
@@ -69,10 +69,13 @@ say "systemd units -> /etc/systemd/system"
 install -m 0644 "$SRC/deploy/nginx-wxsurvey.conf" "$R/etc/nginx/sites-available/wxsurvey.conf"
 install -m 0644 "$SRC/deploy/redis.conf" "$R/etc/redis/wxsurvey.conf"
 say "nginx site -> /etc/nginx/sites-available/wxsurvey.conf; redis -> /etc/redis/wxsurvey.conf"
+install -m 0644 "$SRC/deploy/sysctl-wxsurvey.conf" "$R/etc/sysctl.d/60-wxsurvey.conf"
+say "kernel settings -> /etc/sysctl.d/60-wxsurvey.conf (sysctl --system, or at boot)"
 
 if [ -z "$R" ]; then
     systemd-sysusers /etc/sysusers.d/wxsurvey.conf
     systemd-tmpfiles --create /etc/tmpfiles.d/wxsurvey.conf
+    sysctl -q -p /etc/sysctl.d/60-wxsurvey.conf || say "(a kernel without tcp_migrate_req: left as it is)"
     chown root:wxsurvey /etc/wxsurvey/wxsurvey.env
     chmod 0640 /etc/wxsurvey/wxsurvey.env
     systemctl daemon-reload

@@ -1,17 +1,15 @@
 """A WSGI app for tests/ops/test_web_worker.py whose loading and answers the test controls.
 
-Importing it waits until the file named by WEB_WORKER_TEST_LOADED exists (a worker loading a big
-app, for as long as the test wants). `/pid` answers the worker's pid; `/hold` writes the pid to
-WEB_WORKER_TEST_HOLDING and answers only once WEB_WORKER_TEST_RELEASE exists (a request in flight).
+Importing it writes `loading-<pid>` into WEB_WORKER_TEST_DIR and waits until `loaded` exists there
+(a worker loading a big app, for as long as the test wants). `/pid` answers the worker's pid;
+`/hold` appends the pid to `holding` and answers only once `release` exists (a request in flight).
 """
 
 import os
 import time
 from pathlib import Path
 
-_LOADED = Path(os.environ["WEB_WORKER_TEST_LOADED"])
-_HOLDING = Path(os.environ["WEB_WORKER_TEST_HOLDING"])
-_RELEASE = Path(os.environ["WEB_WORKER_TEST_RELEASE"])
+_DIR = Path(os.environ["WEB_WORKER_TEST_DIR"])
 
 
 def _wait_for(path: Path) -> None:
@@ -19,12 +17,14 @@ def _wait_for(path: Path) -> None:
         time.sleep(0.01)
 
 
-_wait_for(_LOADED)
+(_DIR / f"loading-{os.getpid()}").touch()
+_wait_for(_DIR / "loaded")
 
 
 def app(environ, start_response):
     if environ["PATH_INFO"] == "/hold":
-        _HOLDING.write_text(str(os.getpid()))
-        _wait_for(_RELEASE)
+        with open(_DIR / "holding", "a") as holding:
+            holding.write(f"{os.getpid()}\n")
+        _wait_for(_DIR / "release")
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [str(os.getpid()).encode()]

@@ -82,6 +82,7 @@ def test_install_lays_out_every_file(scratch_root):
         "etc/wxsurvey/wxsurvey.env",
         "etc/sysusers.d/wxsurvey.conf",
         "etc/tmpfiles.d/wxsurvey.conf",
+        "etc/sysctl.d/60-wxsurvey.conf",
         "etc/nginx/sites-available/wxsurvey.conf",
         "etc/redis/wxsurvey.conf",
         *[f"etc/systemd/system/{u}" for u in UNITS if "@" not in u or u.endswith("@.service")],
