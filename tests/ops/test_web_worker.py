@@ -112,6 +112,7 @@ def test_a_worker_listens_only_once_it_has_loaded_the_app(server):
     wait_for(lambda: len(server.workers() - first) == 1, "a new worker forked")
     (new,) = server.workers() - first
     wait_for(lambda: server.loading(new), "the new worker loading the app")
+    wait_for(lambda: server.listening(old) == 0, "the old worker's handover over (idle)")
     # While it loads, every new connection goes to the worker that can answer it, at once.
     answers = [server.get() for _ in range(40)]
     assert server.listening(new) == 0
