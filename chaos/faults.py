@@ -9,10 +9,9 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from chaos.servers import PostgresCluster, RedisServer, SmallDisk
-from chaos.stack import Stack, wait_until
+from chaos.stack import Stack, listening_sockets, wait_until
 
 RECOVERY_TIMEOUT = 180.0
 
@@ -175,25 +174,11 @@ def _web_workers(stack: Stack) -> tuple[int, list[int]]:
     return master, [int(pid) for pid in out.stdout.split()]
 
 
-def _listens(pid: int, port: int) -> bool:
-    """Whether this process has a socket listening on the port, as the kernel sees it."""
-    try:
-        links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
-    except OSError:
-        return False
-    inodes = {link[8:-1] for link in links if link.startswith("socket:[")}
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if fields[3] == "0A" and int(fields[1].split(":")[1], 16) == port and fields[9] in inodes:
-            return True
-    return False
-
-
 def _replaced(stack: Stack, old: list[int], count: int) -> bool:
     """The old workers gone, as many new ones listening (a single worker inherits its master's
     socket from the fork on), and the server answering: with one worker, that is the new one."""
     _, now = _web_workers(stack)
-    if len(now) != count or set(now) & set(old) or not all(_listens(pid, stack.port) for pid in now):
+    if len(now) != count or set(now) & set(old) or not all(listening_sockets(pid, stack.port) for pid in now):
         return False
     return stack.healthy()
 

@@ -69,6 +69,20 @@ def processes_with_env(entry: str) -> list[tuple[int, str]]:
     return found
 
 
+def listening_sockets(pid: int, port: int) -> int:
+    """How many sockets of this process listen on the TCP port (IPv4), as the kernel sees them."""
+    try:
+        links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+    except OSError:  # (the process is gone)
+        return 0
+    inodes = {link[8:-1] for link in links if link.startswith("socket:[")}
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        count += fields[3] == "0A" and int(fields[1].split(":")[1], 16) == port and fields[9] in inodes
+    return count
+
+
 def wait_for_no_processes_with_env(entry: str, timeout: float) -> list[tuple[int, str]]:
     deadline = time.monotonic() + timeout
     while (left := processes_with_env(entry)) and time.monotonic() < deadline:

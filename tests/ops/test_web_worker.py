@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from app.cli.supervisor import WORKER_CLASS, reuse_port
+from chaos.stack import listening_sockets
 from tests.conftest import ROOT
 from tests.ops.test_deploy import free_port
 from tests.redis_servers import wait_for
@@ -55,17 +56,7 @@ class Server:
 
     def listening(self, pid: int) -> int:
         """How many sockets of this process listen on the server's port."""
-        try:
-            fds = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
-        except (FileNotFoundError, ProcessLookupError):
-            return 0
-        inodes = {link[8:-1] for link in fds if link.startswith("socket:[")}
-        count = 0
-        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-            fields = line.split()
-            port, state, inode = int(fields[1].split(":")[1], 16), fields[3], fields[9]
-            count += port == self.port and state == "0A" and inode in inodes
-        return count
+        return listening_sockets(pid, self.port)
 
     def get(self, path: str = "/pid", timeout: float = 10) -> tuple[int, int]:
         """A request on a new connection, as a new citizen's phone makes it: (status, the worker's pid)."""
