@@ -4,6 +4,7 @@ name its https address."""
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
@@ -65,7 +66,7 @@ def test_links_follow_the_port_without_base_url(tmp_path, by):
         banner = stack.log.read_text()
         for path in ("/console/", "/q/demo-departments/D08", "/dev/phone"):
             assert base + path in banner
-        assert ":5000" not in banner
+        assert not re.search(r":5000\b", banner)  # the default port (a free port may start with 5000)
         # The simulator posts a signed scan to the webhook at the base URL; its reply links here.
         http = requests.Session()
         http.get(base + "/dev/phone")
