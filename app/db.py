@@ -70,6 +70,14 @@ NETWORK_LIMITS = {
 # empty, the earlier-answer look-up's plan took the (survey, submitted_at) index and filtered
 # every answer of the survey (17 ms at 11,000 answers, and growing) until an ANALYZE invalidated it.
 SESSION_OPTIONS = "-c plan_cache_mode=force_custom_plan"
+# How long the earlier-answer look-up may wait on PostgreSQL (a lock, a stalled disk) before the form
+# is served without it. It takes well under a millisecond when the server is well; the threads
+# of a web process are few (app.web_threads) and the arrivals of a campaign morning many, so a
+# `wxsurvey migrate` that locks the answers' table, or a disk that stalls, must not hold a thread
+# per citizen: at 200 ms, 64 threads still serve 320 new citizens a second. Giving up costs no
+# correctness: the answer is checked again when it is sent (its Redis mark), and SQL keeps one
+# answer per person and pair whatever comes (the drain's unique key).
+LOOK_UP_TIMEOUT_MS = 200
 
 
 def _connect_args(url: str) -> dict[str, Any]:
@@ -107,11 +115,14 @@ class HeldReads:
     CPU and three of the four round trips). At most the pool's size of them exist; a look-up that
     finds all busy goes through the pool as before. A connection that fails is dropped with the
     idle ones (a restarted server broke them all) and the look-up made once more; all close with
-    the engine (which this object does not keep alive)."""
+    the engine (which this object does not keep alive). On PostgreSQL a look-up waits at most
+    `LOOK_UP_TIMEOUT_MS` either way, and one that runs out of it raises at once (the server is
+    well, only busy: no other try, and the connection is kept)."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = weakref.ref(engine)
         self.errors: type[Exception] = engine.dialect.loaded_dbapi.Error
+        self._bounded = engine.dialect.name == "postgresql"
         size = getattr(engine.pool, "size", None)
         self.keep = int(size()) if callable(size) else 5  # (a SingletonThreadPool's size is no method)
         self._idle: list[tuple[int, Any]] = []  # (generation, DBAPI connection)
@@ -132,6 +143,8 @@ class HeldReads:
             held = self._take(engine)
             if held is None:  # all of ours busy: the pool's way
                 with engine.connect() as pooled:
+                    if self._bounded:  # (this transaction only: the connection goes back as it was)
+                        pooled.exec_driver_sql(f"SET LOCAL statement_timeout = {LOOK_UP_TIMEOUT_MS}")
                     return pooled.execute(cast(Any, statement), params).scalar()
             generation, conn = held
             try:
@@ -141,7 +154,10 @@ class HeldReads:
                     row = cursor.fetchone()
                 finally:
                     cursor.close()
-            except self.errors:
+            except self.errors as exc:
+                if _ran_out_of_time(exc):
+                    self._give(generation, conn)
+                    raise
                 self._discard(conn)
                 self._drop_idle()
                 if attempt == 2:
@@ -184,6 +200,9 @@ class HeldReads:
         pooled.detach()  # its own from now on: no slot of the pool taken
         try:
             engine.dialect.set_isolation_level(cast(Any, dbapi), "AUTOCOMMIT")
+            if self._bounded:
+                with cast(Any, conn).cursor() as cursor:
+                    cursor.execute(f"SET statement_timeout = {LOOK_UP_TIMEOUT_MS}")
         except BaseException:
             self._discard(conn)
             raise
@@ -212,6 +231,11 @@ class HeldReads:
         with self._lock:
             self._generation += 1
         self._drop_idle()
+
+
+def _ran_out_of_time(exc: BaseException) -> bool:
+    """PostgreSQL cancelled the statement (statement_timeout: SQLSTATE 57014)."""
+    return getattr(exc, "sqlstate", None) == "57014"
 
 
 def _close(conn, errors: type[Exception]) -> None:

@@ -1,14 +1,17 @@
 """The earlier-answer look-up on held connections (app.db.HeldReads): the moment as SQL stored it,
 no pool slot taken, at most the pool's size kept idle, a connection the server dropped replaced
 within the same look-up, every held connection closed with the engine, a plan made for the table
-as it is now, and no wait without end on a server that never answers; on SQLite and PostgreSQL."""
+as it is now, no wait without end on a server that never answers, and no wait longer than a
+moment on a table a migration holds; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
@@ -22,6 +25,7 @@ from app.models import Response
 from app.org.departments import get_department
 from app.org.surveys import get_survey
 from tests.factories import add_response
+from tests.public.test_questionnaire import answers, login
 
 SURVEY, CODE = "demo-departments", "D08"
 
@@ -233,3 +237,63 @@ def test_the_look_up_gives_up_on_a_database_that_never_answers(session, redis_cl
     finally:
         engine.dispose()
         silent.close()
+
+
+def _locked(engine):
+    """Another connection holding the answers' table as a migration does (PostgreSQL: ACCESS
+    EXCLUSIVE, no reader passes; SQLite: a write transaction, which WAL lets readers pass)."""
+    raw = engine.raw_connection()
+    cursor = raw.cursor()
+    if engine.dialect.name == "postgresql":
+        cursor.execute(f"LOCK TABLE {Response.__tablename__} IN ACCESS EXCLUSIVE MODE")
+    else:
+        cursor.execute("BEGIN IMMEDIATE")
+        cursor.execute(f"DELETE FROM {Response.__tablename__} WHERE respondent_key = 'nobody'")
+    return raw
+
+
+def _within(seconds: float, work):
+    """work() in a thread; its result, or a failure naming the wait when it is still waiting."""
+    found: list = []
+    worker = threading.Thread(target=lambda: found.append(work()), daemon=True)
+    worker.start()
+    worker.join(seconds)  # (without a bound, until the lock is released: for ever here)
+    assert not worker.is_alive(), "still waiting on the locked table"
+    return found[0]
+
+
+def test_look_ups_give_up_on_a_locked_table_and_the_form_is_served(client, session, redis_client, answered):
+    """A `wxsurvey migrate` (or a stalled disk) holding the answers' table at a campaign's peak:
+    each look-up waits at most LOOK_UP_TIMEOUT_MS (more at once than the held connections: some
+    take the pool's way), a new citizen still gets the form and can answer, and once the table is
+    free the look-ups find answers again on the same connections."""
+    form, dept, moment = answered
+    engine = session.get_bind()
+    postgres = engine.dialect.name == "postgresql"
+    reads = held_reads(engine)
+    assert previous_answer(session, redis_client, form, dept, "r-1") == moment  # (one held connection)
+    held_before = {id(conn) for _, conn in reads._idle}
+    lock = _locked(engine)
+    try:
+        pool = ThreadPoolExecutor(max_workers=reads.keep + 3)
+        look_ups = [
+            pool.submit(previous_answer, Session(bind=engine), redis_client, form, dept, "r-1")
+            for _ in range(reads.keep + 3)
+        ]
+        found = _within(20, lambda: [f.result() for f in look_ups])
+        pool.shutdown()
+        # PostgreSQL gave up on each (the form then says nothing of the earlier answer; it is
+        # checked again when the answer is sent); SQLite's readers pass a writer.
+        assert found == [None if postgres else moment] * len(look_ups)
+
+        login(client, "o-locked")
+        page = _within(20, lambda: client.get(f"/q/{SURVEY}/{CODE}"))
+        assert page.status_code == 200 and 'name="form_token"' in page.text
+        token = re.search(r'name="form_token" value="([^"]+)"', page.text).group(1)
+        thanks = _within(20, lambda: client.post(f"/q/{SURVEY}/{CODE}", data=answers(token)))
+        assert thanks.status_code == 200 and "感谢" in thanks.text
+    finally:
+        lock.rollback()
+        lock.close()
+    assert previous_answer(session, redis_client, form, dept, "r-1") == moment
+    assert held_before <= {id(conn) for _, conn in reads._idle}  # a timeout broke no connection
