@@ -70,11 +70,11 @@ NETWORK_LIMITS = {
 # empty, the earlier-answer look-up's plan took the (survey, submitted_at) index and filtered
 # every answer of the survey (17 ms at 11,000 answers, and growing) until an ANALYZE invalidated it.
 SESSION_OPTIONS = "-c plan_cache_mode=force_custom_plan"
-# How long the earlier-answer look-up may wait on PostgreSQL (a lock, a stalled disk) before the form
-# is served without it. It takes well under a millisecond when the server is well; the threads
-# of a web process are few (app.web_threads) and the arrivals of a campaign morning many, so a
-# `wxsurvey migrate` that locks the answers' table, or a disk that stalls, must not hold a thread
-# per citizen: at 200 ms, 64 threads still serve 320 new citizens a second. Giving up costs no
+# How long the earlier-answer look-up may run on PostgreSQL (waiting on a lock, a slow statement)
+# before the form is served without it. It takes well under a millisecond when the server is
+# well; the web threads are few (app.web_threads: 2 processes x 32) and a campaign morning's
+# arrivals many, so a `wxsurvey migrate` that locks the answers' table must not hold a thread per
+# citizen: at 200 ms, 64 threads still serve 320 new citizens a second. Giving up costs no
 # correctness: the answer is checked again when it is sent (its Redis mark), and SQL keeps one
 # answer per person and pair whatever comes (the drain's unique key).
 LOOK_UP_TIMEOUT_MS = 200
@@ -115,9 +115,10 @@ class HeldReads:
     CPU and three of the four round trips). At most the pool's size of them exist; a look-up that
     finds all busy goes through the pool as before. A connection that fails is dropped with the
     idle ones (a restarted server broke them all) and the look-up made once more; all close with
-    the engine (which this object does not keep alive). On PostgreSQL a look-up waits at most
-    `LOOK_UP_TIMEOUT_MS` either way, and one that runs out of it raises at once (the server is
-    well, only busy: no other try, and the connection is kept)."""
+    the engine (which this object does not keep alive). On PostgreSQL a look-up's statement runs
+    for at most `LOOK_UP_TIMEOUT_MS` either way (the pool's way may first wait for a free
+    connection), and one that runs out of it raises at once (the server is up, only busy: no
+    other try, and the connection is kept)."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = weakref.ref(engine)
@@ -155,7 +156,7 @@ class HeldReads:
                 finally:
                     cursor.close()
             except self.errors as exc:
-                if _ran_out_of_time(exc):
+                if ran_out_of_time(exc):
                     self._give(generation, conn)
                     raise
                 self._discard(conn)
@@ -233,9 +234,10 @@ class HeldReads:
         self._drop_idle()
 
 
-def _ran_out_of_time(exc: BaseException) -> bool:
-    """PostgreSQL cancelled the statement (statement_timeout: SQLSTATE 57014)."""
-    return getattr(exc, "sqlstate", None) == "57014"
+def ran_out_of_time(exc: BaseException) -> bool:
+    """PostgreSQL cancelled the statement (statement_timeout: SQLSTATE 57014), the driver's error
+    or SQLAlchemy's around it."""
+    return getattr(getattr(exc, "orig", exc), "sqlstate", None) == "57014"
 
 
 def _close(conn, errors: type[Exception]) -> None:

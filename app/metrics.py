@@ -24,6 +24,12 @@ SUBMISSIONS = Counter(
     ["outcome", "reason", "degraded"],
 )
 ACCEPTED = SUBMISSIONS.labels("accepted", "", "false")  # the hot path's child, bound once
+LOOK_UPS_GIVEN_UP = Counter(
+    "wxsurvey_answered_look_ups_given_up_total",
+    "Earlier-answer look-ups given up, the form served without them (the answer repeats the check): "
+    "the database slow to answer (timeout: a lock, a long statement) or unreachable",
+    ["reason"],
+)
 WEBHOOK = Counter("wxsurvey_webhook_deliveries_total", "WeChat deliveries to /wechat by kind", ["kind"])
 WEBHOOK_SECONDS = Histogram(
     "wxsurvey_webhook_seconds",

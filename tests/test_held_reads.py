@@ -15,7 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import create_engine, insert, text
+from prometheus_client import REGISTRY
+from sqlalchemy import create_engine, event, insert, text
 from sqlalchemy.orm import Session
 
 from app.db import NETWORK_LIMITS, SESSION_OPTIONS, _connect_args, held_reads, make_engine
@@ -28,6 +29,7 @@ from tests.factories import add_response
 from tests.public.test_questionnaire import answers, login
 
 SURVEY, CODE = "demo-departments", "D08"
+GIVEN_UP = "wxsurvey_answered_look_ups_given_up_total"
 
 
 @pytest.fixture
@@ -245,6 +247,9 @@ def _locked(engine):
     raw = engine.raw_connection()
     cursor = raw.cursor()
     if engine.dialect.name == "postgresql":
+        cursor.execute(
+            "SET lock_timeout = '10s'"
+        )  # (the test fails rather than waits, should another hold it)
         cursor.execute(f"LOCK TABLE {Response.__tablename__} IN ACCESS EXCLUSIVE MODE")
     else:
         cursor.execute("BEGIN IMMEDIATE")
@@ -263,28 +268,38 @@ def _within(seconds: float, work):
 
 
 def test_look_ups_give_up_on_a_locked_table_and_the_form_is_served(client, session, redis_client, answered):
-    """A `wxsurvey migrate` (or a stalled disk) holding the answers' table at a campaign's peak:
-    each look-up waits at most LOOK_UP_TIMEOUT_MS (more at once than the held connections: some
-    take the pool's way), a new citizen still gets the form and can answer, and once the table is
-    free the look-ups find answers again on the same connections."""
+    """A `wxsurvey migrate` holding the answers' table at a campaign's peak: each look-up waits at
+    most LOOK_UP_TIMEOUT_MS (more at once than the held connections: some take the pool's way),
+    a new citizen still gets the form and can answer, the look-ups given up are counted, and once
+    the table is free the look-ups find answers again on the same connections."""
     form, dept, moment = answered
     engine = session.get_bind()
     postgres = engine.dialect.name == "postgresql"
     reads = held_reads(engine)
     assert previous_answer(session, redis_client, form, dept, "r-1") == moment  # (one held connection)
-    held_before = {id(conn) for _, conn in reads._idle}
+    held_before = [conn for _, conn in reads._idle]
+    given_up = REGISTRY.get_sample_value(GIVEN_UP, {"reason": "timeout"}) or 0.0
+    pooled: list[str] = []  # look-ups that took the pool's way (the held one uses the driver alone)
+
+    def counted(_conn, _cursor, statement, *_) -> None:
+        if statement.startswith("SET LOCAL statement_timeout"):
+            pooled.append(statement)
+
+    event.listen(engine, "before_cursor_execute", counted)
     lock = _locked(engine)
+    burst = ThreadPoolExecutor(max_workers=reads.keep + 3)
     try:
-        pool = ThreadPoolExecutor(max_workers=reads.keep + 3)
         look_ups = [
-            pool.submit(previous_answer, Session(bind=engine), redis_client, form, dept, "r-1")
+            burst.submit(previous_answer, Session(bind=engine), redis_client, form, dept, "r-1")
             for _ in range(reads.keep + 3)
         ]
         found = _within(20, lambda: [f.result() for f in look_ups])
-        pool.shutdown()
         # PostgreSQL gave up on each (the form then says nothing of the earlier answer; it is
         # checked again when the answer is sent); SQLite's readers pass a writer.
         assert found == [None if postgres else moment] * len(look_ups)
+        if postgres:
+            assert pooled, "no look-up of the burst took the pool's way"
+            assert REGISTRY.get_sample_value(GIVEN_UP, {"reason": "timeout"}) == given_up + len(look_ups)
 
         login(client, "o-locked")
         page = _within(20, lambda: client.get(f"/q/{SURVEY}/{CODE}"))
@@ -295,5 +310,8 @@ def test_look_ups_give_up_on_a_locked_table_and_the_form_is_served(client, sessi
     finally:
         lock.rollback()
         lock.close()
+        burst.shutdown()
+        event.remove(engine, "before_cursor_execute", counted)
     assert previous_answer(session, redis_client, form, dept, "r-1") == moment
-    assert held_before <= {id(conn) for _, conn in reads._idle}  # a timeout broke no connection
+    idle = [conn for _, conn in reads._idle]
+    assert all(any(conn is kept for kept in idle) for conn in held_before)  # a timeout broke no connection

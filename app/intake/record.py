@@ -52,7 +52,7 @@ from sqlalchemy.orm import Session
 
 from app import clock
 from app.cases.opening import followup_request
-from app.db import held_reads
+from app.db import held_reads, ran_out_of_time
 from app.errors import Conflict, Invalid, Unavailable
 from app.intake import shards as shard_keys
 from app.intake.forms import STATE_MESSAGES, DepartmentInfo, SurveyForm, read_form_token, refusal
@@ -60,7 +60,7 @@ from app.intake.respondents import _scan_key, respondent_key
 from app.intake.store import Submission, write_responses
 from app.intake.validation import FAST_MS, ip_prefix, parse_answers, straightlined, user_agent_class
 from app.integrity.facts import answer_facts
-from app.metrics import ACCEPTED, SUBMISSIONS
+from app.metrics import ACCEPTED, LOOK_UPS_GIVEN_UP, SUBMISSIONS
 from app.models import Response
 from app.redis_store import ScriptRunner
 from app.security.rate_limits import Limit, limit_for
@@ -164,7 +164,11 @@ def previous_answer(session: Session, redis: Redis, form: SurveyForm, dept: Depa
     reads = held_reads(cast(Engine, session.get_bind()))
     try:
         found = reads.scalar(_ANSWERED_AT, {"survey": form.id, "department": dept.id, "rkey": rkey})
-    except (SQLAlchemyError, reads.errors):  # the database unreachable: asked again at the answer
+    except (
+        SQLAlchemyError,
+        reads.errors,
+    ) as exc:  # the database slow or unreachable: asked again at the answer
+        LOOK_UPS_GIVEN_UP.labels("timeout" if ran_out_of_time(exc) else "unreachable").inc()
         return None
     if isinstance(found, str):  # SQLite keeps the moment as text
         found = datetime.fromisoformat(found)
