@@ -122,7 +122,7 @@ class Browser:
 class Journeys:
     def __init__(self, spec: dict[str, Any]) -> None:
         from app.config import DEV_WECHAT
-        from app.dev import wechat_server  # (imported here, before the clock starts: ~0.2 s)
+        from app.dev import wechat_server  # (here, before the clock starts: 0.6 s in a fresh process)
 
         self.seal, self.event_xml = wechat_server.seal, wechat_server.event_xml
         self.base = spec["url"].rstrip("/")
