@@ -247,9 +247,8 @@ def _locked(engine):
     raw = engine.raw_connection()
     cursor = raw.cursor()
     if engine.dialect.name == "postgresql":
-        cursor.execute(
-            "SET lock_timeout = '10s'"
-        )  # (the test fails rather than waits, should another hold it)
+        # (should another connection hold the table, the test fails rather than waits)
+        cursor.execute("SET lock_timeout = '10s'")
         cursor.execute(f"LOCK TABLE {Response.__tablename__} IN ACCESS EXCLUSIVE MODE")
     else:
         cursor.execute("BEGIN IMMEDIATE")

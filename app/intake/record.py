@@ -164,10 +164,7 @@ def previous_answer(session: Session, redis: Redis, form: SurveyForm, dept: Depa
     reads = held_reads(cast(Engine, session.get_bind()))
     try:
         found = reads.scalar(_ANSWERED_AT, {"survey": form.id, "department": dept.id, "rkey": rkey})
-    except (
-        SQLAlchemyError,
-        reads.errors,
-    ) as exc:  # the database slow or unreachable: asked again at the answer
+    except (SQLAlchemyError, reads.errors) as exc:  # slow or unreachable: asked again at the answer
         LOOK_UPS_GIVEN_UP.labels("timeout" if ran_out_of_time(exc) else "unreachable").inc()
         return None
     if isinstance(found, str):  # SQLite keeps the moment as text
