@@ -93,6 +93,8 @@ def _server_round(work: Path, quick: bool, rounds: int) -> list[dict]:
             for _ in range(rounds):
                 results.append(faults.kill_deploy_redis(stack, load, redis_server))
                 results.append(faults.restart_postgres(stack, load, cluster, hold=8 if quick else 20))
+                # (held past the load's 10 s request timeout, so waiting out the lock cannot pass)
+                results.append(faults.lock_answers_table(stack, load, cluster, hold=12 if quick else 20))
                 results.append(faults.kill_worker(stack, load))
                 results.append(faults.replace_web_worker(stack, load))
                 results.append(faults.reload_web(stack, load))
@@ -133,6 +135,9 @@ def table(results: list[dict]) -> str:
         if "webhook_requests" in r:
             answered = r["webhook_requests"] - r["webhook_slow_or_failed"]
             held += f"; webhook {answered}/{r['webhook_requests']} in < 5 s"
+        if "forms_opened" in r:
+            quick_forms = r["forms_opened"] - r["forms_slow_or_failed"]
+            held += f"; forms opened and answered {quick_forms}/{r['forms_opened']}, each form in < 1 s"
         rows.append(
             f"| {r['fault']} | {r['how']} | {held} | {r['acknowledged']} | {r['in_sql']} | {r['lost']} "
             f"| {r['counted_twice']} | {r['refused_but_stored']} | {r['outage_seconds']} "
@@ -167,7 +172,9 @@ deploy/ ships it, a PostgreSQL cluster of the suite's own (never the machine's s
 web workers, each on a socket of its own (`reuse_port`), with deploy/'s kernel setting
 (`net.ipv4.tcp_migrate_req = 1`). A web worker replaced or a reload must
 hold the load: every submission thanked and every scan answered while the old workers hand over
-to the new ones.
+to the new ones. So must the answers' table locked as a migration locks it: meanwhile new
+citizens also open the form (each within a second: its "answered here before?" look-up gives up
+after 200 ms) and answer.
 
 {table(results)}
 Reproduce: `make chaos` (as root on Linux: the suite mounts a tmpfs and runs PostgreSQL as the
@@ -203,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         or not r["tallies_verify"]
         or not r["stack_up"]
         or r.get("webhook_slow_or_failed")
+        or r.get("forms_slow_or_failed")
         or r.get("retries_with_another_reply")
         or (r.get("hold_load") and not _load_held(r["load"]))
     ]

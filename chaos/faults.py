@@ -159,6 +159,41 @@ def restart_postgres(stack: Stack, load: Load, cluster: PostgresCluster, hold: f
     return measure(stack, load, "PostgreSQL stop and restart", inject, cluster.start, hold=hold)
 
 
+def lock_answers_table(stack: Stack, load: Load, cluster: PostgresCluster, hold: float) -> dict:
+    """A migration holding the answers' table at a peak (ACCESS EXCLUSIVE, as an ALTER TABLE
+    takes it), while new citizens open the form and answer (4 at a time, on top of the load):
+    every form within a second (its earlier-answer look-up gives up), every answer thanked."""
+    import psycopg
+
+    holder = psycopg.connect(host="127.0.0.1", port=cluster.port, user="postgres", dbname="postgres")
+    stop, forms = threading.Event(), []
+
+    def citizens() -> None:
+        while not stop.is_set():
+            forms.append(stack.open_and_answer("lock"))
+
+    opening = [threading.Thread(target=citizens, daemon=True) for _ in range(4)]
+
+    def inject() -> dict:
+        holder.execute("SET lock_timeout = '10s'")
+        holder.execute("LOCK TABLE responses IN ACCESS EXCLUSIVE MODE")  # (until the rollback)
+        for thread in opening:
+            thread.start()
+        how = f"LOCK TABLE responses IN ACCESS EXCLUSIVE MODE for {hold:g} s, new citizens opening forms"
+        return {"how": how, "hold_load": True}
+
+    def restore() -> None:
+        stop.set()
+        for thread in opening:
+            thread.join(timeout=30)
+        holder.rollback()
+        holder.close()
+
+    result = measure(stack, load, "answers' table locked", inject, restore, hold=hold)
+    slow = sum(1 for thanked, seconds in forms if not thanked or seconds >= 1.0)
+    return {**result, "forms_opened": len(forms), "forms_slow_or_failed": slow}
+
+
 def fill_disk(stack: Stack, load: Load, disk: SmallDisk, hold: float) -> dict:
     def inject() -> dict:
         disk.fill()

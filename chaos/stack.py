@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -31,6 +32,8 @@ ANSWERS = {
     "q_suggestion": "服务很好",
 }
 THANKS = "感谢您的评价"
+FORM_TOKEN = re.compile(r'name="form_token" value="([^"]+)"')
+WECHAT_UA = "Mozilla/5.0 (Linux; Android 13) AppleWebKit/537.36 Mobile Safari/537.36 MicroMessenger/8.0.47"
 ACCOUNT = "gh_chaos000000"
 
 
@@ -169,12 +172,10 @@ class Stack:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def submit(self, prefix: str = "c") -> bool:
-        """One citizen's answers to D08; True if the thank-you page came back."""
+    def _citizen(self, prefix: str) -> tuple[str, str]:
+        """A new citizen: an openid of its own and the session cookie OAuth would have left."""
         from flask.sessions import session_json_serializer
         from itsdangerous import URLSafeTimedSerializer
-
-        from app.intake import issue_form_token
 
         with self._lock:
             self._serial += 1
@@ -185,13 +186,16 @@ class Stack:
             serializer=session_json_serializer,
             signer_kwargs={"key_derivation": "hmac", "digest_method": sha1},
         )
-        cookie = cookies.dumps({"wx_openid": openid, "wx_channel": "wechat"})
-        body = urlencode({**ANSWERS, "form_token": issue_form_token(SECRET_KEY, time.time() - 60)}).encode()
+        return openid, cookies.dumps({"wx_openid": openid, "wx_channel": "wechat"})
+
+    def _answer(self, openid: str, cookie: str, token: str) -> bool:
+        """POST the answers; True (and counted as acknowledged) if the thank-you page came back."""
         request = urllib.request.Request(
             self.url(f"/q/{SURVEY}/{DEPT}"),
-            data=body,
-            headers={"Content-Type": "application/x-www-form-urlencoded", "Cookie": f"session={cookie}"},
-        )
+            data=urlencode({**ANSWERS, "form_token": token}).encode(),
+            headers={"Content-Type": "application/x-www-form-urlencoded", "Cookie": f"session={cookie}",
+                     "User-Agent": WECHAT_UA},
+        )  # fmt: skip
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
                 ok = response.status == 200 and THANKS in response.read().decode()
@@ -200,6 +204,33 @@ class Stack:
         with self._lock:
             (self.acknowledged if ok else self.refused).append(openid)
         return ok
+
+    def submit(self, prefix: str = "c") -> bool:
+        """One citizen's answers to D08 (with a form token as the page gives); True if thanked."""
+        from app.intake import issue_form_token
+
+        openid, cookie = self._citizen(prefix)
+        return self._answer(openid, cookie, issue_form_token(SECRET_KEY, time.time() - 60))
+
+    def open_and_answer(self, prefix: str = "f") -> tuple[bool, float]:
+        """A new citizen opens D08's questionnaire, then answers with its token: (thanked, seconds
+        the form took; 10 when it did not come)."""
+        openid, cookie = self._citizen(prefix)
+        request = urllib.request.Request(
+            self.url(f"/q/{SURVEY}/{DEPT}"), headers={"Cookie": f"session={cookie}", "User-Agent": WECHAT_UA}
+        )
+        started = time.monotonic()
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                token = FORM_TOKEN.search(response.read().decode()) if response.status == 200 else None
+        except (urllib.error.URLError, OSError):
+            token = None
+        seconds = time.monotonic() - started
+        if token is None:
+            with self._lock:
+                self.refused.append(openid)
+            return False, 10.0
+        return self._answer(openid, cookie, token.group(1)), seconds
 
     def scan(self, openid: str, create_time: int, nonce: str) -> tuple[int, dict[str, str], float]:
         """A signed, encrypted SCAN event of D08's code: (HTTP status, the reply's fields, seconds)."""
