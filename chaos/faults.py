@@ -161,18 +161,22 @@ def restart_postgres(stack: Stack, load: Load, cluster: PostgresCluster, hold: f
 
 def lock_answers_table(stack: Stack, load: Load, cluster: PostgresCluster, hold: float) -> dict:
     """A migration holding the answers' table at a peak (ACCESS EXCLUSIVE, as an ALTER TABLE
-    takes it), while new citizens open the form and answer (4 at a time, on top of the load):
-    every form within a second (its earlier-answer look-up gives up), every answer thanked."""
+    takes it), while new citizens open the form and answer (2 a second on top of the load's 16,
+    under the 20 a second one address may send: limits.submissions_per_prefix): every form within
+    a second (its earlier-answer look-up gives up), every answer thanked."""
     import psycopg
 
     holder = psycopg.connect(host="127.0.0.1", port=cluster.port, user="postgres", dbname="postgres")
     stop, forms = threading.Event(), []
 
     def citizens() -> None:
+        due = time.monotonic()
         while not stop.is_set():
             forms.append(stack.open_and_answer("lock"))
+            due += 1.0
+            stop.wait(max(0.0, due - time.monotonic()))
 
-    opening = [threading.Thread(target=citizens, daemon=True) for _ in range(4)]
+    opening = [threading.Thread(target=citizens, daemon=True) for _ in range(2)]
 
     def inject() -> dict:
         holder.execute("SET lock_timeout = '10s'")
