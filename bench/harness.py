@@ -215,7 +215,7 @@ def _web_default(key: str) -> int:
 
 
 class Stack:
-    """The production-style stack in a temporary directory: gunicorn (gthread), RQ workers
+    """The production-style stack in a temporary directory: gunicorn (app.ops.web_worker), RQ workers
     (worker.py), a Redis server (the embedded redis-server, or WXSURVEY_BENCH_REDIS_URL) and
     SQLite (or a fresh schema in the PostgreSQL of WXSURVEY_BENCH_DATABASE_URL).
 

@@ -1,7 +1,7 @@
 # gunicorn settings for wxsurvey's web server: `gunicorn -c /etc/wxsurvey/gunicorn.conf.py app.wsgi:app`
 # (deploy/systemd/wxsurvey-web.service). The same settings `wxsurvey serve` uses and BENCHMARKS.md
-# measured: gthread's threads (in app/ops/web_worker.py's worker), app.web_workers x app.web_threads,
-# --reuse-port.
+# measured: app/ops/web_worker.py's worker (gthread's request handling, threads that take their own
+# events), app.web_workers x app.web_threads, --reuse-port.
 import os
 
 from app.cli.supervisor import reuse_port as reuse_port_for
@@ -16,7 +16,7 @@ bind = [f"{_settings.app.host}:{_settings.app.port}"]
 # BENCHMARKS.md: one process per core; 32 threads each (app.web_threads), since a citizen's first
 # visit holds a thread for WeChat's OAuth code exchange (80 ms or more, no CPU): with 4 threads,
 # 2 processes took at most 8 / 0.08 s = 100 new citizens a second whatever the cores could do.
-worker_class = "app.ops.web_worker.ThreadWorker"  # gthread, listening only while it can answer
+worker_class = "app.ops.web_worker.ThreadWorker"  # listening only while it can answer
 workers = int(_settings.app.web_workers)
 threads = int(_settings.app.web_threads)
 

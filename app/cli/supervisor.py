@@ -19,8 +19,9 @@ from app.redis_store.embedded import die_with_parent
 # web keeps serving (answers go straight to SQL while Redis is down) until the others are back.
 FIRST_DELAY = 0.5
 MAX_DELAY = 30.0
-# gunicorn's gthread, listening only while it can answer (app/ops/web_worker.py: workers replaced
-# at max_requests, after a crash or at a reload take no connection before, nor reset any after).
+# gthread's request handling by threads that take their own events, listening only while it can
+# answer (app/ops/web_worker.py: workers replaced at max_requests, after a crash or at a reload take
+# no connection before, nor reset any after).
 WORKER_CLASS = "app.ops.web_worker.ThreadWorker"
 STEADY_AFTER = 30.0  # seconds up after which a child's next death restarts it at once again
 

@@ -31,11 +31,12 @@ def create_simulator_app(settings: Settings | None = None) -> Flask:
 
 
 def simulator_argv(host: str, port: int) -> list[str]:
-    """gunicorn serving the simulator alone: one process, threads for its sleeps."""
+    """gunicorn serving the simulator alone: one process, threads for its sleeps, the web server's
+    worker class (the cheaper per request on the machine it shares with the app, in a bench)."""
     return [
         sys.executable, "-m", "gunicorn", "app.dev.simulator:create_simulator_app()",
         "--bind", f"{host}:{port}", "--workers", "1", "--threads", str(SIMULATOR_THREADS),
-        "--worker-class", "gthread", "--graceful-timeout", "5",
+        "--worker-class", "app.ops.web_worker.ThreadWorker", "--graceful-timeout", "5",
     ]  # fmt: skip
 
 

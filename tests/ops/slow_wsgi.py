@@ -26,5 +26,6 @@ def app(environ, start_response):
         with open(_DIR / "holding", "a") as holding:
             holding.write(f"{os.getpid()}\n")
         _wait_for(_DIR / "release")
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [str(os.getpid()).encode()]
+    body = str(os.getpid()).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]

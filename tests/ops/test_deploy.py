@@ -194,7 +194,8 @@ def test_gunicorn_conf_takes_the_measured_settings(scratch_root, tmp_path):
     )
     assert out.returncode == 0, out.stderr
     # 32 threads (app.web_threads): the OAuth code exchange waits on WeChat (BENCHMARKS.md, journey);
-    # gthread that listens only while it can answer (app/ops/web_worker.py), the class `wxsurvey serve` runs
+    # threads that take their own events, listening only while the worker can answer (app/ops/web_worker.py),
+    # the class `wxsurvey serve` runs
     assert out.stdout.split() == ["['127.0.0.1:5123']", "3", "32", WORKER_CLASS, "True", "10", "True"]
 
 

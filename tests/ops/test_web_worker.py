@@ -3,6 +3,9 @@
 test holds (tests/ops/slow_wsgi.py). Which sockets listen is read from /proc, as the kernel sees
 them: a worker still loading the app has none, a stopping one answers what reaches it and then
 closes its own while its last request is still running, and a reload refuses or resets nothing.
+Its threads serve the connections their events name: as many requests in flight as threads,
+kept-alive connections reused and expired, requests pipelined behind one another all answered,
+and no more connections than worker_connections.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import http.client
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -27,7 +31,7 @@ pytestmark = pytest.mark.slow
 
 
 class Server:
-    def __init__(self, tmp: Path, workers: int = 2) -> None:
+    def __init__(self, tmp: Path, workers: int = 2, *options: str) -> None:
         self.port, self.dir = free_port(), tmp
         self.loaded, self.holding, self.release = tmp / "loaded", tmp / "holding", tmp / "release"
         env = {**os.environ, "PYTHONPATH": str(ROOT), "WEB_WORKER_TEST_DIR": str(tmp)}
@@ -36,7 +40,7 @@ class Server:
             [sys.executable, "-m", "gunicorn", "tests.ops.slow_wsgi:app", "--bind", f"127.0.0.1:{self.port}",
              "--workers", str(workers), "--threads", "16", "--worker-class", WORKER_CLASS,
              "--no-control-socket", "--graceful-timeout", "10", "--keep-alive", "5",
-             *(["--reuse-port"] if reuse_port(workers) else [])],
+             *(["--reuse-port"] if reuse_port(workers) else []), *options],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
 
@@ -124,7 +128,7 @@ def test_a_stopping_worker_answers_what_reaches_it_then_stops_listening_before_i
     (other,) = server.workers() - {stopping}
     os.kill(stopping, signal.SIGTERM)
 
-    # Handing over: the stopping worker still answers what the kernel gives it (gthread alone left
+    # Handing over: the stopping worker still answers what the kernel gives it (gunicorn alone left
     # those connections waiting, and reset them when it ended).
     answers = [server.get() for _ in range(40)]
     assert {status for status, _ in answers} == {200}
@@ -157,7 +161,7 @@ def test_a_reload_answers_every_connection_while_the_new_workers_load(server):
     wait_for(lambda: len(server.workers() - old) == 2, "two new workers forked")
     new = server.workers() - old
     wait_for(lambda: all(map(server.loading, new)), "the new workers loading the app")
-    # gthread alone: the old workers took nothing more and the new ones' sockets held every
+    # gunicorn alone: the old workers took nothing more and the new ones' sockets held every
     # connection until they had loaded. Here the old ones answer while the new ones load.
     assert [server.listening(pid) for pid in new] == [0, 0]
     assert {pid for _, pid in (server.get(timeout=5) for _ in range(20))} <= old
@@ -189,5 +193,106 @@ def test_a_single_worker_replaced_keeps_every_connection_waiting_for_its_success
         server.loaded.touch()
         citizen.join(timeout=90)
         assert waiting == [(200, new)]
+    finally:
+        server.stop()
+
+
+def _serving(server: Server) -> Server:
+    server.loaded.touch()
+    wait_for(lambda: server.workers() and all(server.listening(p) for p in server.workers()), "listening")
+    return server
+
+
+def _connect(server: Server) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", server.port), timeout=10)
+
+
+def _answers(sock: socket.socket, count: int) -> list[bytes]:
+    """The bodies of `count` responses read off one connection (each a "200 OK" with its length)."""
+    data, bodies = b"", []
+    while len(bodies) < count:
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        if sep:
+            assert head.startswith(b"HTTP/1.1 200"), head
+            fields = dict(line.lower().split(b": ", 1) for line in head.split(b"\r\n")[1:])
+            length = int(fields[b"content-length"])
+            if len(rest) >= length:
+                bodies.append(rest[:length])
+                data = rest[length:]
+                continue
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the connection before answering"
+        data += chunk
+    return bodies
+
+
+GET = b"GET /pid HTTP/1.1\r\nHost: test\r\n\r\n"
+
+
+def test_as_many_requests_in_flight_as_threads_and_the_next_waits_for_one(tmp_path):
+    server = _serving(Server(tmp_path, 1, "--threads", "3"))  # (the class's own --threads 16 is overridden)
+    try:
+        holds = [threading.Thread(target=server.get, args=("/hold", 60)) for _ in range(3)]
+        for hold in holds:
+            hold.start()
+        wait_for(lambda: len(server.holders()) == 3, "three requests in flight at once")
+        waiting = _connect(server)  # every thread is busy: accepted later, or answered later
+        waiting.sendall(GET)
+        waiting.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            waiting.recv(1)
+        server.release.touch()
+        waiting.settimeout(10)
+        assert _answers(waiting, 1) == [str(*server.workers()).encode()]
+        for hold in holds:
+            hold.join(timeout=30)
+        waiting.close()
+    finally:
+        server.stop()
+
+
+def test_a_kept_alive_connection_serves_request_after_request_and_pipelined_ones_too(tmp_path):
+    server = _serving(Server(tmp_path, 1))
+    try:
+        (pid,) = server.workers()
+        with _connect(server) as sock:
+            for _ in range(5):  # one at a time, each waited for (a browser)
+                sock.sendall(GET)
+                assert _answers(sock, 1) == [str(pid).encode()]
+            sock.sendall(GET * 4)  # four in one write: the last three are read with the first
+            assert _answers(sock, 4) == [str(pid).encode()] * 4
+    finally:
+        server.stop()
+
+
+def test_an_idle_connection_is_closed_after_the_keep_alive_and_a_silent_one_too(tmp_path):
+    server = _serving(Server(tmp_path, 1, "--keep-alive", "1"))
+    try:
+        used, silent = _connect(server), _connect(server)
+        used.sendall(GET)
+        _answers(used, 1)
+        for sock in (used, silent):  # the server closes both (recv sees the end) within its keep-alive
+            sock.settimeout(10)
+            assert sock.recv(1) == b""
+            sock.close()
+        assert server.get()[0] == 200
+    finally:
+        server.stop()
+
+
+def test_no_more_connections_than_worker_connections_until_one_closes(tmp_path):
+    server = _serving(Server(tmp_path, 1, "--threads", "1", "--worker-connections", "2"))
+    try:
+        first, second = _connect(server), _connect(server)  # connected, nothing sent yet: both held
+        third = _connect(server)  # (the kernel completes the handshake and queues it; the worker waits)
+        third.sendall(GET)
+        third.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            third.recv(1)
+        first.close()  # a slot free: the worker accepts the third and answers it
+        third.settimeout(10)
+        assert _answers(third, 1) == [str(*server.workers()).encode()]
+        for sock in (second, third):
+            sock.close()
     finally:
         server.stop()
