@@ -31,7 +31,7 @@ took the journey's p99 from 0.6-0.9 s to 1.5-1.7 s and reset citizens' connectio
   the app is loaded (then answers what it took): meanwhile the kernel hands every connection to
   the workers that can answer;
 - **stopping**, goes on taking connections (each answered, then closed) for `HANDOVER_SECONDS`,
-  so that a replacement has time to load, or until it had none for `IDLE_SECONDS`; then takes
+  so that a replacement has time to load, or until none came for `IDLE_SECONDS`; then takes
   what the kernel has queued on its socket, closes it, and finishes what it holds within the
   graceful timeout, as gthread does.
 
@@ -62,7 +62,7 @@ from gunicorn.workers.gthread import _DEFER, STOP_KEEPALIVE_LINGER, TConn
 from gunicorn.workers.gthread import ThreadWorker as GThreadWorker
 
 HANDOVER_SECONDS = 5.0  # at most; never more than half the graceful timeout, the rest is for requests
-IDLE_SECONDS = 0.5  # a handover ends sooner when the worker held no connection for this long
+IDLE_SECONDS = 0.5  # a handover ends sooner when no connection came (nor was held) for this long
 ARMED = select.EPOLLIN | select.EPOLLONESHOT  # one event, to one thread, until armed again
 TICK_SECONDS = 0.5  # the main thread's heartbeat and expiry; 0.1 while it stops
 WAIT_SECONDS = 1.0  # a serving thread's wait for an event before it looks whether to go on
@@ -95,6 +95,7 @@ class ThreadWorker(GThreadWorker):
         self._listeners: dict[int, Any] = {}  # fd -> a gunicorn BaseSocket
         self._held_back: set[int] = set()  # listeners not armed again: worker_connections reached
         self._serving = True
+        self._last_accept = 0.0  # (monotonic) a handover lasts while connections keep coming
         if self._own_sockets():
             for listener in self.sockets:  # made by the master's fork, before the app is loaded
                 for queued in _queued(listener):  # (answered once the app is loaded)
@@ -166,13 +167,11 @@ class ThreadWorker(GThreadWorker):
         """Answer what reaches the socket while a replacement loads; then take what the kernel
         queued on it, and close it."""
         until = time.monotonic() + min(HANDOVER_SECONDS, self.cfg.graceful_timeout / 2)
-        idle_since: float | None = None
+        busy = time.monotonic()  # last seen holding a connection (a quick one may come and go between looks)
         while (now := time.monotonic()) < until:
             if self.nr_conns > 0:
-                idle_since = None
-            elif idle_since is None:
-                idle_since = now
-            elif now - idle_since >= IDLE_SECONDS:
+                busy = now
+            if now - max(busy, self._last_accept) >= IDLE_SECONDS:
                 break
             self._tick(0.1)
         self.set_accept_enabled(False)
@@ -227,6 +226,7 @@ class ThreadWorker(GThreadWorker):
                 client, address = taking.accept()
                 server = taking.getsockname()
                 self.nr_conns += 1
+                self._last_accept = time.monotonic()
             except OSError as exc:  # EAGAIN: taken by nobody (gone, or a spare event)
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     self.log.warning("web worker: no connection taken (%s); again once one closes", exc)

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -141,6 +142,24 @@ def test_a_stopping_worker_answers_what_reaches_it_then_stops_listening_before_i
     hold.join(timeout=30)
     assert held == [(200, stopping)]  # the request in flight finished
     wait_for(lambda: stopping not in server.workers(), "the stopping worker ended")
+
+
+def test_a_stopping_worker_hands_over_for_as_long_as_quick_connections_keep_coming(server):
+    server.loaded.touch()
+    wait_for(lambda: len(server.workers()) == 2 and all(server.listening(p) for p in server.workers()), "up")
+    stopping, other = sorted(server.workers())
+    server.loaded.unlink()  # its replacement loads for as long as the test wants
+    os.kill(stopping, signal.SIGTERM)
+    stopped_at, answers = time.monotonic(), []
+    for _ in range(60):  # a citizen every 50 ms for 3 s, each on a new connection and answered at once
+        status, pid = server.get(timeout=5)
+        answers.append((time.monotonic() - stopped_at, status, pid))
+        time.sleep(0.05)  # (the load's pace)
+    # The kernel gave the stopping worker about half of them; between two it held none, and yet it
+    # went on answering past IDLE_SECONDS (0.5 s): quick connections that keep coming count.
+    assert {status for _, status, _ in answers} == {200}
+    assert max(at for at, _, pid in answers if pid == stopping) > 2.0
+    assert {pid for _, _, pid in answers} == {stopping, other}
 
 
 def test_a_reload_answers_every_connection_while_the_new_workers_load(server):
