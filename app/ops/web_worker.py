@@ -152,7 +152,6 @@ class ThreadWorker(GThreadWorker):
             expired = [conn for conn in self._idle.values() if conn.timeout <= now]
             for conn in expired:
                 del self._idle[conn.sock.fileno()]
-                self._forget(conn)
         for conn in expired:
             self._close(conn)
         with self._lock:
@@ -239,9 +238,7 @@ class ThreadWorker(GThreadWorker):
                 else:
                     self._held_back.add(fd)
         if client is not None:
-            conn = TConn(self.cfg, client, address, server)
-            conn.timeout = time.monotonic() + self.cfg.keepalive
-            self._serve(conn)
+            self._serve(self._connection(client, address, server))
 
     def _ready(self, fd: int) -> None:
         with self._lock:
@@ -281,11 +278,17 @@ class ThreadWorker(GThreadWorker):
 
     def _adopt(self, client: socket.socket, address, server) -> None:
         """A connection taken from a socket being closed: armed, for the serving threads."""
-        conn = TConn(self.cfg, client, address, server)
-        conn.timeout = time.monotonic() + self.cfg.keepalive
+        conn = self._connection(client, address, server)
         with self._lock:
             self.nr_conns += 1
         self._park(conn)
+
+    def _connection(self, client: socket.socket, address, server) -> TConn:
+        """gthread's connection, given its first keep-alive to send a request in, not yet in epoll."""
+        conn = TConn(self.cfg, client, address, server)
+        conn.timeout = time.monotonic() + self.cfg.keepalive
+        conn.registered = False
+        return conn
 
     def _park(self, conn: TConn) -> None:
         """Owned by nobody, armed for its next event (a stopping worker's for a short while)."""
@@ -294,7 +297,7 @@ class ThreadWorker(GThreadWorker):
             if not self.alive:  # (read under the lock: the stop sets it before it caps those parked)
                 conn.timeout = min(conn.timeout, time.monotonic() + STOP_KEEPALIVE_LINGER)
             self._idle[fd] = conn
-            if getattr(conn, "registered", False):
+            if conn.registered:
                 self._epoll.modify(fd, ARMED)
             else:
                 self._epoll.register(fd, ARMED)
@@ -318,7 +321,7 @@ class ThreadWorker(GThreadWorker):
             self._held_back.clear()
 
     def _forget(self, conn: TConn) -> None:
-        if getattr(conn, "registered", False):
+        if conn.registered:
             self._forget_fd(conn.sock.fileno())
             conn.registered = False
 
