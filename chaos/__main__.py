@@ -164,7 +164,10 @@ read 0) and none that got an error page may be; `wxsurvey tallies verify` must p
 runs {rounds} time(s) in turn; the counts are cumulative over the stack's run. "Outage" is how
 long the fault was held (a killed process is restarted by the supervisor or, for the Redis
 server, by the suite playing systemd 1 s
-later); "recover" runs from the end of the outage to full recovery.
+later); "recover" runs from the end of the outage to full recovery. A fault the stack does not
+recover from within 3 minutes fails the run, which prints /readyz, the answers' counts and the
+end of the stack's log, and keeps that log (and the Redis server's or PostgreSQL's) in
+chaos-results/.
 
 Stacks: the embedded defaults (embedded Redis supervised by `wxsurvey run`, SQLite on a tmpfs
 the suite mounts, one web worker on its master's socket); then a Redis server configured as

