@@ -19,7 +19,7 @@ CLOSED = (8, 64, 256)
 OPEN_RATE = 200
 # Requests to the app per journey: /wechat, the form, the answer with the scan pass; without it
 # (passes off: the journey of a citizen who comes in another way) also the 302 and the callback.
-APP_REQUESTS = {True: 3, False: 5}
+APP_REQUESTS = {True: 3, False: 4}
 TICKS = os.sysconf("SC_CLK_TCK")
 
 

@@ -7,8 +7,8 @@
            once, and on to the answer; without one (passes off, or a retry):
   open     the WeChat browser GETs the link: no identity yet, 302 to WeChat's OAuth
   oauth    GET the (simulated) authorize URL: 302 back to /oauth/callback with a code
-  callback GET /oauth/callback: the app exchanges the code (the simulator's latency), 302 back
-  form     GET the questionnaire: 200, the form and its token
+  callback GET /oauth/callback: the app exchanges the code (the simulator's latency) and answers
+           with the questionnaire: 200, the form and its token
   answer   POST the answers: 200, the thank-you page
 
 A "系统繁忙" answer from the simulator (its error rate) ends the callback in the kind 503 retry
@@ -195,7 +195,7 @@ class Journeys:
 
     async def _identify(self, phone: Browser, link: str, openid: str, status: int, headers: dict) -> bytes:
         """No scan pass (or passes off): the 302 to OAuth, the simulator's authorize page, the
-        callback (its code exchange), then the form; the page's body."""
+        callback (its code exchange) with the form; the page's body."""
         for attempt in (1, 2):
             if attempt == 2:
                 status, headers, _ = await self._step("open", phone.request("GET", link))
@@ -206,17 +206,14 @@ class Journeys:
             status, headers, _ = await self._step("oauth", phone.request("GET", authorize))
             if status != 302:
                 raise JourneyError(f"oauth {status}")
-            status, headers, _ = await self._step("callback", phone.request("GET", headers["location"]))
-            if status == 302:
-                break
+            status, headers, page = await self._step("callback", phone.request("GET", headers["location"]))
+            if status == 200:
+                return page
             if status == 503 and attempt == 1:  # the kind retry page: the citizen taps 重试
                 self.retries += 1
                 continue
-            raise JourneyError(f"callback {status}")
-        status, _, page = await self._step("form", phone.request("GET", link))
-        if status != 200:
-            raise JourneyError(f"form {status}")
-        return page
+            break
+        raise JourneyError(f"callback {status}")
 
 
 def _percentiles(values: list[float]) -> dict[str, float | None]:

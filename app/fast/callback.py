@@ -1,23 +1,26 @@
 # WeChat's OAuth callback (GET /oauth/callback) answered without Flask's per-request machinery:
-# once per new citizen at campaign time. Everything but the two redirects goes to the Flask view.
+# once per new citizen at campaign time. Everything but the questionnaire and the redirects goes
+# to the Flask view.
 """A WSGI middleware in front of the Flask app (installed by create_app).
 
 It takes a callback whose session cookie it can read (app.fast.signing.SessionCookie: signed with
 the current key, within the session's maximum age) and whose query string is UTF-8, and answers
-the view's two redirects with the view's own pieces:
+as the view does, with the view's own pieces:
 
 - the browser already has an openid (a refresh of the callback): back to where it was going,
   the code never sent again;
 - the state matches and the code is worth sending (callback_link_holds): the one exchange of the
-  code (app.public.identity.exchange_once), then the openid kept in the session
-  (remember_identity) and back to the questionnaire.
+  code (app.public.identity.exchange_once), the openid kept in the session (remember_identity),
+  then, when the way back is a questionnaire (questionnaire_path), the empty questionnaire itself
+  (app.fast.page, as the questionnaire's own fast path gives it), else a redirect back.
 
-The redirect and the session cookie are werkzeug's and Flask's own objects (app.redirect, the
+The response and the session cookie are werkzeug's and Flask's own objects (app.redirect, the
 app's session interface saving a SecureCookieSession), so the status line, headers, cookie and
-body are the view's. A refused link goes to the view before anything is sent to WeChat. Once the
-code has been sent, whatever happens (a used code, WeChat down, a snapshot user, any failure
-here) the view answers, given the exchange's outcome in the environ (EXCHANGED_KEY) instead of
-sending the single-use code a second time.
+body are the view's. Whatever else the questionnaire would say (an earlier answer, a closed
+survey, a text size asked for) is the view's to answer. A refused link goes to the view before
+anything is sent to WeChat. Once the code has been sent, whatever happens (a used code, WeChat
+down, a snapshot user, any failure here) the view answers, given the exchange's outcome in the
+environ (EXCHANGED_KEY) instead of sending the single-use code a second time.
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ import logging
 
 from flask import Flask
 from flask.sessions import SecureCookieSession
+from werkzeug.wrappers import Response
 
 from app.fast.forms import form_fields
+from app.fast.page import empty_questionnaire
 from app.fast.signing import SessionCookie
 from app.public.identity import (
     EXCHANGED_KEY,
@@ -36,6 +41,7 @@ from app.public.identity import (
     callback_link_holds,
     exchange_once,
     openid_of,
+    questionnaire_path,
     remember_identity,
 )
 
@@ -72,7 +78,7 @@ class OAuthCallbackFastPath:
         return body
 
     def _answer(self, environ, session: SecureCookieSession, args: dict[str, list[str]]):
-        """The view's redirect as a werkzeug response, or None for the view to answer."""
+        """The view's answer as a werkzeug response, or None for the view to answer."""
         return_to = session.get(RETURN_KEY) or "/"
         if not openid_of(session):
             state, code = (args.get("state") or [""])[0], (args.get("code") or [""])[0]
@@ -89,9 +95,24 @@ class OAuthCallbackFastPath:
                 return None
             session.pop(STATE_KEY, None)
             remember_identity(session, identity, settings)
-        session.accessed = True  # the view reads the session: Vary: Cookie
+            where = questionnaire_path(return_to) if not environ.get("SCRIPT_NAME", "").rstrip("/") else None
+            if where is not None:  # the questionnaire itself, as the view answers
+                if "text" in args:
+                    return None  # (the view's questionnaire would keep a text size from it)
+                large = bool(session.get("large_text"))
+                html = empty_questionnaire(self.app, environ, *where, identity.openid, large)
+                if html is None:
+                    return None  # an earlier answer, a closed survey...: the view's page
+                response = Response(html, mimetype="text/html")
+                response.headers["Cache-Control"] = "no-store"
+                return self._as_the_view_ends(response, session)
         response = self.app.redirect(return_to)
-        for name, value in self.app.config["SECURITY_HEADERS"]:  # Flask's after_request, then the session
+        return self._as_the_view_ends(response, session)
+
+    def _as_the_view_ends(self, response, session: SecureCookieSession):
+        """Flask's after_request (the security headers), then its session interface saving it."""
+        session.accessed = True  # the view reads the session: Vary: Cookie
+        for name, value in self.app.config["SECURITY_HEADERS"]:
             response.headers.setdefault(name, value)
-        self.app.session_interface.save_session(self.app, session, response)  # type: ignore[arg-type]
+        self.app.session_interface.save_session(self.app, session, response)
         return response

@@ -32,12 +32,11 @@ from flask import Flask
 from flask.sessions import SecureCookieSession
 from werkzeug.wrappers import Response
 
-from app.db import db
-from app.errors import DomainError
 from app.fast.callback import PATH as CALLBACK_PATH
 from app.fast.forms import app_context, form_fields, respond
+from app.fast.page import empty_questionnaire, taking_answers
 from app.fast.signing import SessionCookie
-from app.intake import issue_form_token, load_form, refusal
+from app.intake import issue_form_token
 from app.org import scan_pass
 from app.public.identity import PASS_TAKEN_KEY, identity_from_pass, openid_of, start_oauth
 from app.public.questionnaire import answered_before, empty_page
@@ -108,19 +107,7 @@ class QuestionnaireFastPath:
 
     def _page(self, environ, slug: str, code: str, openid: str, session: dict) -> str | None:
         """The questionnaire as the view would answer it with 200, or None for the view to answer."""
-        settings = self.app.config["SETTINGS"]
-        with app_context(self.app):
-            try:
-                form, dept = load_form(db.session, slug, code)
-            except DomainError:  # NotFound, Unavailable: the view raises it again and answers
-                return None
-            if refusal(form, dept) or answered_before(settings, form, dept, openid) is not None:
-                return None
-            token = issue_form_token(settings.app.secret_key)
-            return empty_page(
-                form, dept, settings, bool(session.get("large_text")), token,
-                environ.get("SCRIPT_NAME", "").rstrip("/"), within=lambda: self.app.request_context(environ),
-            )  # fmt: skip
+        return empty_questionnaire(self.app, environ, slug, code, openid, bool(session.get("large_text")))
 
     @staticmethod
     def _pass_in(fields: dict[str, list[str]]) -> str | None:
@@ -136,7 +123,7 @@ class QuestionnaireFastPath:
             return None  # the view knows the other browsers (the simulator's phone, trials)
         settings = self.app.config["SETTINGS"]
         with app_context(self.app):
-            loaded = _taking_answers(slug, code)
+            loaded = taking_answers(slug, code)
             if loaded is None:
                 return None
             form, dept = loaded
@@ -168,7 +155,7 @@ class QuestionnaireFastPath:
             return None  # the view works out the way back (request.url) and the browser's kind
         settings = self.app.config["SETTINGS"]
         with app_context(self.app):
-            if _taking_answers(slug, code) is None:
+            if taking_answers(slug, code) is None:
                 return None
         session = SecureCookieSession(data)
         session.accessed = True  # the view reads the session: Vary: Cookie
@@ -182,13 +169,3 @@ class QuestionnaireFastPath:
             response.headers.setdefault(name, value)
         self.app.session_interface.save_session(self.app, session, response)
         return response
-
-
-def _taking_answers(slug: str, code: str):
-    """The survey's form and the department when they take answers now, else None (the view
-    answers: a forged pair, a closed survey, an inactive department). In an app context."""
-    try:
-        form, dept = load_form(db.session, slug, code)
-    except DomainError:
-        return None
-    return None if refusal(form, dept) else (form, dept)

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 import time
 from urllib.parse import urlsplit
@@ -42,6 +43,8 @@ PASS_TAKEN_KEY = "wxsurvey.scan_pass_taken"
 MAX_CODE = 128  # WeChat's codes are 32 characters: a longer one is no code, and is not sent on
 EXCHANGE_TTL = 300  # seconds: a code lives five minutes at WeChat
 TWIN_WAIT = 6.0  # seconds a twin callback waits for the first one's exchange (its timeout is 5 s)
+# A way back the callback answers itself (questionnaire_path): a questionnaire's plain address.
+_QUESTIONNAIRE = re.compile(r"/q/([A-Za-z0-9_.-]{1,40})/([A-Za-z0-9_.-]{1,20})")
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +153,19 @@ def oauth_callback():
             None,
         )
     remember_identity(session, identity, _settings())
-    return redirect(return_to)
+    where = questionnaire_path(return_to) if not request.script_root else None
+    if where is None:
+        return redirect(return_to)
+    # The questionnaire itself, not a redirect to it: one round trip less for the phone. (Its
+    # script puts the questionnaire's address in the address bar, for a refresh or a share.)
+    return current_app.view_functions["public.questionnaire"](survey_slug=where[0], department_code=where[1])
+
+
+def questionnaire_path(return_to: str) -> tuple[str, str] | None:
+    """(survey slug, department code) when the way back is a questionnaire's plain address, which
+    the callback answers with the questionnaire itself (the view, and app.fast.callback)."""
+    found = _QUESTIONNAIRE.fullmatch(return_to)
+    return (found.group(1), found.group(2)) if found else None
 
 
 def callback_link_holds(expected, state: str, code: str) -> bool:

@@ -24,3 +24,15 @@
     update(form);
   });
 })();
+
+// WeChat's OAuth callback answers with the questionnaire itself (one round trip less): the address
+// bar then shows the callback's, whose code is spent. The questionnaire's own address replaces it,
+// so that a refresh, the back button and WeChat's share menu all lead to the questionnaire.
+(function () {
+  "use strict";
+  var form = document.querySelector("form.questionnaire");
+  var own = form && form.getAttribute("action");
+  if (own && window.history && history.replaceState && location.pathname !== own) {
+    history.replaceState(null, "", own);
+  }
+})();

@@ -11,7 +11,7 @@ import requests
 from sqlalchemy import select
 
 from app import intake
-from app.fast import questionnaire as fast_questionnaire
+from app.fast import page as fast_page
 from app.models import Department, Question, Survey
 from app.org import surveys
 from tests.fast.test_fast_submit import dispatched
@@ -36,6 +36,19 @@ def both(app, client, path: str = URL, **kwargs):
 def without_token(response) -> bytes:
     html = response.get_data(as_text=True)
     return re.sub(r'name="form_token" value="[^"]+"', 'name="form_token" value=""', html).encode()
+
+
+def assert_same_page_and_cookie(fast, slow) -> None:
+    """Headers (names, values, order) but the session cookie's timestamp, which may be a second
+    apart, and the body but the token."""
+    fast_headers, slow_headers = fast.headers.to_wsgi_list(), slow.headers.to_wsgi_list()
+    assert [n for n, _ in fast_headers] == [n for n, _ in slow_headers]
+    for (name, fast_value), (_, slow_value) in zip(fast_headers, slow_headers, strict=True):
+        if name == "Set-Cookie":  # its timestamp may be a second apart
+            assert fast_value.split(";", 1)[1] == slow_value.split(";", 1)[1]
+        else:
+            assert fast_value == slow_value, name
+    assert without_token(fast) == without_token(slow)
 
 
 def assert_same_raw(fast, slow) -> None:
@@ -127,7 +140,7 @@ def test_a_failure_in_the_layer_is_the_views_to_answer(app, client, demo, monkey
     def broken(*args, **kwargs):
         raise RuntimeError("the cached page is broken")
 
-    monkeypatch.setattr(fast_questionnaire, "empty_page", broken)
+    monkeypatch.setattr(fast_page, "empty_page", broken)
     login(client, "o-fast-page-6")
     caplog.set_level(logging.INFO)
     fast, slow, seen = both(app, client)
@@ -166,8 +179,9 @@ def test_a_new_citizen_in_wechat_is_sent_to_oauth_as_by_the_view(app, client, de
 
 
 def test_the_whole_journey_through_the_layers(app, client, demo, live_server, redis_client):
-    """Open, OAuth (the simulator over loopback HTTP), callback, form, answer: Flask dispatches
-    none of the app's requests; the answer is accepted once."""
+    """Open, OAuth (the simulator over loopback HTTP), the callback answering with the form, the
+    answer: Flask dispatches none of the app's requests; the answer is accepted once. A refresh of
+    the callback's address goes to the questionnaire's, the code never sent again."""
     from tests.public.test_questionnaire import WECHAT_UA
 
     app.config["SETTINGS"].app.base_url = live_server.url
@@ -175,10 +189,12 @@ def test_the_whole_journey_through_the_layers(app, client, demo, live_server, re
         to_oauth = client.get(URL, headers={"User-Agent": WECHAT_UA})
         authorize = to_oauth.headers["Location"].partition("#")[0] + "&openid=oJOURNEY_fast_01"
         back = requests.get(authorize, allow_redirects=False).headers["Location"]
-        assert client.get(back.removeprefix(live_server.url)).headers["Location"] == URL
-        page = client.get(URL, headers={"User-Agent": WECHAT_UA})
+        page = client.get(back.removeprefix(live_server.url), headers={"User-Agent": WECHAT_UA})
+        assert page.status_code == 200 and "Location" not in page.headers
+        refreshed = client.get(back.removeprefix(live_server.url), headers={"User-Agent": WECHAT_UA})
         done = client.post(URL, data=answers(token_of(page.get_data(as_text=True))))
     assert [line for line in seen if not line.startswith("GET /dev/wechat/")] == []
+    assert refreshed.status_code == 302 and refreshed.headers["Location"] == URL
     assert done.status_code == 200 and "感谢您的评价" in done.get_data(as_text=True)
     assert redis_client.xlen(intake.STREAM) == 1
 
@@ -200,13 +216,7 @@ def test_a_scan_pass_is_taken_by_the_layer_as_by_the_view(app, client, demo, red
     slow = _view_client(app).get(view_link, headers={"User-Agent": WECHAT_UA})
     assert seen == [], "the scan pass went through Flask's dispatch"
     assert fast.status == slow.status == "200 OK"
-    fast_headers, slow_headers = fast.headers.to_wsgi_list(), slow.headers.to_wsgi_list()
-    assert [n for n, _ in fast_headers] == [n for n, _ in slow_headers]
-    for (name, fast_value), (_, slow_value) in zip(fast_headers, slow_headers, strict=True):
-        if name == "Set-Cookie":  # its timestamp may be a second apart
-            assert fast_value.split(";", 1)[1] == slow_value.split(";", 1)[1]
-        else:
-            assert fast_value == slow_value, name
+    assert_same_page_and_cookie(fast, slow)
     assert (
         session_of(app, fast) == session_of(app, slow) == {"wx_openid": "oFAST_pass_01", "wx_channel": "dev"}
     )
