@@ -18,7 +18,8 @@ from bench.harness import ROOT, Context, Result, Scenario, free_port, wait_until
 CLOSED = (8, 64, 256)
 OPEN_RATE = 200
 # Requests to the app per journey: /wechat, the form, the answer with the scan pass; without it
-# (passes off: the journey of a citizen who comes in another way) also the 302 and the callback.
+# (passes off: the journey of a citizen who comes in another way) /wechat, the 302 to WeChat, the
+# callback (which answers with the form) and the answer.
 APP_REQUESTS = {True: 3, False: 4}
 TICKS = os.sysconf("SC_CLK_TCK")
 
