@@ -279,7 +279,8 @@ def test_metrics_after_a_small_load_and_logs_without_secrets(stack):
     assert {
         ("POST", "/wechat", 200),
         ("POST", page, 200),
-        ("GET", page, 200),
+        ("GET", page, 302),  # a new citizen's way to WeChat's OAuth
+        ("GET", "/oauth/callback", 200),  # back with the questionnaire itself
         ("GET", "/metrics", 200),
     } <= routes
 
