@@ -31,7 +31,7 @@ from flask import Flask
 from flask.sessions import SecureCookieSession
 from werkzeug.wrappers import Response
 
-from app.fast.forms import form_fields
+from app.fast.forms import as_the_view_ends, form_fields
 from app.fast.page import empty_questionnaire
 from app.fast.signing import SessionCookie
 from app.public.identity import (
@@ -105,14 +105,6 @@ class OAuthCallbackFastPath:
                     return None  # an earlier answer, a closed survey...: the view's page
                 response = Response(html, mimetype="text/html")
                 response.headers["Cache-Control"] = "no-store"
-                return self._as_the_view_ends(response, session)
+                return as_the_view_ends(self.app, response, session)
         response = self.app.redirect(return_to)
-        return self._as_the_view_ends(response, session)
-
-    def _as_the_view_ends(self, response, session: SecureCookieSession):
-        """Flask's after_request (the security headers), then its session interface saving it."""
-        session.accessed = True  # the view reads the session: Vary: Cookie
-        for name, value in self.app.config["SECURITY_HEADERS"]:
-            response.headers.setdefault(name, value)
-        self.app.session_interface.save_session(self.app, session, response)
-        return response
+        return as_the_view_ends(self.app, response, session)

@@ -1,6 +1,6 @@
 # What the WSGI fast paths in front of Flask share (app/fast/submit.py for submissions,
-# app/fast/webhook.py for WeChat deliveries): url-encoded fields as werkzeug reads them, and
-# a response written straight to WSGI.
+# app/fast/webhook.py for WeChat deliveries, the questionnaire and the OAuth callback): url-encoded
+# fields as werkzeug reads them, a response written straight to WSGI, one finished as a view's is.
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
@@ -16,6 +16,17 @@ def app_context(app: Flask) -> AbstractContextManager:
     if has_app_context() and current_app._get_current_object() is app:  # type: ignore[attr-defined]
         return nullcontext()
     return app.app_context()
+
+
+def as_the_view_ends(app: Flask, response, session):
+    """A response a view would give, finished as Flask finishes it: the session marked as read
+    (Vary: Cookie), the security headers (the app's after_request), then the session saved by the
+    app's own session interface; the headers in the order the view's response has them."""
+    session.accessed = True
+    for name, value in app.config["SECURITY_HEADERS"]:
+        response.headers.setdefault(name, value)
+    app.session_interface.save_session(app, session, response)
+    return response
 
 
 def form_fields(data: bytes) -> dict[str, list[str]] | None:

@@ -33,7 +33,7 @@ from flask.sessions import SecureCookieSession
 from werkzeug.wrappers import Response
 
 from app.fast.callback import PATH as CALLBACK_PATH
-from app.fast.forms import app_context, form_fields, respond
+from app.fast.forms import app_context, as_the_view_ends, form_fields, respond
 from app.fast.page import empty_questionnaire, taking_answers
 from app.fast.signing import SessionCookie
 from app.intake import issue_form_token
@@ -128,7 +128,6 @@ class QuestionnaireFastPath:
                 return None
             form, dept = loaded
             session = SecureCookieSession(data)
-            session.accessed = True  # the view reads the session: Vary: Cookie
             redis = self.app.extensions["wxsurvey_redis"]["text"]
             openid = identity_from_pass(session, token, slug, code, settings, redis, {})
             environ[PASS_TAKEN_KEY] = (token, openid)  # the view's, should anything below fail
@@ -141,7 +140,7 @@ class QuestionnaireFastPath:
             )  # fmt: skip
         response = Response(html, mimetype="text/html")
         response.headers["Cache-Control"] = "no-store"
-        return self._as_the_view_ends(response, session)
+        return as_the_view_ends(self.app, response, session)
 
     def _to_oauth(self, environ, slug: str, code: str, data: dict):
         """A new citizen in WeChat's browser: the view's redirect to WeChat's OAuth (state and the
@@ -158,14 +157,5 @@ class QuestionnaireFastPath:
             if taking_answers(slug, code) is None:
                 return None
         session = SecureCookieSession(data)
-        session.accessed = True  # the view reads the session: Vary: Cookie
         response = self.app.redirect(start_oauth(session, f"/q/{slug}/{code}", CALLBACK_PATH, settings))
-        return self._as_the_view_ends(response, session)
-
-    def _as_the_view_ends(self, response, session: SecureCookieSession):
-        """The security headers (Flask's after_request), then the session saved by Flask's own
-        session interface: the headers in the order the view's response has them."""
-        for name, value in self.app.config["SECURITY_HEADERS"]:
-            response.headers.setdefault(name, value)
-        self.app.session_interface.save_session(self.app, session, response)
-        return response
+        return as_the_view_ends(self.app, response, session)

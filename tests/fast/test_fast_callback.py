@@ -6,7 +6,6 @@ The fake WeChat is the simulator's, inside the app, over real loopback HTTP."""
 from __future__ import annotations
 
 import logging
-import threading
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -16,32 +15,7 @@ from flask.sessions import SecureCookieSession
 from app.fast import callback as fast_callback
 from tests.fast.test_fast_submit import dispatched
 from tests.fast.test_fast_webhook import _view_client
-from tests.public.test_oauth import WECHAT_UA, add_whoami
-
-EXCHANGE = "/dev/wechat/sns/oauth2/access_token"
-
-
-class ExchangeLog:
-    """WSGI middleware on the fake WeChat's side: the code of every exchange it is asked for."""
-
-    def __init__(self, wsgi_app) -> None:
-        self.wsgi_app, self.codes, self.lock = wsgi_app, [], threading.Lock()
-
-    def __call__(self, environ, start_response):
-        if environ.get("PATH_INFO") == EXCHANGE:
-            with self.lock:
-                self.codes.append(parse_qs(environ.get("QUERY_STRING", "")).get("code", [""])[0])
-        return self.wsgi_app(environ, start_response)
-
-
-@pytest.fixture
-def wechat(app, live_server):
-    """The simulator's WeChat on live_server, its code exchanges logged."""
-    add_whoami(app)
-    app.config["SETTINGS"].app.base_url = live_server.url
-    log = ExchangeLog(app.wsgi_app)
-    app.wsgi_app = log
-    return log
+from tests.public.test_oauth import WECHAT_UA
 
 
 def citizen(app, browser, openid: str, *extra: str) -> str:

@@ -11,20 +11,11 @@ import pytest
 import requests
 
 from app import intake
-from tests.fast.test_fast_callback import ExchangeLog, app_paths, session_of
+from tests.fast.test_fast_callback import app_paths, session_of
 from tests.fast.test_fast_questionnaire import assert_same_page_and_cookie
 from tests.fast.test_fast_submit import dispatched
 from tests.fast.test_fast_webhook import _view_client
 from tests.public.test_questionnaire import URL, WECHAT_UA, answers, token_of
-
-
-@pytest.fixture
-def wechat(app, live_server):
-    """The simulator's WeChat inside the app on live_server, its code exchanges logged."""
-    app.config["SETTINGS"].app.base_url = live_server.url
-    log = ExchangeLog(app.wsgi_app)
-    app.wsgi_app = log
-    return log
 
 
 def to_callback(browser, openid: str) -> str:

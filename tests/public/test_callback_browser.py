@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.public.test_questionnaire import URL
+from tests.public.test_questionnaire import URL, answers
 from tests.public.test_questionnaire_kinds_browser import WECHAT_UA, fits
 
 pytestmark = pytest.mark.browser
-CHOICES = {
-    "q_overall": "satisfied", "q_service_attitude": "basic", "q_efficiency": "satisfied",
-    "q_openness": "very_satisfied", "q_integrity": "satisfied", "q_respondent_type": "citizen",
-}  # fmt: skip
+CHOICES = {name: value for name, value in answers("").items() if name != "form_token"}
 
 
 def test_the_callbacks_questionnaire_takes_its_own_address(browser, live_server, demo, artifacts):
