@@ -21,6 +21,12 @@ OPEN_RATE = 200
 # (passes off: the journey of a citizen who comes in another way) /wechat, the 302 to WeChat, the
 # callback (which answers with the form) and the answer.
 APP_REQUESTS = {True: 3, False: 4}
+# The deployment puts nginx in front of gunicorn (deploy/nginx-wxsurvey.conf): phones and WeChat's
+# servers connect to nginx, and nginx reaches gunicorn over its keep-alive pool (`keepalive 32` per
+# nginx worker process, two on this machine's two cores). The load generator stands for nginx and
+# keeps such a pool; one open-loop run a scenario has each citizen connect to gunicorn themselves
+# (no nginx), the bench's way before 2026-12-07, to show what the pool saves gunicorn.
+UPSTREAM_KEEPALIVE = 64
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -88,8 +94,11 @@ def _postgres_pids(stack) -> list[int]:
 # --- the run --------------------------------------------------------------------------------------
 
 
-def journeys(url: str, *, duration: float, concurrency: int | None = None, rate: float | None = None):
+def journeys(
+    url: str, *, duration: float, concurrency: int | None = None, rate: float | None = None, upstream: int = 0
+):
     spec = {"url": url, "duration": duration, "concurrency": concurrency, "rate": rate, "timeout": 30}
+    spec["upstream_keepalive"] = upstream
     done = subprocess.run(
         [sys.executable, "-m", "bench.journey_client"], input=json.dumps(spec),
         capture_output=True, text=True, cwd=ROOT, timeout=duration + 300,
@@ -163,8 +172,9 @@ def run_journey(ctx: Context, passes: bool = True) -> list[Result]:
                 "simulator": [sim.pid],
             }
             runs = []
-            plans: list[dict[str, Any]] = [{"concurrency": c} for c in CLOSED]
-            plans.append({"rate": 50 if ctx.quick else OPEN_RATE})
+            rate = 50 if ctx.quick else OPEN_RATE
+            plans: list[dict[str, Any]] = [{"concurrency": c, "upstream": UPSTREAM_KEEPALIVE} for c in CLOSED]
+            plans += [{"rate": rate, "upstream": UPSTREAM_KEEPALIVE}, {"rate": rate, "upstream": 0}]
             completed = 0
             for plan in plans:
                 groups["database"] = _postgres_pids(stack)
@@ -192,6 +202,7 @@ def run_journey(ctx: Context, passes: bool = True) -> list[Result]:
     for run in runs:
         plan = run["plan"]
         label = f"c{plan['concurrency']}" if "concurrency" in plan else f"open{int(plan['rate'])}"
+        label += "" if plan["upstream"] else ".direct"  # each citizen's own connections to gunicorn
         cpu = run["cpu_ms_per_journey"]
         journey_cpu = round(cpu["app"] + cpu["redis"] + cpu["database"], 2)
         detail = {**run, "stored_in_sql_total": stored, "bare_req_per_s": base.throughput}
@@ -230,7 +241,7 @@ def run_journey(ctx: Context, passes: bool = True) -> list[Result]:
 
 
 def _open_loop(url: str, seconds: float, into: list[dict[str, Any]]) -> None:
-    into.append(journeys(url, duration=seconds, rate=OPEN_RATE))
+    into.append(journeys(url, duration=seconds, rate=OPEN_RATE, upstream=UPSTREAM_KEEPALIVE))
 
 
 def run_replaced(ctx: Context) -> list[Result]:

@@ -1,5 +1,6 @@
 # The journey load generator, run as its own process (`python -m bench.journey_client`, a JSON spec
-# on stdin): fresh citizens over asyncio, each with its own openid, connections and cookies.
+# on stdin): fresh citizens over asyncio, each with its own openid and cookies, reaching the app
+# through a stand-in for nginx's keep-alive pool (or each with connections of their own).
 """One journey, as a citizen at a service window makes it:
 
   scan     WeChat's server POSTs the signed SCAN event to /wechat; the reply carries the link
@@ -54,14 +55,39 @@ class JourneyError(Exception):
     pass
 
 
-class Browser:
-    """One citizen's phone: a keep-alive connection per host and a cookie jar."""
+Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
-    def __init__(self, timeout: float) -> None:
-        self.conns: dict[tuple[str, int], tuple[asyncio.StreamReader, asyncio.StreamWriter]] = {}
+
+class Upstream:
+    """nginx's keep-alive pool to gunicorn (deploy/nginx-wxsurvey.conf: `keepalive 32` per nginx
+    worker process): a request takes the connection cached last, or opens one when none is idle;
+    an answered connection goes back to the cache, and when the cache is full its oldest is closed."""
+
+    def __init__(self, where: tuple[str, int], idle: int) -> None:
+        self.where, self.idle = where, idle
+        self.cache: list[Conn] = []
+
+    async def take(self) -> tuple[Conn, bool]:
+        if self.cache:
+            return self.cache.pop(), True
+        return await asyncio.open_connection(*self.where), False
+
+    def give_back(self, conn: Conn) -> None:
+        self.cache.append(conn)
+        if len(self.cache) > self.idle:
+            self.cache.pop(0)[1].close()
+
+
+class Browser:
+    """One citizen's phone: a keep-alive connection per host and a cookie jar. Its requests to the
+    app go through `upstream` when there is one (nginx's pool), as in the deployment."""
+
+    def __init__(self, timeout: float, upstream: Upstream | None = None) -> None:
+        self.conns: dict[tuple[str, int], Conn] = {}
         self.cookies: dict[str, str] = {}
         self.timeout = timeout
         self.reconnects = 0
+        self.upstream = upstream
 
     async def request(self, method: str, url: str, body: bytes = b"", headers: dict | None = None):
         parts = urlsplit(url)
@@ -78,17 +104,24 @@ class Browser:
         return await asyncio.wait_for(self._send((host, port), payload), self.timeout)
 
     async def _send(self, where: tuple[str, int], payload: bytes):
-        conn = self.conns.get(where)
-        reused = conn is not None
-        if conn is None:
-            conn = self.conns[where] = await asyncio.open_connection(*where)
+        pooled = self.upstream is not None and self.upstream.where == where
+        if pooled:
+            conn, reused = await self.upstream.take()  # type: ignore[union-attr]
+        else:
+            found = self.conns.get(where)
+            reused = found is not None
+            conn = self.conns[where] = found or await asyncio.open_connection(*where)
         reader, writer = conn
         try:
             writer.write(payload)
             head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.CancelledError:  # the citizen's timeout: the connection is not reused
+            writer.close()
+            self.conns.pop(where, None)
+            raise
         except (OSError, asyncio.IncompleteReadError):
             writer.close()
-            del self.conns[where]
+            self.conns.pop(where, None)
             if not reused:
                 raise
             # The server closed an idle keep-alive connection as we reused it: a browser opens a
@@ -111,7 +144,9 @@ class Browser:
         data = await reader.readexactly(length) if length else b""
         if headers.get("connection", "").lower() == "close":
             writer.close()
-            del self.conns[where]
+            self.conns.pop(where, None)
+        elif pooled:
+            self.upstream.give_back(conn)  # type: ignore[union-attr]
         return status, headers, data
 
     def close(self) -> None:
@@ -126,6 +161,9 @@ class Journeys:
 
         self.seal, self.event_xml = wechat_server.seal, wechat_server.event_xml
         self.base = spec["url"].rstrip("/")
+        app = urlsplit(self.base)
+        idle = int(spec.get("upstream_keepalive") or 0)  # 0: each citizen's own connections to the app
+        self.upstream = Upstream((app.hostname or "127.0.0.1", app.port or 80), idle) if idle else None
         self.timeout = float(spec.get("timeout", 30))
         self.wechat = SimpleNamespace(**DEV_WECHAT)
         self.prefix = uuid.uuid4().hex[:6]
@@ -154,7 +192,7 @@ class Journeys:
         self.late.append(time.perf_counter() - due)
         self.count += 1
         openid = f"oJRNY{self.prefix}{self.count:09d}"
-        phone, wechat_server = Browser(self.timeout), Browser(self.timeout)
+        phone, wechat_server = Browser(self.timeout, self.upstream), Browser(self.timeout, self.upstream)
         try:
             path, body = self.scan_event(openid)
             status, _, reply = await self._step(
