@@ -292,8 +292,9 @@ class Stack:
     def start(self) -> Stack:
         from app.redis_store.embedded import ensure_embedded
 
-        if self._embedded:
-            self.redis_url = ensure_embedded(self.workdir / "var", appendfsync="everysec")
+        if self._embedded:  # as deployed (deploy/redis.conf), unless WXSURVEY_BENCH_APPENDFSYNC says
+            fsync = os.environ.get("WXSURVEY_BENCH_APPENDFSYNC") or "everysec"
+            self.redis_url = ensure_embedded(self.workdir / "var", appendfsync=fsync)
         self.env["WXSURVEY_REDIS_URL"] = self.redis_url
         # `python -c` from the work tree: the code of this checkout, whatever the venv's install points at.
         wxsurvey = [sys.executable, "-c", "from app.cli import main; main()"]
