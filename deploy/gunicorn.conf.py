@@ -1,9 +1,11 @@
 # gunicorn settings for wxsurvey's web server: `gunicorn -c /etc/wxsurvey/gunicorn.conf.py app.wsgi:app`
-# (deploy/systemd/wxsurvey-web.service). The same settings `wxsurvey serve` uses and BENCHMARKS.md
+# (deploy/systemd/wxsurvey-web.service). The settings `wxsurvey serve` uses and BENCHMARKS.md
 # measured: app/ops/web_worker.py's worker (gthread's request handling, threads that take their own
-# events), app.web_workers x app.web_threads, --reuse-port.
+# events), app.web_workers x app.web_threads, --reuse-port, the keep-alive; here also the workers'
+# recycling (max_requests).
 import os
 
+from app.cli.supervisor import KEEPALIVE_SECONDS
 from app.cli.supervisor import reuse_port as reuse_port_for
 from app.config import load_settings
 
@@ -32,7 +34,7 @@ reuse_port = reuse_port_for(workers)
 # is enforced in front, by nginx. On SIGTERM / restart a worker finishes its requests for up to 10 s.
 timeout = 30
 graceful_timeout = 10
-keepalive = 75  # longer than nginx's upstream keepalive_timeout (60 s), so nginx closes first
+keepalive = KEEPALIVE_SECONDS  # longer than nginx's upstream keepalive_timeout (60 s): nginx closes first
 
 # Recycle workers now and then (memory fragmentation over months of uptime), staggered.
 max_requests = 200_000

@@ -127,11 +127,18 @@ class Supervisor:
             self.log(f"stopped {child.name}")
 
 
+# Idle keep-alive connections are kept longer than nginx keeps its upstream ones (keepalive_timeout
+# 60s, deploy/nginx-wxsurvey.conf), so nginx closes first and never sends a request down a connection
+# gunicorn is closing (gunicorn's own default is 2 s).
+KEEPALIVE_SECONDS = 75
+
+
 def web_argv(host: str, port: int, workers: int, threads: int) -> list[str]:
     return [
         sys.executable, "-m", "gunicorn", "app.wsgi:app",
         "--bind", f"{host}:{port}", "--workers", str(workers), "--threads", str(threads),
         "--worker-class", WORKER_CLASS, "--graceful-timeout", "10", "--access-logfile", "-",
+        "--keep-alive", str(KEEPALIVE_SECONDS),
         "--no-control-socket",  # (gunicornc's socket: the supervisor starts and stops gunicorn itself)
     ] + (["--reuse-port"] if reuse_port(workers) else [])  # fmt: skip
 

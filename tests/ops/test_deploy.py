@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from app.cli.supervisor import WORKER_CLASS
+from app.cli.supervisor import KEEPALIVE_SECONDS, WORKER_CLASS, web_argv
 from tests.conftest import ROOT
 
 DEPLOY = ROOT / "deploy"
@@ -187,7 +187,7 @@ def test_gunicorn_conf_takes_the_measured_settings(scratch_root, tmp_path):
         "    def load(self): pass\n"
         f"a = A(); a.load_config_from_file({str(conf)!r}); c = a.cfg\n"
         "print(c.bind, c.workers, c.threads, c.worker_class_str, c.reuse_port, c.graceful_timeout,\n"
-        "      c.control_socket_disable)\n"
+        "      c.control_socket_disable, c.keepalive)\n"
     )
     out = subprocess.run(
         [str(ROOT / ".venv/bin/python"), "-c", script], env=env, capture_output=True, text=True, timeout=60
@@ -196,7 +196,7 @@ def test_gunicorn_conf_takes_the_measured_settings(scratch_root, tmp_path):
     # 32 threads (app.web_threads): the OAuth code exchange waits on WeChat (BENCHMARKS.md, journey);
     # threads that take their own events, listening only while the worker can answer (app/ops/web_worker.py),
     # the class `wxsurvey serve` runs
-    assert out.stdout.split() == ["['127.0.0.1:5123']", "3", "32", WORKER_CLASS, "True", "10", "True"]
+    assert out.stdout.split() == ["['127.0.0.1:5123']", "3", "32", WORKER_CLASS, "True", "10", "True", "75"]
 
 
 def start_redis(argv: list[str], port: int) -> subprocess.Popen:
@@ -212,6 +212,19 @@ def start_redis(argv: list[str], port: int) -> subprocess.Popen:
             time.sleep(0.05)
     process.kill()
     pytest.fail(f"{argv} did not answer within 20 s")
+
+
+def test_gunicorn_keeps_idle_connections_longer_than_nginx_keeps_its_upstream_ones():
+    """nginx closes an idle upstream connection first, so it never sends a request down one that
+    gunicorn is closing: both ways of running the web server (`wxsurvey serve`, the unit's conf)."""
+    site = (ROOT / "deploy/nginx-wxsurvey.conf").read_text()
+    upstream = re.search(r"upstream wxsurvey_web \{(.*?)\}", site, re.S)
+    assert upstream is not None
+    nginx_idle = re.search(r"keepalive_timeout (\d+)s;", upstream.group(1))
+    assert nginx_idle is not None and "keepalive 32;" in upstream.group(1)
+    argv = web_argv("127.0.0.1", 5000, 2, 32)
+    assert argv[argv.index("--keep-alive") + 1] == str(KEEPALIVE_SECONDS)
+    assert KEEPALIVE_SECONDS > int(nginx_idle.group(1))
 
 
 def test_redis_conf_is_durable_and_sentinel_finds_its_master(scratch_root, tmp_path):
