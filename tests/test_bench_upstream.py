@@ -1,6 +1,7 @@
 # The journey load generator's stand-in for nginx's keep-alive pool to gunicorn (bench/journey_client.py,
 # Upstream): what the app is measured behind must behave as deploy/nginx-wxsurvey.conf's pool does.
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 from bench.journey_client import Browser, Upstream
 
@@ -26,6 +27,13 @@ class Server:
             writer.close()
 
 
+def run(scenario) -> None:
+    """The scenario against a fresh server, on an event loop in a thread of its own (a browser test
+    before it in the same process leaves Playwright's loop running on the main thread)."""
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(lambda: asyncio.run(_with_server(scenario))).result(timeout=30)
+
+
 async def _with_server(scenario) -> None:
     server = Server()
     listening = await asyncio.start_server(server.handle, "127.0.0.1", 0)
@@ -46,7 +54,7 @@ def test_citizens_one_after_another_share_one_pooled_connection():
             assert (await Browser(5, upstream).request("GET", url))[0] == 200
         assert server.opened == 1 and len(upstream.cache) == 1
 
-    asyncio.run(_with_server(scenario))
+    run(scenario)
 
 
 def test_a_burst_opens_connections_and_the_pool_keeps_only_its_idle_number():
@@ -56,7 +64,7 @@ def test_a_burst_opens_connections_and_the_pool_keeps_only_its_idle_number():
         assert server.opened == 5 and len(upstream.cache) == 2
         await _until(lambda: server.closed == 3)  # the oldest beyond the idle two, closed
 
-    asyncio.run(_with_server(scenario))
+    run(scenario)
 
 
 def test_a_pooled_connection_the_server_closed_is_reopened_and_the_request_sent_again():
@@ -68,4 +76,4 @@ def test_a_pooled_connection_the_server_closed_is_reopened_and_the_request_sent_
         assert (await browser.request("GET", url))[0] == 200
         assert server.opened == 2 and browser.reconnects == 1
 
-    asyncio.run(_with_server(scenario))
+    run(scenario)
