@@ -104,30 +104,42 @@ class Browser:
         return await asyncio.wait_for(self._send((host, port), payload), self.timeout)
 
     async def _send(self, where: tuple[str, int], payload: bytes):
-        pooled = self.upstream is not None and self.upstream.where == where
-        if pooled:
-            conn, reused = await self.upstream.take()  # type: ignore[union-attr]
+        upstream = self.upstream if self.upstream is not None and self.upstream.where == where else None
+        if upstream is not None:
+            conn, reused = await upstream.take()
         else:
             found = self.conns.get(where)
             reused = found is not None
             conn = self.conns[where] = found or await asyncio.open_connection(*where)
         reader, writer = conn
         try:
-            writer.write(payload)
-            head = await reader.readuntil(b"\r\n\r\n")
+            try:
+                writer.write(payload)
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (OSError, asyncio.IncompleteReadError):
+                writer.close()
+                self.conns.pop(where, None)
+                if not reused:
+                    raise
+                # The server closed an idle keep-alive connection as we reused it: a browser opens a
+                # new one and sends the request again (nothing of it was answered).
+                self.reconnects += 1
+                return await self._send(where, payload)
+            status, headers, length = self._head(head)
+            data = await reader.readexactly(length) if length else b""
         except asyncio.CancelledError:  # the citizen's timeout: the connection is not reused
             writer.close()
             self.conns.pop(where, None)
             raise
-        except (OSError, asyncio.IncompleteReadError):
+        if headers.get("connection", "").lower() == "close":
             writer.close()
             self.conns.pop(where, None)
-            if not reused:
-                raise
-            # The server closed an idle keep-alive connection as we reused it: a browser opens a
-            # new one and sends the request again (nothing of it was answered).
-            self.reconnects += 1
-            return await self._send(where, payload)
+        elif upstream is not None:
+            upstream.give_back(conn)
+        return status, headers, data
+
+    def _head(self, head: bytes) -> tuple[int, dict[str, str], int]:
+        """The status, the headers (lower-case names) and the body's length; cookies into the jar."""
         lines = head.decode("latin-1").split("\r\n")
         status, headers, length = int(lines[0].split()[1]), {}, 0
         for line in lines[1:]:
@@ -141,13 +153,7 @@ class Browser:
                     self.cookies[key] = morsel.value
             elif name:
                 headers[name] = value
-        data = await reader.readexactly(length) if length else b""
-        if headers.get("connection", "").lower() == "close":
-            writer.close()
-            self.conns.pop(where, None)
-        elif pooled:
-            self.upstream.give_back(conn)  # type: ignore[union-attr]
-        return status, headers, data
+        return status, headers, length
 
     def close(self) -> None:
         for _, writer in self.conns.values():
