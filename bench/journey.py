@@ -97,8 +97,8 @@ def _postgres_pids(stack) -> list[int]:
 def journeys(
     url: str, *, duration: float, concurrency: int | None = None, rate: float | None = None, upstream: int = 0
 ):
-    spec = {"url": url, "duration": duration, "concurrency": concurrency, "rate": rate, "timeout": 30}
-    spec["upstream_keepalive"] = upstream
+    spec = {"url": url, "duration": duration, "concurrency": concurrency, "rate": rate, "timeout": 30,
+            "upstream_keepalive": upstream}  # fmt: skip
     done = subprocess.run(
         [sys.executable, "-m", "bench.journey_client"], input=json.dumps(spec),
         capture_output=True, text=True, cwd=ROOT, timeout=duration + 300,

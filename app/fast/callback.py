@@ -95,7 +95,7 @@ class OAuthCallbackFastPath:
                 return None
             session.pop(STATE_KEY, None)
             remember_identity(session, identity, settings)
-            where = questionnaire_path(return_to) if not environ.get("SCRIPT_NAME", "").rstrip("/") else None
+            where = questionnaire_path(return_to, environ.get("SCRIPT_NAME", ""))
             if where is not None:  # the questionnaire itself, as the view answers
                 if "text" in args:
                     return None  # (the view's questionnaire would keep a text size from it)

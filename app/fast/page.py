@@ -28,16 +28,22 @@ def taking_answers(slug: str, code: str):
 
 def empty_questionnaire(app: Flask, environ, slug: str, code: str, openid: str, large: bool) -> str | None:
     """The questionnaire's page as the view answers it with 200 for this openid, or None."""
-    settings = app.config["SETTINGS"]
     with app_context(app):
         loaded = taking_answers(slug, code)
         if loaded is None:
             return None
         form, dept = loaded
-        if answered_before(settings, form, dept, openid) is not None:
-            return None
-        token = issue_form_token(settings.app.secret_key)
-        return empty_page(
-            form, dept, settings, large, token, environ.get("SCRIPT_NAME", "").rstrip("/"),
-            within=lambda: app.request_context(environ),
-        )  # fmt: skip
+        return questionnaire_for(app, environ, form, dept, openid, large)
+
+
+def questionnaire_for(app: Flask, environ, form, dept, openid: str, large: bool) -> str | None:
+    """A form that takes answers, for this openid: its page with a new token, or None when this
+    person answered it before (the view's "already" page). In an app context."""
+    settings = app.config["SETTINGS"]
+    if answered_before(settings, form, dept, openid) is not None:
+        return None
+    token = issue_form_token(settings.app.secret_key)
+    return empty_page(
+        form, dept, settings, large, token, environ.get("SCRIPT_NAME", "").rstrip("/"),
+        within=lambda: app.request_context(environ),
+    )  # fmt: skip

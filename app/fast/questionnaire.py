@@ -34,16 +34,13 @@ from werkzeug.wrappers import Response
 
 from app.fast.callback import PATH as CALLBACK_PATH
 from app.fast.forms import app_context, as_the_view_ends, form_fields, respond
-from app.fast.page import empty_questionnaire, taking_answers
+from app.fast.page import empty_questionnaire, questionnaire_for, taking_answers
 from app.fast.signing import SessionCookie
-from app.intake import issue_form_token
 from app.org import scan_pass
-from app.public.identity import PASS_TAKEN_KEY, identity_from_pass, openid_of, start_oauth
-from app.public.questionnaire import answered_before, empty_page
+from app.public.identity import PASS_TAKEN_KEY, identity_from_pass, openid_of, questionnaire_path, start_oauth
 
 log = logging.getLogger(__name__)
 _PATH = re.compile(r"/q/([^/]{1,40})/([^/]{1,20})")
-_PLAIN = re.compile(r"[A-Za-z0-9_.-]+")  # a survey slug or department code its URL carries as is
 
 
 class QuestionnaireFastPath:
@@ -73,7 +70,8 @@ class QuestionnaireFastPath:
                     to_oauth = self._to_oauth(environ, match.group(1), match.group(2), session)
                     redirect = to_oauth.get_wsgi_response(environ) if to_oauth is not None else None
             else:
-                html = self._page(environ, match.group(1), match.group(2), openid, session)
+                large = bool(session.get("large_text"))
+                html = empty_questionnaire(self.app, environ, match.group(1), match.group(2), openid, large)
         except Exception as exc:  # the view reads it all again and answers as it answers any failure
             log.info("questionnaire: %s in the fast path; the view takes the request", type(exc).__name__)
             redirect = html = None
@@ -105,10 +103,6 @@ class QuestionnaireFastPath:
             return None
         return fields if fields is not None and "text" not in fields else None
 
-    def _page(self, environ, slug: str, code: str, openid: str, session: dict) -> str | None:
-        """The questionnaire as the view would answer it with 200, or None for the view to answer."""
-        return empty_questionnaire(self.app, environ, slug, code, openid, bool(session.get("large_text")))
-
     @staticmethod
     def _pass_in(fields: dict[str, list[str]]) -> str | None:
         """The scan pass a reply's link carries (`p=`), as request.args.get would give it."""
@@ -131,13 +125,11 @@ class QuestionnaireFastPath:
             redis = self.app.extensions["wxsurvey_redis"]["text"]
             openid = identity_from_pass(session, token, slug, code, settings, redis, {})
             environ[PASS_TAKEN_KEY] = (token, openid)  # the view's, should anything below fail
-            if openid is None or answered_before(settings, form, dept, openid) is not None:
+            if openid is None:
                 return None
-            form_token = issue_form_token(settings.app.secret_key)
-            html = empty_page(
-                form, dept, settings, bool(session.get("large_text")), form_token,
-                environ.get("SCRIPT_NAME", "").rstrip("/"), within=lambda: self.app.request_context(environ),
-            )  # fmt: skip
+            html = questionnaire_for(self.app, environ, form, dept, openid, bool(session.get("large_text")))
+            if html is None:
+                return None  # an earlier answer: the view's page
         response = Response(html, mimetype="text/html")
         response.headers["Cache-Control"] = "no-store"
         return as_the_view_ends(self.app, response, session)
@@ -148,8 +140,7 @@ class QuestionnaireFastPath:
         if (
             "MicroMessenger" not in environ.get("HTTP_USER_AGENT", "")
             or environ.get("QUERY_STRING")
-            or environ.get("SCRIPT_NAME")
-            or not (_PLAIN.fullmatch(slug) and _PLAIN.fullmatch(code))
+            or questionnaire_path(f"/q/{slug}/{code}", environ.get("SCRIPT_NAME", "")) is None
         ):
             return None  # the view works out the way back (request.url) and the browser's kind
         settings = self.app.config["SETTINGS"]

@@ -153,7 +153,7 @@ def oauth_callback():
             None,
         )
     remember_identity(session, identity, _settings())
-    where = questionnaire_path(return_to) if not request.script_root else None
+    where = questionnaire_path(return_to, request.script_root)
     if where is None:
         return redirect(return_to)
     # The questionnaire itself, not a redirect to it: one round trip less for the phone. (Its
@@ -161,10 +161,11 @@ def oauth_callback():
     return current_app.view_functions["public.questionnaire"](survey_slug=where[0], department_code=where[1])
 
 
-def questionnaire_path(return_to: str) -> tuple[str, str] | None:
-    """(survey slug, department code) when the way back is a questionnaire's plain address, which
-    the callback answers with the questionnaire itself (the view, and app.fast.callback)."""
-    found = _QUESTIONNAIRE.fullmatch(return_to)
+def questionnaire_path(return_to: str, script_root: str) -> tuple[str, str] | None:
+    """(survey slug, department code) when the way back is a questionnaire's plain address under no
+    script root, which the callback answers with the questionnaire itself (the view, and
+    app.fast.callback) and the fast path writes as it is (app.fast.questionnaire)."""
+    found = None if script_root.rstrip("/") else _QUESTIONNAIRE.fullmatch(return_to)
     return (found.group(1), found.group(2)) if found else None
 
 
