@@ -179,6 +179,19 @@ def test_script_runner_keeps_one_connection_per_thread_and_reconnects_once(redis
     client.close()
 
 
+def test_script_runner_sends_its_arguments_as_the_client_would(redis_url):
+    """The runner packs its commands itself (hiredis): every kind of argument reaches the script as
+    the client's own EVAL sends it, and what the client refuses is refused alike."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    script = "return {KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]}"
+    args = ["满意 é", b"raw\r\n", 86400, -1.25, ""]
+    assert ScriptRunner(script)(client, ["k:{x}"], args) == client.eval(script, 1, "k:{x}", *args)
+    for refused in (None, [1]):
+        with pytest.raises(redis.DataError):
+            ScriptRunner(script)(client, ["k"], ["a", refused])
+    client.close()
+
+
 def test_script_runner_reports_an_unreachable_redis_as_a_redis_error():
     client = redis.Redis(port=free_port(), socket_connect_timeout=1)
     with pytest.raises(redis.ConnectionError):
